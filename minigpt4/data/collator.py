@@ -1,0 +1,110 @@
+"""Samples -> model batch: prompt layout, placeholder expansion, padding and label masking.
+
+Like a Hugging Face processor for LLaVA, the collator expands `<VideoHere>` into one slot per
+image patch token and `<FeatureHere>` into one slot per present feature plus the CLS token. It
+returns `visual_mask` marking those slots; the model fills them with one masked scatter. Slots
+hold the pad id (any valid id works: the scatter overwrites their embeddings).
+
+Training batches are right-padded with loss on the target and `</s>` only; generation batches
+are left-padded and carry no target.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from minigpt4.data.prompts import FEATURE_MARKER, VIDEO_MARKER, prompt_text
+
+IGNORE_INDEX = -100
+
+
+class EmotionCollator:
+    def __init__(
+        self,
+        tokenizer,
+        num_patch_tokens: int,
+        *,
+        train: bool,
+        max_txt_len: int = 1024,
+        max_transcript_words: int = 200,
+    ):
+        self.tokenizer = tokenizer
+        self.num_patch_tokens = num_patch_tokens
+        self.train = train
+        self.max_txt_len = max_txt_len
+        self.max_transcript_words = max_transcript_words
+        self.slot_id = tokenizer.pad_token_id
+        if self.slot_id is None:
+            raise ValueError("the tokenizer needs a pad token (build it with minigpt4.models.builder.load_tokenizer)")
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def encode(self, sample: dict[str, Any]) -> tuple[list[int], list[bool], list[int]]:
+        """(input ids, slot mask, labels) of one sample."""
+        transcript = " ".join((sample.get("transcript") or "").split()[: self.max_transcript_words])
+        text = prompt_text(transcript, sample["task"], sample["instruction"])
+        before_video, rest = text.split(VIDEO_MARKER)
+        between, after = rest.split(FEATURE_MARKER)
+        has_image = sample.get("image") is not None or sample.get("image_embeds") is not None
+        n_video = self.num_patch_tokens if has_image else 0
+        n_feature = int(torch.as_tensor(sample["feature_present"]).sum()) + int(has_image)
+
+        ids = [self.tokenizer.bos_token_id]
+        slots = [False]
+        for segment, n_slots in ((before_video, n_video), (between, n_feature), (after, 0)):
+            seg = self._ids(segment)
+            ids += seg + [self.slot_id] * n_slots
+            slots += [False] * len(seg) + [True] * n_slots
+        labels = [IGNORE_INDEX] * len(ids)
+        if self.train:
+            target = self._ids(sample["target"])[: self.max_txt_len] + [self.tokenizer.eos_token_id]
+            ids += target
+            slots += [False] * len(target)
+            labels += target
+        return ids, slots, labels
+
+    def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        encoded = [self.encode(s) for s in samples]
+        length = max(len(ids) for ids, _, _ in encoded)
+        batch_size = len(samples)
+        input_ids = torch.full((batch_size, length), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros(batch_size, length, dtype=torch.long)
+        visual_mask = torch.zeros(batch_size, length, dtype=torch.bool)
+        labels = torch.full((batch_size, length), IGNORE_INDEX, dtype=torch.long)
+        for row, (ids, slots, target) in enumerate(encoded):
+            span = slice(0, len(ids)) if self.train else slice(length - len(ids), length)
+            input_ids[row, span] = torch.tensor(ids)
+            attention_mask[row, span] = 1
+            visual_mask[row, span] = torch.tensor(slots)
+            labels[row, span] = torch.tensor(target)
+
+        batch: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "visual_mask": visual_mask,
+            "features": torch.stack([torch.as_tensor(s["features"], dtype=torch.float32) for s in samples]),
+            "feature_present": torch.stack([torch.as_tensor(s["feature_present"], dtype=torch.bool) for s in samples]),
+            "names": [s["name"] for s in samples],
+            "tasks": [s["task"] for s in samples],
+            "targets": [s.get("target") for s in samples],
+            "label_names": [s.get("label") for s in samples],
+            "valences": [s.get("valence") for s in samples],
+        }
+        if self.train:
+            batch["labels"] = labels
+        batch["image_present"] = torch.tensor(
+            [s.get("image") is not None or s.get("image_embeds") is not None for s in samples]
+        )
+        for key, out in (("image", "images"), ("image_embeds", "image_embeds")):
+            present = [s.get(key) for s in samples if s.get(key) is not None]
+            if present:
+                template = torch.zeros_like(torch.as_tensor(present[0]))
+                batch[out] = torch.stack([torch.as_tensor(s[key]) if s.get(key) is not None else template for s in samples])
+        return batch
+
+    @staticmethod
+    def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+        return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

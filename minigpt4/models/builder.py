@@ -1,0 +1,110 @@
+"""Model builders: one plain function builds the 7B model and the tiny test model from a config."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import peft
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from minigpt4.common.registry import Registry
+from minigpt4.models.config import LLMConfig, LoraConfig, ModelConfig
+from minigpt4.models.emotion_llama import EmotionLLaMA
+from minigpt4.models.eva_vit import VISION_ENCODERS
+
+log = logging.getLogger(__name__)
+
+MODELS: Registry = Registry("model arch")
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def build_model(cfg: ModelConfig, *, meta: bool = False) -> EmotionLLaMA:
+    """Build the model of `cfg.arch`. With `meta`, shapes only (no memory, no weights read)."""
+    return MODELS.get(cfg.arch)(cfg, meta=meta)
+
+
+@MODELS.register("emotion_llama")
+def build_emotion_llama(cfg: ModelConfig, *, meta: bool = False) -> EmotionLLaMA:
+    dtype = DTYPES[cfg.dtype]
+    device = torch.device("meta") if meta else None
+    with torch.device(device) if meta else contextlib.nullcontext():
+        vision_cfg = cfg.vision if not meta else type(cfg.vision)(**{**vars(cfg.vision), "weights": None})
+        visual_encoder = VISION_ENCODERS.get(cfg.vision.arch)(vision_cfg).to(dtype)
+        llm = build_llm(cfg.llm, dtype, meta=meta)
+        llm = apply_lora(llm, cfg.lora)
+        model = EmotionLLaMA(cfg, visual_encoder, llm, tokenizer=None if meta else load_tokenizer(cfg.llm))
+    if cfg.gradient_checkpointing:
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.checkpoint and not meta:
+        from minigpt4.models.checkpoint import load_trainable
+
+        load_trainable(model, cfg.checkpoint, partial=cfg.checkpoint_partial)
+    return model
+
+
+def build_llm(cfg: LLMConfig, dtype: torch.dtype, *, meta: bool = False) -> torch.nn.Module:
+    """The frozen causal LM: from `cfg.path` (Hugging Face folder), or random from `cfg.architecture`."""
+    if cfg.path is not None and not meta:
+        path = Path(cfg.path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"no Hugging Face model at {path} (config.json missing). Put Llama-2-7b-chat-hf there "
+                "(see checkpoints/README.md) or set model.llm.path"
+            )
+        llm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    else:
+        if cfg.path is not None and (Path(cfg.path) / "config.json").is_file():  # meta: real folder's shape
+            config = LlamaConfig.from_pretrained(cfg.path)
+        else:
+            config = LlamaConfig(**cfg.architecture)
+        llm = LlamaForCausalLM(config).to(dtype)
+    llm.requires_grad_(False)
+    return llm
+
+
+def apply_lora(llm: torch.nn.Module, cfg: LoraConfig) -> torch.nn.Module:
+    """Wrap with peft LoRA (r=0 means no adapter: the LLM stays fully frozen)."""
+    if cfg.r == 0:
+        return llm
+    lora = peft.LoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=list(cfg.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return peft.get_peft_model(llm, lora)
+
+
+def load_tokenizer(cfg: LLMConfig):
+    """The LLM's tokenizer with a pad token (Llama-2 has none; its `<unk>` is never produced)."""
+    if cfg.path is None:
+        return None
+    tokenizer = AutoTokenizer.from_pretrained(cfg.path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token
+    return tokenizer
+
+
+def count_parameters(model: EmotionLLaMA) -> dict[str, int]:
+    """Total, trainable and per-component parameter counts (what `inspect_model` prints)."""
+
+    def n(params) -> int:
+        return sum(p.numel() for p in params)
+
+    lora = n(p for name, p in model.llama_model.named_parameters() if "lora_" in name)
+    return {
+        "total": n(model.parameters()),
+        "trainable": n(p for p in model.parameters() if p.requires_grad),
+        "visual_encoder": n(model.visual_encoder.parameters()) + n(model.ln_vision.parameters()),
+        "llm_base": n(p for name, p in model.llama_model.named_parameters() if "lora_" not in name),
+        "lora": lora,
+        "llama_proj": n(model.llama_proj.parameters()),
+        "cls_tk_llama_proj": n(model.cls_tk_llama_proj.parameters()),
+        "feats_llama_proj": n(p for proj in model.feature_projections for p in proj.parameters()),
+    }

@@ -1,0 +1,122 @@
+"""Trainable-weight checkpoints: ours (safetensors) and the release's torch pickles.
+
+The release stores only trainable tensors under `model` (projections and LoRA), together with
+optimizer / config / epoch entries. Pickles can execute code, so they are read with
+`torch.load(weights_only=True)` and nothing beyond `RELEASE_SAFE_GLOBALS` is allowed.
+Older peft wrote LoRA keys without the adapter name (`lora_A.weight`); newer with it
+(`lora_A.default.weight`); both load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+log = logging.getLogger(__name__)
+
+# Globals a release checkpoint may reference besides tensors and plain containers. Empty on
+# purpose: the released files hold only tensors, dicts, lists, numbers and strings.
+RELEASE_SAFE_GLOBALS: tuple = ()
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # model tensors the file lacks
+    unexpected: list[str] = field(default_factory=list)  # file tensors the model lacks (ignored)
+
+
+def normalise_key(key: str) -> str:
+    """Release / DDP key -> our key (adds peft's `.default` adapter name, drops `module.`)."""
+    key = key.removeprefix("module.")
+    return re.sub(r"\.lora_(A|B)\.weight$", r".lora_\1.default.weight", key)
+
+
+def read_trainable(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a `.safetensors` file or of a release `.pth`, with normalised keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{path}: unreadable safetensors file ({err}); it is corrupted or truncated") from None
+    try:
+        with torch.serialization.safe_globals(list(RELEASE_SAFE_GLOBALS)):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to unpickle: it references code outside the allow-list "
+            f"(minigpt4.models.checkpoint.RELEASE_SAFE_GLOBALS). Details: {str(err).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({err}); it is corrupted or truncated") from None
+    state = obj.get("model", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors (or one under 'model'), got {type(obj).__name__}")
+    return {normalise_key(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def match_trainable(
+    expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str, *, partial: bool = False
+) -> LoadReport:
+    """Compare names and shapes; raise naming the first bad tensor."""
+    report = LoadReport(
+        loaded=sorted(set(expected) & set(state)),
+        missing=sorted(set(expected) - set(state)),
+        unexpected=sorted(set(state) - set(expected)),
+    )
+    for key in report.loaded:
+        if tuple(state[key].shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"{source}: tensor {key!r} has shape {tuple(state[key].shape)} but the model expects "
+                f"{tuple(expected[key].shape)}; is the config (LoRA r, hidden size, feature_dim) the one it was trained with?"
+            )
+        if not torch.isfinite(state[key].float()).all():
+            raise CheckpointError(f"{source}: tensor {key!r} holds NaN or Inf values; the file is corrupted")
+    if report.missing and not partial:
+        raise CheckpointError(
+            f"{source}: missing {len(report.missing)} trainable tensors, e.g. {report.missing[:4]}; "
+            "set model.checkpoint_partial=true to start those from their initial values (MiniGPT-v2 weights)"
+        )
+    return report
+
+
+def load_trainable(model: torch.nn.Module, path: str | Path, *, partial: bool = False) -> LoadReport:
+    """Load projections + LoRA from `path` into `model`; report what was missing / ignored."""
+    state = read_trainable(path)
+    report = match_trainable(model.trainable_state_dict(), state, str(path), partial=partial)
+    model.load_state_dict({k: state[k] for k in report.loaded}, strict=False)
+    if report.missing:
+        log.warning("%s: %d trainable tensors not in the file keep their init: %s", path, len(report.missing), report.missing)
+    if report.unexpected:
+        log.warning("%s: ignored %d tensors the model does not have: %s", path, len(report.unexpected), report.unexpected[:8])
+    return report
+
+
+def save_trainable(model: torch.nn.Module, path: str | Path) -> None:
+    """Write the trainable tensors as safetensors, atomically (temp file, then rename)."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
+    write_safetensors(tensors, path)
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)

@@ -1,0 +1,85 @@
+"""Model section of the configs. Defaults are the real-size Emotion-LLaMA (DESIGN.md section 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class VisionConfig:
+    """Frozen EVA ViT-g/14 (LAVIS layout: 39 blocks, no final norm) on the global frame."""
+
+    arch: str = "eva_vit_g"
+    image_size: int = 448
+    patch_size: int = 14
+    width: int = 1408
+    depth: int = 39
+    num_heads: int = 16
+    mlp_dim: int = 6144
+    weights: Optional[str] = None  # LAVIS eva_vit_g.pth or a timm-format state dict; None = random init
+    init_seed: int = 0  # used only when `weights` is None (tiny test towers)
+
+
+@dataclass
+class LLMConfig:
+    """The language model: a Hugging Face Llama folder, or an architecture to build without weights."""
+
+    path: Optional[str] = None  # folder with config.json, weights and tokenizer (Llama-2-7b-chat-hf)
+    # Architecture used when `path` is None (e.g. `inspect_model --meta`): LlamaConfig keyword arguments.
+    architecture: dict[str, Any] = field(
+        default_factory=lambda: {
+            "vocab_size": 32000,
+            "hidden_size": 4096,
+            "intermediate_size": 11008,
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 32,
+            "max_position_embeddings": 4096,
+            "rms_norm_eps": 1e-5,
+        }
+    )
+
+
+@dataclass
+class LoraConfig:
+    r: int = 64
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "emotion_llama"
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    feature_dim: int = 1024  # utterance features (MAE, VideoMAE, HuBERT), in that order
+    num_features: int = 3
+    patches_per_token: int = 4  # consecutive raster-order patches concatenated into one LLM token
+    dtype: str = "bf16"  # frozen weights and autocast: fp32 | bf16 | fp16
+    checkpoint: Optional[str] = None  # trainable weights: our .safetensors or a released .pth
+    checkpoint_partial: bool = False  # True for MiniGPT-v2 weights: tensors it lacks keep their init
+    gradient_checkpointing: bool = False
+    max_txt_len: int = 1024  # cap on target tokens, as in the release
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"model.dtype must be fp32, bf16 or fp16, not {self.dtype!r}")
+        grid = self.vision.image_size // self.vision.patch_size
+        if self.vision.image_size % self.vision.patch_size or (grid * grid) % self.patches_per_token:
+            raise ValueError(
+                f"model.vision.image_size={self.vision.image_size} gives a {grid}x{grid} patch grid whose "
+                f"patch count is not divisible by patches_per_token={self.patches_per_token}; use e.g. 224 or 448"
+            )
+
+    @property
+    def num_patch_tokens(self) -> int:
+        grid = self.vision.image_size // self.vision.patch_size
+        return grid * grid // self.patches_per_token
+
+    @property
+    def num_visual_tokens(self) -> int:
+        """Per clip with every input present: patch tokens, then features, then CLS."""
+        return self.num_patch_tokens + self.num_features + 1

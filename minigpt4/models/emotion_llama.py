@@ -1,0 +1,158 @@
+"""Emotion-LLaMA: frozen encoders -> linear projections -> tokens merged into a LoRA-tuned Llama.
+
+Visual tokens per clip, in prompt order (DESIGN.md section 2):
+
+    [ patch tokens (P) | local, temporal, audio feature tokens (3) | CLS token (1) ]
+
+The collator writes one placeholder slot per *present* token (absent modalities have no slot) and
+a boolean `visual_mask` marking the slots; `merge_visual_tokens` fills them with one masked
+scatter, as Hugging Face LLaVA does, and refuses batches whose counts disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from minigpt4.models.config import ModelConfig
+
+Batch = dict[str, Any]
+
+
+def merge_visual_tokens(
+    embeds: torch.Tensor, visual_mask: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor
+) -> torch.Tensor:
+    """Place the present `tokens` [B, T, H] into the `visual_mask` [B, L] slots of `embeds` [B, L, H]."""
+    slots_per_row = visual_mask.sum(dim=1)
+    tokens_per_row = present.sum(dim=1)
+    if not torch.equal(slots_per_row.cpu(), tokens_per_row.cpu()):
+        row = int((slots_per_row != tokens_per_row).nonzero()[0, 0])
+        raise ValueError(
+            f"sample {row} of the batch has {int(slots_per_row[row])} visual placeholder slots in its prompt "
+            f"but {int(tokens_per_row[row])} visual tokens; build batches with EmotionCollator for this "
+            "model's config (num_patch_tokens, present modalities) so the two agree"
+        )
+    return embeds.masked_scatter(visual_mask.unsqueeze(-1), tokens[present].to(embeds.dtype))
+
+
+class EmotionLLaMA(nn.Module):
+    """The model. Module names match the released checkpoint's keys (`llama_proj`, ...)."""
+
+    def __init__(self, cfg: ModelConfig, visual_encoder: nn.Module, llama_model: nn.Module, tokenizer=None):
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        width = cfg.vision.width
+        hidden = llama_model.get_input_embeddings().weight.shape[1]
+        self.visual_encoder = visual_encoder
+        self.ln_vision = nn.LayerNorm(width)  # frozen at its initial values, as in MiniGPT-v2
+        self.llama_model = llama_model
+        self.llama_proj = nn.Linear(width * cfg.patches_per_token, hidden)
+        self.cls_tk_llama_proj = nn.Linear(width, hidden)
+        for i in range(cfg.num_features):
+            self.add_module(f"feats_llama_proj{i + 1}", nn.Linear(cfg.feature_dim, hidden))
+        for module in (self.visual_encoder, self.ln_vision):
+            module.requires_grad_(False)
+
+    # ----------------------------------------------------------------------------------- parts
+    @property
+    def feature_projections(self) -> list[nn.Linear]:
+        return [getattr(self, f"feats_llama_proj{i + 1}") for i in range(self.cfg.num_features)]
+
+    @property
+    def projections(self) -> list[nn.Module]:
+        return [self.llama_proj, self.cls_tk_llama_proj, *self.feature_projections]
+
+    def train(self, mode: bool = True) -> "EmotionLLaMA":
+        super().train(mode)
+        self.visual_encoder.eval()  # frozen: no dropout / drop-path, ever
+        return self
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changes: projections and LoRA, keyed as in the released checkpoint."""
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in trainable}
+
+    # ----------------------------------------------------------------------------------- inputs
+    @torch.no_grad()
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen EVA tokens [B, 1 + N, width] (CLS first) after `ln_vision`; cacheable per clip."""
+        param = next(self.visual_encoder.parameters())
+        tokens = self.visual_encoder.forward_features(images.to(param.device, param.dtype))
+        return self.ln_vision(tokens.float()).to(param.dtype)
+
+    def encode_visual(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """All visual tokens [B, P + F + 1, H] of the batch and which of them are present [B, P + F + 1]."""
+        features: torch.Tensor = batch["features"]
+        batch_size = features.shape[0]
+        n_patch = self.cfg.num_patch_tokens
+        proj_weight = self.llama_proj.weight
+        image_present = batch["image_present"].to(torch.bool)
+
+        patch_tokens = proj_weight.new_zeros(batch_size, n_patch, proj_weight.shape[0])
+        cls_tokens = proj_weight.new_zeros(batch_size, proj_weight.shape[0])
+        if image_present.any():
+            if batch.get("image_embeds") is not None:
+                vis = batch["image_embeds"][image_present]
+            else:
+                vis = self.encode_image(batch["images"][image_present])
+            expected = n_patch * self.cfg.patches_per_token
+            if vis.shape[1] - 1 != expected or vis.shape[2] != self.cfg.vision.width:
+                raise ValueError(
+                    f"image tokens have shape {tuple(vis.shape[1:])}, expected ({expected + 1}, "
+                    f"{self.cfg.vision.width}) for image_size={self.cfg.vision.image_size}; "
+                    "were cached EVA tokens made with another image size?"
+                )
+            vis = vis.to(proj_weight.dtype)
+            grouped = vis[:, 1:, :].reshape(vis.shape[0], n_patch, -1)  # 4 raster-order patches per token
+            patch_tokens = patch_tokens.index_put((image_present,), self.llama_proj(grouped).to(patch_tokens.dtype))
+            cls_tokens = cls_tokens.index_put((image_present,), self.cls_tk_llama_proj(vis[:, 0]).to(cls_tokens.dtype))
+
+        features = features.to(proj_weight.device, proj_weight.dtype)
+        feature_tokens = torch.stack([proj(features[:, i]) for i, proj in enumerate(self.feature_projections)], 1)
+        tokens = torch.cat([patch_tokens, feature_tokens.to(patch_tokens.dtype), cls_tokens[:, None]], dim=1)
+        present = torch.cat(
+            [
+                image_present[:, None].expand(batch_size, n_patch),
+                batch["feature_present"].to(torch.bool),
+                image_present[:, None],
+            ],
+            dim=1,
+        )
+        return tokens, present.to(tokens.device)
+
+    def embed_inputs(self, batch: Batch) -> torch.Tensor:
+        embeds = self.llama_model.get_input_embeddings()(batch["input_ids"])
+        tokens, present = self.encode_visual(batch)
+        return merge_visual_tokens(embeds, batch["visual_mask"], tokens, present)
+
+    # ----------------------------------------------------------------------------------- use
+    def forward(self, batch: Batch):
+        """Causal-LM output; `loss` covers target tokens only (labels are -100 elsewhere)."""
+        return self.llama_model(
+            inputs_embeds=self.embed_inputs(batch),
+            attention_mask=batch["attention_mask"],
+            labels=batch.get("labels"),
+            use_cache=False,
+        )
+
+    @torch.no_grad()
+    def generate(self, batch: Batch, max_new_tokens: int = 32, **generation: Any) -> list[str]:
+        """Answers for a left-padded batch. Greedy with one beam unless `generation` says otherwise."""
+        if self.tokenizer is None:
+            raise RuntimeError("generation needs a tokenizer; build the model from a folder with one (llm.path)")
+        if (batch["attention_mask"][:, -1] == 0).any():
+            raise ValueError("generation needs a left-padded batch: build it with EmotionCollator(train=False)")
+        generation.setdefault("do_sample", False)
+        generation.setdefault("num_beams", 1)
+        output = self.llama_model.generate(
+            inputs_embeds=self.embed_inputs(batch),
+            attention_mask=batch["attention_mask"],
+            max_new_tokens=max_new_tokens,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+            **generation,
+        )
+        return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
