@@ -59,8 +59,8 @@ class NoAudioError(MediaError):
                          "Audio features are skipped for this clip; add a soundtrack if you need them")
 
 
-_CORRUPT_FIX = ("The file is empty, truncated or corrupt: re-copy or re-download it, "
-                "or re-encode it (e.g. python -c 'import av' with av.open + mux, or ffmpeg -i in out.mp4)")
+_CORRUPT_FIX = ("The file is damaged or incomplete: re-copy or re-download it, or re-encode it "
+                "with a tool that can still read it; it is skipped meanwhile")
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,12 @@ def _peak_index(chunks: Iterator[np.ndarray]) -> int:
 # --------------------------------------------------------------------------------------------
 
 def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """The soundtrack as float32 mono at `sample_rate` (channels averaged by the resampler)."""
+    """The soundtrack as float32 mono at `sample_rate` (channels averaged by the resampler).
+
+    Lossless tracks (PCM, as in our .avi) come back sample-exact. Lossy codecs pad: AAC rounds
+    up to whole 1024-sample frames and, in Matroska, keeps its 1024-sample encoder delay, so
+    expect up to ~2048 extra samples (0.13 s at 16 kHz), harmless for mean-pooled features.
+    """
     path = _existing_file(path)
     with _open_av(path) as container:
         if not container.streams.audio:
