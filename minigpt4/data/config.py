@@ -1,4 +1,10 @@
-"""Dataset section of train / eval configs (one entry per dataset under `datasets:`)."""
+"""Dataset section of train / eval configs (one entry per dataset under `datasets:`).
+
+Every path may contain ``{split}`` and ``{fold}``, filled from `split` / `fold`, so one YAML
+entry serves all splits and folds (e.g. DFEW's
+``EmoLabel_DataSplit/{split}(single-labeled)/set_{fold}.csv``). Relative paths are relative to
+the working directory.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,10 @@ from typing import Optional
 class DatasetConfig:
     reader: str = "merr"  # merr | mer2023 | dfew | emer | iemocap | shards
     annotation: Optional[str] = None  # the release's list file: `name frame_count label [valence]`
-    captions: Optional[str] = None  # MERR coarse / fine JSON
+    captions: Optional[str] = None  # MERR coarse JSON {name: {caption}} (a fine JSON is recognised too)
+    reasons: Optional[str] = None  # MERR fine JSON {name: {smp_reason_caption, reason_caption}}
+    reason_field: str = "smp_reason_caption"  # fine field used as the reason_v2 target (as the release)
+    reference_column: str = "reason"  # EMER: column / key holding the reference explanation
     transcripts: Optional[str] = None  # CSV with `name` and `transcript_column`
     transcript_column: str = "sentence"
     videos: Optional[str] = None  # folder of <name>.mp4 / .avi (frame chosen at load time)
@@ -19,9 +28,15 @@ class DatasetConfig:
     feature_root: Optional[str] = None  # folder holding the feature folders; default: annotation's folder
     feature_dirs: dict[str, str] = field(
         default_factory=lambda: {"local": "mae_340_UTT", "temporal": "maeV_399_UTT", "audio": "HL-UTT"}
-    )
+    )  # remove a key (or set it to "") when that feature does not exist: zeros, marked absent
+    feature_dim: int = 1024  # D used only when no feature folder is configured at all
     eva_cache: Optional[str] = None  # folder of cached frozen EVA tokens <name>.npy (1025 x width)
-    label_set: str = "merr"  # merr | mer2023 | dfew | iemocap4 | iemocap6 | iemocap9 | ...
+    shards: Optional[str] = None  # reader=shards: folder of webdataset *.tar (or one .tar)
+    label_set: str = "merr"  # merr | mer2023 | dfew | iemocap4 | iemocap6 | iemocap9
     tasks: list[str] = field(default_factory=lambda: ["emotion"])
+    split: Optional[str] = None  # fills {split}; default "train" when training, "test" otherwise
+    fold: Optional[int] = None  # fills {fold}; IEMOCAP: the session held out (test = that session)
     drop_modalities: list[str] = field(default_factory=list)  # any of image, local, temporal, audio, text
+    max_words: int = 200  # target text cap, as the release
+    limit: Optional[int] = None  # keep only the first N clips (smoke tests)
     on_bad_item: str = "error"  # error | skip
