@@ -1,0 +1,15 @@
+"""Everything that turns model answers into benchmark numbers and reports.
+
+Modules, in the order data flows through them:
+
+- `parsing`: free-text answer -> label (or ``None`` = invalid) / label set (MER2024-OV).
+- `metrics`: the field's exact metric definitions (DESIGN.md section 5) as plain dicts.
+- `judge`: EMER scoring by an LLM judge over an OpenAI-compatible API, or an offline lexical
+  judge that reports *differently named* metrics.
+- `report`: predictions JSONL, metrics JSON, markdown summary, confusion-matrix PNG.
+- `scoring`: `score_predictions` per dataset, and the score-only CLI
+  (``python -m minigpt4.eval.scoring --score predictions.jsonl --dataset mer2023``).
+- `kfold`: leak-free k-fold cross-validation (every fold starts from the same weights).
+
+Nothing here needs a model, a GPU or the network (except the optional LLM judge).
+"""

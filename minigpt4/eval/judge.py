@@ -1,0 +1,315 @@
+"""EMER judges: an LLM over an OpenAI-compatible API, or an offline lexical stand-in.
+
+The published EMER numbers (Clue Overlap, Label Overlap, 1-10) come from gpt-3.5-turbo-16k at
+temperature 0; any other judge model gives a *different* number, so reports always carry the
+judge model. `HTTPJudge` talks to any chat-completions endpoint (vLLM, Ollama, OpenAI) with the
+standard library only, retries transient failures with exponential backoff, and caches every
+reply in a JSONL file keyed by ``sha256(model + messages)`` so re-scoring costs nothing.
+
+`OfflineJudge` needs no network and is deterministic, but it measures lexical overlap, not what
+an LLM judges: its metrics are named ``clue_overlap_offline`` / ``label_overlap_offline`` and
+must never be compared with published numbers.
+
+Prompts (written in the spirit of the EMER / AffectGPT evaluation prompts):
+
+- clue overlap: the judge reads a reference and a predicted explanation of a person's emotion
+  (facial, vocal, lexical and contextual clues) and rates how much the emotion-related clues
+  overlap, 1 (none) to 10 (all reference clues present, nothing contradictory).
+- label overlap: the judge first lists the emotion words of each explanation, then rates the
+  overlap of the two lists, counting synonyms as matches, 1 (disjoint) to 10 (identical).
+
+Both ask for a last line ``Score: N``; `extract_score` also accepts ``N/10``, ``N out of 10``
+and a lone number, and returns ``None`` for anything else (counted as a judge failure).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Protocol
+
+from minigpt4.eval.parsing import default_vocabulary, normalise_text
+
+SYSTEM_PROMPT = "You are an expert in affective computing who evaluates emotion explanations strictly and consistently."
+
+CLUE_OVERLAP_PROMPT = """Two descriptions explain the emotional state of the same person in a video, citing clues such as facial expressions, body movements, tone of voice, the words spoken and the context.
+
+Reference description:
+{reference}
+
+Predicted description:
+{prediction}
+
+Compare the emotion-related clues of the predicted description with those of the reference. Rate their overlap on a scale from 1 to 10: 1 means the predicted description shares no emotion-related clue with the reference or contradicts it, 10 means it contains all emotion-related clues of the reference and nothing that contradicts them. Judge the clues, not the writing style or the length.
+
+Explain your judgement in at most two sentences, then write the final line exactly as:
+Score: <integer from 1 to 10>"""
+
+LABEL_OVERLAP_PROMPT = """Two descriptions explain the emotional state of the same person in a video.
+
+Reference description:
+{reference}
+
+Predicted description:
+{prediction}
+
+Step 1: list the emotion words (emotional states of the person, e.g. happy, anxious, angry) that each description attributes to the person.
+Step 2: rate the overlap of the two lists on a scale from 1 to 10, counting synonyms (e.g. "joyful" and "happy") as matches: 1 means no emotion in common, 10 means the same emotions.
+
+Answer in this format:
+Reference emotions: <comma-separated words>
+Predicted emotions: <comma-separated words>
+Score: <integer from 1 to 10>"""
+
+PROMPTS: Mapping[str, str] = {"clue_overlap": CLUE_OVERLAP_PROMPT, "label_overlap": LABEL_OVERLAP_PROMPT}
+
+
+class JudgeError(RuntimeError):
+    """The judge cannot be used at all (bad URL, key or model): fix the config, do not retry."""
+
+
+class Judge(Protocol):
+    offline: bool
+    name: str
+
+    def score(self, metric: str, prediction: str, reference: str) -> float | None: ...
+
+
+@dataclass
+class JudgeConfig:
+    """Where and how to judge. Empty fields are filled from the environment by `resolved`."""
+
+    kind: str = "llm"  # llm | offline
+    url: str = ""  # base (…/v1) or full …/chat/completions URL; env EMER_JUDGE_URL
+    model: str = ""  # env EMER_JUDGE_MODEL
+    api_key: str = ""  # env OPENAI_API_KEY (optional for local servers)
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    backoff_s: float = 2.0  # waits backoff_s * 2**attempt between tries
+    cache_path: str = ""  # JSONL; default: emer_judge_cache.jsonl next to the report
+    max_tokens: int = 256
+
+    def resolved(self, env: Mapping[str, str] | None = None) -> "JudgeConfig":
+        """A copy with url / model / key taken from `env` (default ``os.environ``) where empty."""
+        env = os.environ if env is None else env
+        return JudgeConfig(
+            kind=self.kind,
+            url=self.url or env.get("EMER_JUDGE_URL", ""),
+            model=self.model or env.get("EMER_JUDGE_MODEL", ""),
+            api_key=self.api_key or env.get("OPENAI_API_KEY", ""),
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            backoff_s=self.backoff_s,
+            cache_path=self.cache_path,
+            max_tokens=self.max_tokens,
+        )
+
+
+_SCORE_PATTERNS = (
+    re.compile(r"score[\s*:=_-]*(?:is|of)?[\s*:=_-]*(\d+(?:\.\d+)?)", re.I),
+    re.compile(r"(\d+(?:\.\d+)?)\s*(?:/|out of)\s*10\b", re.I),
+)
+_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])")
+
+
+def extract_score(reply: str) -> float | None:
+    """The 1-10 score in a judge reply, or ``None`` if there is no single clear one.
+
+    Order: the last ``Score: N``; else the last ``N/10`` / ``N out of 10``; else the only number
+    in the reply. Values outside 1-10 are rejected rather than clipped.
+    """
+    for pattern in _SCORE_PATTERNS:
+        hits = pattern.findall(reply or "")
+        if hits:
+            value = float(hits[-1])
+            return value if 1.0 <= value <= 10.0 else None
+    numbers = _NUMBER.findall(reply or "")
+    if len(numbers) == 1 and 1.0 <= float(numbers[0]) <= 10.0:
+        return float(numbers[0])
+    return None
+
+
+def build_messages(metric: str, prediction: str, reference: str) -> list[dict[str, str]]:
+    """The chat messages for one judgement (also the cache key material)."""
+    try:
+        template = PROMPTS[metric]
+    except KeyError:
+        raise ValueError(f"unknown EMER metric {metric!r}; expected one of {', '.join(PROMPTS)}") from None
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": template.format(reference=reference.strip(), prediction=prediction.strip())},
+    ]
+
+
+def cache_key(model: str, messages: list[dict[str, str]]) -> str:
+    return hashlib.sha256(json.dumps([model, messages], sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _chat_url(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.endswith("/chat/completions") else url + "/chat/completions"
+
+
+class HTTPJudge:
+    """LLM judge over ``POST {url}/chat/completions`` with retries and an on-disk reply cache."""
+
+    offline = False
+
+    def __init__(self, cfg: JudgeConfig, sleep: Callable[[float], None] = time.sleep):
+        if not cfg.url or not cfg.model:
+            raise JudgeError(
+                "the EMER LLM judge needs a URL and a model: set EMER_JUDGE_URL (e.g. "
+                "http://localhost:8000/v1) and EMER_JUDGE_MODEL, or pass --judge-url/--judge-model, "
+                "or use --judge offline for the (different) offline metric"
+            )
+        if not cfg.cache_path:
+            raise JudgeError("HTTPJudge needs cfg.cache_path (a JSONL file for cached replies)")
+        self.cfg = cfg
+        self.name = cfg.model
+        self.url = _chat_url(cfg.url)
+        self.sleep = sleep
+        self.n_requests = 0  # HTTP requests actually sent, for reports and tests
+        self.cache_path = Path(cfg.cache_path)
+        self._cache = self._load_cache()
+
+    def _load_cache(self) -> dict[str, str]:
+        cache: dict[str, str] = {}
+        if not self.cache_path.exists():
+            return cache
+        with self.cache_path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                    cache[entry["key"]] = entry["reply"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise ValueError(
+                        f"{self.cache_path}:{lineno}: not a judge cache entry; delete the line or the file to re-judge"
+                    ) from None
+        return cache
+
+    def _append_cache(self, key: str, metric: str, reply: str) -> None:
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.cache_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"key": key, "model": self.cfg.model, "metric": metric, "reply": reply}, ensure_ascii=False) + "\n")
+
+    def _post(self, messages: list[dict[str, str]]) -> str:
+        body = json.dumps(
+            {"model": self.cfg.model, "messages": messages, "temperature": 0, "max_tokens": self.cfg.max_tokens}
+        ).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.cfg.api_key:
+            headers["Authorization"] = f"Bearer {self.cfg.api_key}"
+        last_error = ""
+        for attempt in range(self.cfg.max_retries + 1):
+            if attempt:
+                self.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
+            self.n_requests += 1
+            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as resp:
+                    payload = json.loads(resp.read().decode("utf-8"))
+                return payload["choices"][0]["message"]["content"] or ""
+            except urllib.error.HTTPError as err:
+                if err.code not in (408, 409, 429) and err.code < 500:
+                    raise JudgeError(
+                        f"judge at {self.url} answered HTTP {err.code} ({err.reason}); check the URL, "
+                        "EMER_JUDGE_MODEL and OPENAI_API_KEY"
+                    ) from None
+                last_error = f"HTTP {err.code}"
+            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as err:
+                last_error = f"{type(err).__name__}: {err}"
+            except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
+                last_error = f"malformed response ({type(err).__name__}: {err})"
+        raise JudgeError(f"judge at {self.url} failed {self.cfg.max_retries + 1} times; last error: {last_error}")
+
+    def reply(self, metric: str, prediction: str, reference: str) -> str:
+        """The judge's raw reply, from the cache when this exact request was made before."""
+        messages = build_messages(metric, prediction, reference)
+        key = cache_key(self.cfg.model, messages)
+        if key not in self._cache:
+            text = self._post(messages)
+            self._cache[key] = text
+            self._append_cache(key, metric, text)
+        return self._cache[key]
+
+    def score(self, metric: str, prediction: str, reference: str) -> float | None:
+        return extract_score(self.reply(metric, prediction, reference))
+
+
+_STOPWORDS = frozenset(
+    "a an the and or but of to in on at by for with from as is are was were be been being it its "
+    "this that these those he she they his her their him them i you we my your our me us "
+    "has have had do does did not no so very also just than then there here which who whom what "
+    "when while where how can could would should will may might into about over after before "
+    "person video speaker character".split()
+)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]+", normalise_text(text)) if w not in _STOPWORDS and len(w) > 2}
+
+
+def _f1_to_score(overlap: int, n_pred: int, n_ref: int) -> float:
+    if overlap == 0:
+        return 1.0
+    precision, recall = overlap / n_pred, overlap / n_ref
+    return 1.0 + 9.0 * (2 * precision * recall / (precision + recall))
+
+
+class OfflineJudge:
+    """Deterministic lexical judge: overlap F1 of words, mapped linearly to 1-10.
+
+    clue: content words (stopwords removed) of prediction vs reference. label: emotion words
+    found by the synonym vocabulary (grouped), ``None`` when the reference names no emotion.
+    """
+
+    offline = True
+    name = "offline-lexical-v1"
+
+    def __init__(self, vocabulary: Mapping[str, str] | None = None):
+        self.vocabulary = dict(vocabulary or default_vocabulary())
+
+    def _emotions(self, text: str) -> set[str]:
+        words = re.findall(r"[a-z]+", normalise_text(text))
+        return {self.vocabulary[w] for w in words if w in self.vocabulary}
+
+    def score(self, metric: str, prediction: str, reference: str) -> float | None:
+        if metric == "clue_overlap":
+            pred, ref = _content_words(prediction), _content_words(reference)
+        elif metric == "label_overlap":
+            pred, ref = self._emotions(prediction), self._emotions(reference)
+        else:
+            raise ValueError(f"unknown EMER metric {metric!r}; expected one of {', '.join(PROMPTS)}")
+        if not ref:
+            return None
+        return _f1_to_score(len(pred & ref), len(pred), len(ref))
+
+
+def make_judge(cfg: JudgeConfig | Mapping | None, default_cache: str | Path = "emer_judge_cache.jsonl") -> Judge:
+    """`HTTPJudge` or `OfflineJudge` from a config (dataclass or dict); env fills empty fields."""
+    if cfg is None:
+        cfg = JudgeConfig()
+    elif isinstance(cfg, Mapping):
+        unknown = set(cfg) - set(JudgeConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown judge config keys {sorted(unknown)}; valid: {sorted(JudgeConfig.__dataclass_fields__)}")
+        cfg = JudgeConfig(**cfg)
+    if cfg.kind == "offline":
+        return OfflineJudge()
+    if cfg.kind != "llm":
+        raise ValueError(f"judge kind {cfg.kind!r} unknown; use 'llm' or 'offline'")
+    cfg = cfg.resolved()
+    if not cfg.cache_path:
+        cfg.cache_path = str(default_cache)
+    return HTTPJudge(cfg)
+

@@ -1,0 +1,244 @@
+"""Score a predictions file per benchmark, and the score-only CLI.
+
+    python -m minigpt4.eval.scoring --score predictions.jsonl --dataset mer2023 [--out DIR]
+
+recomputes every metric from the raw answers (always re-parsing them, so a parsing fix applies
+to old runs) without loading a model, and writes ``metrics.json``, ``summary.md`` and, for
+classification benchmarks, ``confusion.png`` into ``--out`` (default: ``<stem>_scores/`` next
+to the predictions file). ``eval_emotion.py --score`` calls `score_main`.
+
+Datasets: ``mer2023`` (weighted F1; overall with valence), ``dfew`` (UAR / WAR, per fold and
+averaged when records carry ``fold``), ``iemocap`` (accuracy, weighted / macro F1, UAR; folds
+as DFEW), ``mer2024_ov`` (set accuracy / recall), ``emer`` (judge scores; needs ``reference``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from minigpt4.eval import metrics as M
+from minigpt4.eval.judge import Judge, JudgeConfig, JudgeError, make_judge
+from minigpt4.eval.parsing import parse_label, parse_label_set
+from minigpt4.eval.report import (
+    PredictionsFileError,
+    confusion_counts,
+    markdown_summary,
+    plot_confusion_matrix,
+    read_predictions,
+    write_markdown,
+    write_metrics_json,
+)
+
+# Label sets of DESIGN.md section 3, in its order. IEMOCAP has 4/6/9-class variants, so its
+# labels come from --labels or from the gold labels present.
+DEFAULT_LABELS: Mapping[str, tuple[str, ...]] = {
+    "mer2023": ("neutral", "angry", "happy", "sad", "worried", "surprise"),
+    "dfew": ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"),
+}
+DATASETS = ("mer2023", "dfew", "iemocap", "mer2024_ov", "emer")
+_FOLDED = {"dfew": M.dfew_metrics, "iemocap": M.iemocap_metrics}
+EMER_EMPTY_ANSWER_SCORE = 1.0
+
+
+def _require(records: Sequence[Mapping[str, Any]], key: str, dataset: str) -> None:
+    missing = [str(r.get("name")) for r in records if r.get(key) is None]
+    if missing:
+        raise ValueError(f"{dataset}: {len(missing)} record(s) have no {key!r} (first: {missing[:3]}); every record needs one")
+
+
+def _select_task(records: Sequence[Mapping[str, Any]], task: str | None) -> list[Mapping[str, Any]]:
+    """Records of one task; several tasks in one file would score clips twice, so that is an error."""
+    tasks = sorted({str(r.get("task", "")) for r in records})
+    if task is not None:
+        chosen = [r for r in records if str(r.get("task", "")) == task]
+        if not chosen:
+            raise ValueError(f"no records with task {task!r}; tasks in the file: {tasks}")
+        return chosen
+    if len(tasks) > 1:
+        raise ValueError(f"predictions mix tasks {tasks}; choose one with task=... (CLI: --task)")
+    return list(records)
+
+
+def _labels_for(dataset: str, records: Sequence[Mapping[str, Any]], labels: Sequence[str] | None) -> list[str]:
+    if labels:
+        return list(labels)
+    if dataset in DEFAULT_LABELS:
+        return list(DEFAULT_LABELS[dataset])
+    return sorted({str(r["label"]) for r in records})
+
+
+def _classification(dataset: str, records: Sequence[Mapping[str, Any]], labels: list[str]) -> dict[str, Any]:
+    _require(records, "label", dataset)
+    y_true = [str(r["label"]) for r in records]
+    y_pred = [parse_label(r["answer"], labels) for r in records]
+    result: dict[str, Any] = {"labels": labels}
+    if dataset == "mer2023":
+        has_true = [r.get("valence") is not None for r in records]
+        has_pred = [r.get("valence_pred") is not None for r in records]
+        if all(has_true) and all(has_pred):
+            result["metrics"] = M.mer2023_metrics(
+                y_true, y_pred, labels, [float(r["valence"]) for r in records], [float(r["valence_pred"]) for r in records]
+            )
+        else:
+            if any(has_pred):
+                raise ValueError(
+                    f"mer2023: valence_pred on {sum(has_pred)} of {len(records)} records; the overall score "
+                    "needs gold and predicted valence on every record"
+                )
+            result["metrics"] = M.mer2023_metrics(y_true, y_pred, labels)
+            if any(has_true):
+                result["note"] = "overall (F1 - 0.25 x valence MSE) not computed: no valence_pred in the predictions"
+    else:
+        metric_fn = _FOLDED[dataset]
+        has_fold = [r.get("fold") is not None for r in records]
+        if any(has_fold) and not all(has_fold):
+            raise ValueError(f"{dataset}: {has_fold.count(False)} record(s) lack 'fold' while others have it")
+        if all(has_fold):
+            folds: dict[str, dict[str, float]] = {}
+            for fold in sorted({r["fold"] for r in records}, key=str):
+                idx = [i for i, r in enumerate(records) if r["fold"] == fold]
+                folds[str(fold)] = metric_fn([y_true[i] for i in idx], [y_pred[i] for i in idx], labels)
+            result["folds"] = folds
+            result["metrics"] = M.aggregate_folds(list(folds.values()))
+            result["pooled"] = metric_fn(y_true, y_pred, labels)
+            result["note"] = "metrics = mean over folds (the standard protocol); 'pooled' = all clips at once"
+        else:
+            result["metrics"] = metric_fn(y_true, y_pred, labels)
+    result["invalid"] = [str(r["name"]) for r, p in zip(records, y_pred) if p is None]
+    result["confusion"] = {"labels": labels, "counts": confusion_counts(y_true, y_pred, labels).tolist()}
+    return result
+
+
+def _mer2024_ov(records: Sequence[Mapping[str, Any]], vocabulary: Mapping[str, str] | None) -> dict[str, Any]:
+    _require(records, "label", "mer2024_ov")
+    gold = [parse_label_set(r["label"], vocabulary) for r in records]
+    pred = [parse_label_set(r["answer"], vocabulary) for r in records]
+    return {
+        "metrics": M.mer2024_ov_metrics(gold, pred),
+        "invalid": [str(r["name"]) for r, p in zip(records, pred) if not p],
+    }
+
+
+def _emer(records: Sequence[Mapping[str, Any]], judge: Judge) -> dict[str, Any]:
+    _require(records, "reference", "emer")
+    from tqdm import tqdm
+
+    clue: list[float | None] = []
+    label: list[float | None] = []
+    n_empty = 0
+    for r in tqdm(records, desc=f"EMER judge ({judge.name})", disable=None):
+        answer, reference = r["answer"], str(r["reference"])
+        if not answer.strip():  # nothing to judge: the minimum score, no judge call
+            n_empty += 1
+            clue.append(EMER_EMPTY_ANSWER_SCORE)
+            label.append(EMER_EMPTY_ANSWER_SCORE)
+            continue
+        clue.append(judge.score("clue_overlap", answer, reference))
+        label.append(judge.score("label_overlap", answer, reference))
+    metrics = M.emer_metrics(clue, label, offline=judge.offline)
+    metrics["n_empty_answers"] = float(n_empty)
+    kind = "offline lexical judge: NOT comparable with published LLM-judge EMER numbers" if judge.offline else "LLM judge"
+    return {
+        "judge": f"{judge.name} ({kind})",
+        "metrics": metrics,
+        "invalid": [str(r["name"]) for r, c, lab in zip(records, clue, label) if c is None or lab is None],
+        "per_clip": [{"name": str(r["name"]), "clue_overlap": c, "label_overlap": lab} for r, c, lab in zip(records, clue, label)],
+    }
+
+
+def score_predictions(
+    records: Sequence[Mapping[str, Any]],
+    dataset: str,
+    labels: Sequence[str] | None = None,
+    judge_cfg: JudgeConfig | Mapping | None = None,
+    *,
+    task: str | None = None,
+    judge: Judge | None = None,
+    vocabulary: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """All metrics of `dataset` for prediction records (schema: `minigpt4.eval.report`).
+
+    Returns ``{"dataset", "n_records", "metrics": {name: float}, "invalid": [clip names], ...}``
+    plus ``labels`` / ``confusion`` (classification), ``folds`` / ``pooled`` (folded DFEW /
+    IEMOCAP), ``judge`` / ``per_clip`` (EMER). `judge` overrides `judge_cfg` (tests, reuse);
+    `vocabulary` overrides the MER2024-OV synonym groups.
+    """
+    dataset = dataset.lower().replace("-", "_")
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    records = _select_task(records, task)
+    if not records:
+        raise ValueError("no prediction records to score")
+    if dataset in ("mer2023", "dfew", "iemocap"):
+        result = _classification(dataset, records, _labels_for(dataset, records, labels))
+    elif dataset == "mer2024_ov":
+        result = _mer2024_ov(records, vocabulary)
+    else:
+        result = _emer(records, judge if judge is not None else make_judge(judge_cfg))
+    return {"dataset": dataset, "n_records": len(records), **result}
+
+
+def write_score_outputs(result: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """``metrics.json``, ``summary.md`` and (classification) ``confusion.png`` in `out_dir`."""
+    out_dir = Path(out_dir)
+    paths = {
+        "metrics": write_metrics_json(result, out_dir / "metrics.json"),
+        "summary": write_markdown(result, out_dir / "summary.md"),
+    }
+    if "confusion" in result:
+        conf = result["confusion"]
+        paths["confusion"] = plot_confusion_matrix(conf["counts"], conf["labels"], out_dir / "confusion.png", title=result["dataset"])
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m minigpt4.eval.scoring",
+        description="Recompute benchmark metrics from a predictions JSONL, without a model.",
+    )
+    p.add_argument("--score", required=True, metavar="PREDICTIONS.jsonl", help="predictions file to score")
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--out", help="output folder (default: <stem>_scores next to the predictions file)")
+    p.add_argument("--labels", help="comma-separated label set (default: the dataset's; IEMOCAP: gold labels present)")
+    p.add_argument("--task", help="score only records of this task (needed when a file mixes tasks)")
+    p.add_argument("--judge", choices=("llm", "offline"), default="llm", help="EMER judge (offline = a different, lexical metric)")
+    p.add_argument("--judge-url", default="", help="OpenAI-compatible base URL (default: $EMER_JUDGE_URL)")
+    p.add_argument("--judge-model", default="", help="judge model name (default: $EMER_JUDGE_MODEL)")
+    p.add_argument("--judge-cache", default="", help="judge reply cache JSONL (default: <out>/emer_judge_cache.jsonl)")
+    return p
+
+
+def score_main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = print) -> int:
+    """CLI body: returns 0 on success, 2 with a one-line ``error:`` message on bad input."""
+    args = build_parser().parse_args(argv)
+    pred_path = Path(args.score)
+    out_dir = Path(args.out) if args.out else pred_path.with_name(pred_path.stem + "_scores")
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
+    judge_cfg = JudgeConfig(
+        kind=args.judge,
+        url=args.judge_url,
+        model=args.judge_model,
+        cache_path=args.judge_cache or str(out_dir / "emer_judge_cache.jsonl"),
+    )
+    try:
+        records = read_predictions(pred_path)
+        result = score_predictions(records, args.dataset, labels, judge_cfg, task=args.task)
+        result = {"source": str(pred_path), **result}
+        paths = write_score_outputs(result, out_dir)
+    except (PredictionsFileError, ValueError, JudgeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_fn(markdown_summary(result))
+    print_fn("wrote " + ", ".join(str(p) for p in paths.values()))
+    n_invalid = result["metrics"].get("n_invalid", 0.0)
+    if n_invalid and not math.isnan(n_invalid):
+        print_fn(f"{int(n_invalid)} invalid answer(s) counted as wrong; their names are under 'invalid' in metrics.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(score_main())
