@@ -1,0 +1,130 @@
+"""Released-checkpoint import, our safetensors, EVA weights, and config validation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+from minigpt4.common.config import ConfigError, load_config
+from minigpt4.models.builder import build_model
+from minigpt4.models.checkpoint import CheckpointError, load_trainable, save_trainable
+from minigpt4.models.config import ModelConfig, VisionConfig
+from minigpt4.models.eva_vit import build_eva_vit, load_eva_weights
+from minigpt4.tools.convert_checkpoint import main as convert_main
+
+
+def released_state(model) -> dict[str, torch.Tensor]:
+    """The model's trainable tensors under the release's names (older peft: no `.default`)."""
+    g = torch.Generator().manual_seed(1)
+    return {
+        k.replace(".default.weight", ".weight"): torch.randn(v.shape, generator=g)
+        for k, v in model.trainable_state_dict().items()
+    }
+
+
+def test_release_checkpoint_converts_and_loads(tiny_model, tiny_model_cfg, tiny_dir, tmp_path):
+    state = released_state(tiny_model)
+    assert any(k.endswith("lora_A.weight") for k in state)
+    src = tmp_path / "release.pth"
+    torch.save({"model": {**state, "attn_head.in_proj_weight": torch.zeros(2, 2)}, "optimizer": {}, "config": {"a": 1}, "epoch": 3}, src)
+    dst = tmp_path / "converted.safetensors"
+    cfg_yaml = tmp_path / "model.yaml"
+    cfg_yaml.write_text(
+        f"includes: [{REPO / 'minigpt4/configs/models/emotion_llama_tiny.yaml'}]\nllm: {{path: {tiny_dir / 'llm'}}}\n"
+    )
+    assert convert_main(["--src", str(src), "--dst", str(dst), "--cfg-path", str(cfg_yaml)]) == 0
+
+    fresh = build_model(tiny_model_cfg)
+    report = load_trainable(fresh, dst)
+    assert not report.missing and not report.unexpected
+    loaded = fresh.trainable_state_dict()
+    for key, value in state.items():
+        ours = key.replace("lora_A.weight", "lora_A.default.weight").replace("lora_B.weight", "lora_B.default.weight")
+        assert torch.equal(loaded[ours], value)
+    # The release file loads directly too, and its unused head is reported, not loaded.
+    assert load_trainable(build_model(tiny_model_cfg), src).unexpected == ["attn_head.in_proj_weight"]
+
+
+def test_corrupted_and_wrong_shaped_checkpoints_are_refused(tiny_model, tmp_path):
+    good = tmp_path / "good.safetensors"
+    save_trainable(tiny_model, good)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="broken.safetensors.*corrupted or truncated"):
+        load_trainable(tiny_model, broken)
+    pth = tmp_path / "broken.pth"
+    pth.write_bytes(b"not a zip at all")
+    with pytest.raises(CheckpointError, match="broken.pth"):
+        load_trainable(tiny_model, pth)
+
+    state = released_state(tiny_model)
+    state["llama_proj.weight"] = torch.zeros(3, 3)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"model": state}, wrong)
+    with pytest.raises(CheckpointError, match=r"'llama_proj.weight' has shape \(3, 3\)"):
+        load_trainable(tiny_model, wrong)
+
+    partial = {k: v for k, v in released_state(tiny_model).items() if not k.startswith("feats_")}
+    torch.save({"model": partial}, tmp_path / "minigptv2.pth")
+    with pytest.raises(CheckpointError, match="missing 6 trainable tensors"):
+        load_trainable(tiny_model, tmp_path / "minigptv2.pth")
+    report = load_trainable(tiny_model, tmp_path / "minigptv2.pth", partial=True)
+    assert len(report.missing) == 6 and all(k.startswith("feats_llama_proj") for k in report.missing)
+
+
+def test_pickles_that_run_code_are_refused(tiny_model, tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {"x": Evil()}}, path)
+    with pytest.raises(CheckpointError, match="refused to unpickle"):
+        load_trainable(tiny_model, path)
+
+
+def test_lavis_style_eva_weights_load_with_extra_block_and_interpolated_positions(tmp_path):
+    # A "40-block at 28 px" file loads into a 2-block tower at 56 px, as eva_vit_g.pth (224) into 448.
+    source = build_eva_vit(VisionConfig(image_size=28, patch_size=14, width=32, depth=3, num_heads=2, mlp_dim=64))
+    path = tmp_path / "eva_vit_g.pth"
+    torch.save({f"visual.{k}" if k.startswith("blocks") else k: v for k, v in source.state_dict().items()}, path)
+    cfg = VisionConfig(image_size=56, patch_size=14, width=32, depth=2, num_heads=2, mlp_dim=64, weights=str(path))
+    tower = build_eva_vit(cfg)
+    assert tower.pos_embed.shape == (1, 17, 32)
+    assert torch.equal(tower.blocks[1].mlp.fc1.weight, source.blocks[1].mlp.fc1.weight)
+    assert torch.equal(tower.pos_embed[:, 0], source.pos_embed[:, 0])  # CLS position is kept as is
+    bad = VisionConfig(image_size=56, patch_size=14, width=48, depth=2, num_heads=2, mlp_dim=64)
+    with pytest.raises(ValueError, match="cls_token"):
+        load_eva_weights(build_eva_vit(bad), path)
+
+
+def test_real_size_counts_on_meta_device():
+    out = subprocess.run(
+        [sys.executable, "-m", "minigpt4.tools.inspect_model", "--cfg-path",
+         str(REPO / "minigpt4/configs/models/emotion_llama.yaml"), "--meta"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )
+    report = json.loads(out.stdout)
+    assert report["parameters"]["lora"] == 33_554_432
+    assert report["parameters"]["trainable"] == 74_993_664
+    assert report["parameters"]["llama_proj"] == 23_072_768
+    assert report["parameters"]["llm_base"] == 6_738_415_616
+    assert report["token_layout"]["visual_tokens_per_clip"] == 260
+
+
+def test_unknown_config_key_names_the_closest_valid_one(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("lora:\n  rr: 8\n")
+    with pytest.raises(ConfigError, match=r"m.yaml: unknown config key 'lora.rr'; did you mean 'lora.r'"):
+        load_config(ModelConfig, path)
+    with pytest.raises(ConfigError, match=r"--options: unknown config key 'vison'; did you mean 'vision'"):
+        load_config(ModelConfig, None, ["vison.depth=2"])
+    with pytest.raises(ConfigError, match="image_size=50"):
+        load_config(ModelConfig, None, ["vision.image_size=50"])
+    cfg = load_config(ModelConfig, None, ["lora.r=4", "dtype=fp32"])
+    assert cfg.lora.r == 4 and cfg.lora.alpha == 16 and cfg.dtype == "fp32"

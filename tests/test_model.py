@@ -1,0 +1,114 @@
+"""The model on tiny random weights: merge, trainability, loss masking, generation, layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_sample
+from minigpt4.data.collator import IGNORE_INDEX, EmotionCollator
+from minigpt4.models.emotion_llama import merge_visual_tokens
+
+
+def collate(model, samples, train=True):
+    return EmotionCollator(model.tokenizer, model.cfg.num_patch_tokens, train=train)(samples)
+
+
+def test_visual_tokens_land_exactly_in_their_slots_and_text_is_untouched(tiny_model):
+    samples = [make_sample(seed=1), make_sample(seed=2, feature_present=(True, False, True), image=False)]
+    batch = collate(tiny_model, samples)
+    text_embeds = tiny_model.llama_model.get_input_embeddings()(batch["input_ids"])
+    tokens, present = tiny_model.encode_visual(batch)
+    merged = tiny_model.embed_inputs(batch)
+
+    mask = batch["visual_mask"]
+    assert torch.equal(merged[~mask], text_embeds[~mask])
+    # Row 0: all 4 patch tokens, 3 features, CLS in layout order; row 1: local + audio only.
+    assert torch.equal(merged[0][mask[0]], tokens[0])
+    assert torch.equal(merged[1][mask[1]], tokens[1, [4, 6]])
+    assert mask.sum(1).tolist() == [tiny_model.cfg.num_visual_tokens, 2]
+    # The patch slots come before the feature slots, inside <video> ... </video>.
+    video = tiny_model.tokenizer.decode(batch["input_ids"][0][: mask[0].nonzero()[0, 0]])
+    assert video.endswith("<video>")
+
+
+def test_feature_projection_is_the_token_in_the_slot(tiny_model):
+    batch = collate(tiny_model, [make_sample(seed=3)])
+    merged = tiny_model.embed_inputs(batch)
+    slots = batch["visual_mask"][0].nonzero()[:, 0]
+    n_patch = tiny_model.cfg.num_patch_tokens
+    audio = tiny_model.feats_llama_proj3(batch["features"][0, 2])
+    assert torch.allclose(merged[0, slots[n_patch + 2]], audio)
+
+
+def test_slot_and_token_count_mismatch_is_a_clear_error(tiny_model):
+    batch = collate(tiny_model, [make_sample(seed=4)])
+    batch["feature_present"][0, 1] = False  # the prompt still has a slot for it
+    with pytest.raises(ValueError, match=r"sample 0 .* 8 visual placeholder slots .* 7 visual tokens"):
+        tiny_model.embed_inputs(batch)
+    embeds = torch.zeros(1, 5, 2)
+    with pytest.raises(ValueError, match="EmotionCollator"):
+        merge_visual_tokens(embeds, torch.tensor([[True, True, False, False, False]]), torch.ones(1, 1, 2), torch.ones(1, 1, dtype=torch.bool))
+
+
+def test_only_lora_and_projections_train(tiny_model):
+    trainable = {name for name, p in tiny_model.named_parameters() if p.requires_grad}
+    assert trainable, "nothing to train"
+    for name in trainable:
+        assert "lora_" in name or name.split(".")[0] in {
+            "llama_proj", "cls_tk_llama_proj", "feats_llama_proj1", "feats_llama_proj2", "feats_llama_proj3",
+        }, name
+    assert any(".q_proj.lora_A.default" in n for n in trainable) and any(".v_proj.lora_B.default" in n for n in trainable)
+    assert not any("visual_encoder" in n or "ln_vision" in n or "embed_tokens" in n for n in trainable)
+    assert set(tiny_model.trainable_state_dict()) == trainable
+
+
+def test_loss_covers_target_tokens_only(tiny_model):
+    samples = [make_sample(target="happy", seed=5), make_sample(target="very sad indeed", transcript="", seed=6)]
+    batch = collate(tiny_model, samples)
+    tok = tiny_model.tokenizer
+    for row, target in enumerate(["happy", "very sad indeed"]):
+        kept = batch["labels"][row][batch["labels"][row] != IGNORE_INDEX].tolist()
+        assert kept == tok(target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    out = tiny_model(batch)
+    logits = out.logits[:, :-1].float()
+    labels = batch["labels"][:, 1:]
+    manual = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+    assert torch.allclose(out.loss, manual, atol=1e-5)
+    # Changing prompt or padding tokens' labels would be visible; changing the prompt text is not in the loss.
+    batch2 = collate(tiny_model, [dict(samples[0], instruction="Name the emotion."), samples[1]])
+    assert batch2["labels"][0][batch2["labels"][0] != IGNORE_INDEX].tolist() == batch["labels"][0][batch["labels"][0] != IGNORE_INDEX].tolist()
+
+
+def test_batched_generation_equals_one_by_one(tiny_model):
+    samples = [
+        make_sample(seed=7, transcript="a much longer transcript that makes this prompt the longest of all"),
+        make_sample(seed=8, image=False),
+        make_sample(seed=9, feature_present=(False, False, False), transcript=""),
+    ]
+    tiny_model.eval()
+    batched = tiny_model.generate(collate(tiny_model, samples, train=False), max_new_tokens=6)
+    single = [tiny_model.generate(collate(tiny_model, [s], train=False), max_new_tokens=6)[0] for s in samples]
+    assert batched == single
+    assert all(isinstance(a, str) and a for a in batched)
+
+
+def test_generation_refuses_right_padded_batches(tiny_model):
+    samples = [make_sample(seed=1), make_sample(seed=2, transcript="")]
+    with pytest.raises(ValueError, match="left-padded"):
+        tiny_model.generate(collate(tiny_model, samples, train=True))
+
+
+def test_every_modality_can_be_absent(tiny_model):
+    nothing = make_sample(image=False, feature_present=(False, False, False), transcript="")
+    batch = collate(tiny_model, [nothing, make_sample(seed=2)])
+    assert batch["visual_mask"][0].sum() == 0
+    assert torch.isfinite(tiny_model(batch).loss)
+
+
+def test_cached_eva_tokens_give_the_same_batch_as_live_images(tiny_model):
+    sample = make_sample(seed=11)
+    live = collate(tiny_model, [sample])
+    cached_sample = dict(sample, image=None, image_embeds=tiny_model.encode_image(sample["image"][None])[0])
+    cached = collate(tiny_model, [cached_sample])
+    assert torch.allclose(tiny_model.embed_inputs(live), tiny_model.embed_inputs(cached), atol=1e-6)
