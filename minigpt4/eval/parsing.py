@@ -22,8 +22,8 @@ newlines; filler words (``a bit``, ``very``, ``seems`` ...) are removed; every k
 is mapped to its synonym group; an item with no known word is kept as its normalised text, so
 unmatched predictions still count in |P| and lower accuracy instead of vanishing.
 
-`minigpt4.data.labels` (label sets) is owned by another module; the synonym table lives here
-because parsing is the only place that needs word forms.
+Synonyms: the annotation spellings of `minigpt4.data.labels.SYNONYMS` plus `ANSWER_WORD_FORMS`,
+the extra word forms that appear in generated sentences (``happily``, ``afraid``, ``nervous``).
 """
 
 from __future__ import annotations
@@ -32,42 +32,48 @@ import re
 import unicodedata
 from typing import Iterable, Mapping, Sequence
 
-# Word form -> canonical label. Inflections and close synonyms only: a loose table would credit
-# wrong answers. A word that is itself a label of the dataset always wins over this table, so
-# IEMOCAP's ``excited`` stays ``excited`` even though excitement is close to happiness.
-EMOTION_SYNONYMS: Mapping[str, str] = {
+from minigpt4.data.labels import SYNONYMS as LABEL_SYNONYMS
+
+# Word forms seen in generated answers, on top of the annotation spellings of
+# `minigpt4.data.labels.SYNONYMS` (which are not repeated here). Inflections and close
+# synonyms only: a loose table would credit wrong answers.
+ANSWER_WORD_FORMS: Mapping[str, str] = {
     # happy
-    "happiness": "happy", "happily": "happy", "happier": "happy", "happiest": "happy",
-    "joy": "happy", "joyful": "happy", "joyous": "happy", "glad": "happy",
+    "happily": "happy", "happier": "happy", "happiest": "happy",
+    "joyful": "happy", "joyous": "happy", "glad": "happy",
     "cheerful": "happy", "delighted": "happy",
     # sad
-    "sadness": "sad", "sadly": "sad", "sadder": "sad", "saddest": "sad",
+    "sadly": "sad", "sadder": "sad", "saddest": "sad",
     "sorrow": "sad", "sorrowful": "sad", "unhappy": "sad",
     # angry
-    "anger": "angry", "angrily": "angry", "angrier": "angry", "angriest": "angry",
+    "angrily": "angry", "angrier": "angry", "angriest": "angry",
     "furious": "angry", "rage": "angry", "enraged": "angry",
     # neutral
     "neutrality": "neutral", "neutrally": "neutral",
     # worried
-    "worry": "worried", "worries": "worried", "worrying": "worried", "worriedly": "worried",
-    "anxious": "worried", "anxiety": "worried", "nervous": "worried",
+    "worrying": "worried", "worriedly": "worried",
+    "anxiety": "worried", "nervous": "worried",
     # surprise
-    "surprised": "surprise", "surprising": "surprise", "surprisingly": "surprise",
+    "surprising": "surprise", "surprisingly": "surprise",
     "astonished": "surprise", "amazed": "surprise",
     # fear
-    "fearful": "fear", "afraid": "fear", "scared": "fear", "frightened": "fear",
+    "afraid": "fear", "frightened": "fear",
     "terrified": "fear", "fright": "fear",
     # disgust
-    "disgusted": "disgust", "disgusting": "disgust", "disgustful": "disgust",
+    "disgusting": "disgust", "disgustful": "disgust",
     # contempt
-    "contemptuous": "contempt", "disdain": "contempt", "scorn": "contempt",
+    "disdain": "contempt", "scorn": "contempt",
     # doubt
-    "doubtful": "doubt", "doubts": "doubt", "doubting": "doubt",
+    "doubts": "doubt", "doubting": "doubt",
     "skeptical": "doubt", "sceptical": "doubt",
     # IEMOCAP extras
-    "frustration": "frustrated", "frustrating": "frustrated",
-    "excitement": "excited", "exciting": "excited",
+    "frustrating": "frustrated",
+    "exciting": "excited",
 }
+
+# Everything `parse_label` knows by default. A word that is itself a label of the dataset always
+# wins over this table, so IEMOCAP-6's ``excited`` stays ``excited``.
+EMOTION_SYNONYMS: Mapping[str, str] = {**LABEL_SYNONYMS, **ANSWER_WORD_FORMS}
 
 NEGATIONS = frozenset(
     "not no never neither nor without isn't wasn't aren't weren't doesn't don't didn't "

@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from minigpt4.data.labels import LABEL_SETS, SET_MERGES
 from minigpt4.eval import metrics as M
 from minigpt4.eval.judge import Judge, JudgeConfig, JudgeError, make_judge
-from minigpt4.eval.parsing import parse_label, parse_label_set
+from minigpt4.eval.parsing import EMOTION_SYNONYMS, parse_label, parse_label_set
 from minigpt4.eval.report import (
     PredictionsFileError,
     confusion_counts,
@@ -33,12 +34,9 @@ from minigpt4.eval.report import (
     write_metrics_json,
 )
 
-# Label sets of DESIGN.md section 3, in its order. IEMOCAP has 4/6/9-class variants, so its
-# labels come from --labels or from the gold labels present.
-DEFAULT_LABELS: Mapping[str, tuple[str, ...]] = {
-    "mer2023": ("neutral", "angry", "happy", "sad", "worried", "surprise"),
-    "dfew": ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"),
-}
+# Default label sets (minigpt4.data.labels). IEMOCAP has 4/6/9-class variants, so its labels
+# come from --labels (a set name like ``iemocap4`` or a list) or from the gold labels present.
+DEFAULT_LABELS: Mapping[str, tuple[str, ...]] = {"mer2023": LABEL_SETS["mer2023"], "dfew": LABEL_SETS["dfew"]}
 DATASETS = ("mer2023", "dfew", "iemocap", "mer2024_ov", "emer")
 _FOLDED = {"dfew": M.dfew_metrics, "iemocap": M.iemocap_metrics}
 EMER_EMPTY_ANSWER_SCORE = 1.0
@@ -63,18 +61,31 @@ def _select_task(records: Sequence[Mapping[str, Any]], task: str | None) -> list
     return list(records)
 
 
-def _labels_for(dataset: str, records: Sequence[Mapping[str, Any]], labels: Sequence[str] | None) -> list[str]:
+def _labels_for(
+    dataset: str, records: Sequence[Mapping[str, Any]], labels: str | Sequence[str] | None
+) -> tuple[list[str], dict[str, str]]:
+    """Label list and answer synonyms; a set name (``iemocap4``) brings its merges (excited -> happy)."""
+    synonyms = dict(EMOTION_SYNONYMS)
+    if isinstance(labels, str):
+        if labels not in LABEL_SETS:
+            raise ValueError(f"unknown label set {labels!r}; known: {', '.join(LABEL_SETS)} (or pass a list of labels)")
+        merges = SET_MERGES.get(labels, {})
+        synonyms = {word: merges.get(target, target) for word, target in synonyms.items()} | merges
+        return list(LABEL_SETS[labels]), synonyms
     if labels:
-        return list(labels)
+        return list(labels), synonyms
     if dataset in DEFAULT_LABELS:
-        return list(DEFAULT_LABELS[dataset])
-    return sorted({str(r["label"]) for r in records})
+        return list(DEFAULT_LABELS[dataset]), synonyms
+    _require(records, "label", dataset)
+    return sorted({str(r["label"]) for r in records}), synonyms
 
 
-def _classification(dataset: str, records: Sequence[Mapping[str, Any]], labels: list[str]) -> dict[str, Any]:
+def _classification(
+    dataset: str, records: Sequence[Mapping[str, Any]], labels: list[str], synonyms: Mapping[str, str]
+) -> dict[str, Any]:
     _require(records, "label", dataset)
     y_true = [str(r["label"]) for r in records]
-    y_pred = [parse_label(r["answer"], labels) for r in records]
+    y_pred = [parse_label(r["answer"], labels, synonyms) for r in records]
     result: dict[str, Any] = {"labels": labels}
     if dataset == "mer2023":
         has_true = [r.get("valence") is not None for r in records]
@@ -153,7 +164,7 @@ def _emer(records: Sequence[Mapping[str, Any]], judge: Judge) -> dict[str, Any]:
 def score_predictions(
     records: Sequence[Mapping[str, Any]],
     dataset: str,
-    labels: Sequence[str] | None = None,
+    labels: str | Sequence[str] | None = None,
     judge_cfg: JudgeConfig | Mapping | None = None,
     *,
     task: str | None = None,
@@ -165,7 +176,8 @@ def score_predictions(
     Returns ``{"dataset", "n_records", "metrics": {name: float}, "invalid": [clip names], ...}``
     plus ``labels`` / ``confusion`` (classification), ``folds`` / ``pooled`` (folded DFEW /
     IEMOCAP), ``judge`` / ``per_clip`` (EMER). `judge` overrides `judge_cfg` (tests, reuse);
-    `vocabulary` overrides the MER2024-OV synonym groups.
+    `labels` is a list or a set name of `minigpt4.data.labels.LABEL_SETS` (``iemocap4`` also
+    folds ``excited`` answers into ``happy``). `vocabulary` overrides the MER2024-OV groups.
     """
     dataset = dataset.lower().replace("-", "_")
     if dataset not in DATASETS:
@@ -174,7 +186,7 @@ def score_predictions(
     if not records:
         raise ValueError("no prediction records to score")
     if dataset in ("mer2023", "dfew", "iemocap"):
-        result = _classification(dataset, records, _labels_for(dataset, records, labels))
+        result = _classification(dataset, records, *_labels_for(dataset, records, labels))
     elif dataset == "mer2024_ov":
         result = _mer2024_ov(records, vocabulary)
     else:
@@ -203,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", required=True, metavar="PREDICTIONS.jsonl", help="predictions file to score")
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--out", help="output folder (default: <stem>_scores next to the predictions file)")
-    p.add_argument("--labels", help="comma-separated label set (default: the dataset's; IEMOCAP: gold labels present)")
+    p.add_argument("--labels", help="label set name (mer2023, dfew, iemocap4, ...) or comma-separated labels (default: the dataset's; IEMOCAP: gold labels present)")
     p.add_argument("--task", help="score only records of this task (needed when a file mixes tasks)")
     p.add_argument("--judge", choices=("llm", "offline"), default="llm", help="EMER judge (offline = a different, lexical metric)")
     p.add_argument("--judge-url", default="", help="OpenAI-compatible base URL (default: $EMER_JUDGE_URL)")
@@ -217,7 +229,10 @@ def score_main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None
     args = build_parser().parse_args(argv)
     pred_path = Path(args.score)
     out_dir = Path(args.out) if args.out else pred_path.with_name(pred_path.stem + "_scores")
-    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
+    labels: str | list[str] | None = None
+    if args.labels:
+        labels = [x.strip() for x in args.labels.split(",") if x.strip()]
+        labels = labels[0] if len(labels) == 1 and labels[0] in LABEL_SETS else labels
     judge_cfg = JudgeConfig(
         kind=args.judge,
         url=args.judge_url,
