@@ -28,7 +28,7 @@ class DatasetConfig:
     feature_root: Optional[str] = None  # folder holding the feature folders; default: annotation's folder
     feature_dirs: dict[str, str] = field(
         default_factory=lambda: {"local": "mae_340_UTT", "temporal": "maeV_399_UTT", "audio": "HL-UTT"}
-    )  # remove a key (or set it to "") when that feature does not exist: zeros, marked absent
+    )  # set a kind to "" when that feature does not exist: zeros, marked absent (YAML merges keys)
     feature_dim: int = 1024  # D used only when no feature folder is configured at all
     eva_cache: Optional[str] = None  # folder of cached frozen EVA tokens <name>.npy (1025 x width)
     shards: Optional[str] = None  # reader=shards: folder of webdataset *.tar (or one .tar)

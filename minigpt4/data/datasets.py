@@ -136,7 +136,7 @@ class FolderMedia:
             if not folder.is_dir():
                 raise AnnotationError(
                     f"{kind} feature folder not found: {folder} (extract the features, set `feature_root`,"
-                    f" or remove `feature_dirs.{kind}` to train without it)"
+                    f" or set `feature_dirs.{kind}: ''` to go without it)"
                 )
         for what, folder in (("frames", self.frames_dir), ("videos", self.videos_dir), ("eva_cache", self.eva_dir)):
             if folder is not None and not folder.is_dir():
