@@ -67,7 +67,7 @@ def server_factory():
 
     def make(script=(), default_reply="Score: 7"):
         srv = FakeChatServer(script, default_reply)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         servers.append(srv)
         return srv
 
