@@ -11,6 +11,7 @@ import pytest
 from minigpt4.eval.report import (
     PredictionsFileError,
     confusion_counts,
+    prediction_record,
     markdown_summary,
     plot_confusion_matrix,
     read_predictions,
@@ -24,6 +25,14 @@ RECORDS = [
     {"name": "s2", "task": "emotion", "instruction": "Which emotion?", "answer": "näive ☺", "parsed": None,
      "label": "sad"},
 ]
+
+
+def test_prediction_record_builds_schema():
+    rec = prediction_record("s1", "Happy.", instruction="Which emotion?", label="happy", parsed="happy", valence=2.5, fold=1)
+    assert rec == RECORDS[0] and list(rec) == list(RECORDS[0])
+    assert "fold" not in prediction_record("s2", "x", fold=None)
+    with pytest.raises(ValueError, match="unknown prediction keys"):
+        prediction_record("s", "x", folds=1)
 
 
 def test_predictions_round_trip(tmp_path):

@@ -25,6 +25,7 @@ and a lone number, and returns ``None`` for anything else (counted as a judge fa
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -226,7 +227,7 @@ class HTTPJudge:
                         "EMER_JUDGE_MODEL and OPENAI_API_KEY"
                     ) from None
                 last_error = f"HTTP {err.code}"
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as err:
+            except (urllib.error.URLError, http.client.HTTPException, socket.timeout, TimeoutError, ConnectionError) as err:
                 last_error = f"{type(err).__name__}: {err}"
             except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
                 last_error = f"malformed response ({type(err).__name__}: {err})"

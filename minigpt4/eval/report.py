@@ -41,6 +41,27 @@ class PredictionsFileError(ValueError):
     """A predictions file that cannot be scored; the message names the file and line."""
 
 
+def prediction_record(
+    name: str,
+    answer: str,
+    *,
+    task: str = "emotion",
+    instruction: str = "",
+    label: str | list[str] | None = None,
+    parsed: str | list[str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One predictions-JSONL object in the documented key order; `extra` adds ``valence``,
+    ``valence_pred``, ``fold``, ``reference`` (``None`` values are left out)."""
+    unknown = set(extra) - {"valence", "valence_pred", "fold", "reference"}
+    if unknown:
+        raise ValueError(f"unknown prediction keys {sorted(unknown)}; allowed extras: valence, valence_pred, fold, reference")
+    rec: dict[str, Any] = {"name": str(name), "task": task, "instruction": instruction, "answer": answer,
+                           "parsed": parsed, "label": label}
+    rec.update({k: v for k, v in extra.items() if v is not None})
+    return rec
+
+
 def write_predictions(records: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     """One JSON object per line, UTF-8, keys in the order given."""
     path = Path(path)
