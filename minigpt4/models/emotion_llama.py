@@ -91,24 +91,27 @@ class EmotionLLaMA(nn.Module):
         proj_weight = self.llama_proj.weight
         image_present = batch["image_present"].to(torch.bool)
 
+        # Projections always run (on zero rows when no clip has an image) so every trainable
+        # parameter takes part in every step, as DistributedDataParallel requires.
+        expected = n_patch * self.cfg.patches_per_token
+        if batch.get("image_embeds") is not None:
+            vis = batch["image_embeds"][image_present]
+        elif batch.get("images") is not None and image_present.any():
+            vis = self.encode_image(batch["images"][image_present])
+        else:
+            vis = proj_weight.new_zeros(0, expected + 1, self.cfg.vision.width)
+        if vis.shape[1] - 1 != expected or vis.shape[2] != self.cfg.vision.width:
+            raise ValueError(
+                f"image tokens have shape {tuple(vis.shape[1:])}, expected ({expected + 1}, "
+                f"{self.cfg.vision.width}) for image_size={self.cfg.vision.image_size}; "
+                "were cached EVA tokens made with another image size?"
+            )
+        vis = vis.to(proj_weight.device, proj_weight.dtype)
+        grouped = vis[:, 1:, :].reshape(vis.shape[0], n_patch, self.cfg.patches_per_token * vis.shape[2])  # 4 raster-order patches
         patch_tokens = proj_weight.new_zeros(batch_size, n_patch, proj_weight.shape[0])
+        patch_tokens = patch_tokens.index_put((image_present,), self.llama_proj(grouped))
         cls_tokens = proj_weight.new_zeros(batch_size, proj_weight.shape[0])
-        if image_present.any():
-            if batch.get("image_embeds") is not None:
-                vis = batch["image_embeds"][image_present]
-            else:
-                vis = self.encode_image(batch["images"][image_present])
-            expected = n_patch * self.cfg.patches_per_token
-            if vis.shape[1] - 1 != expected or vis.shape[2] != self.cfg.vision.width:
-                raise ValueError(
-                    f"image tokens have shape {tuple(vis.shape[1:])}, expected ({expected + 1}, "
-                    f"{self.cfg.vision.width}) for image_size={self.cfg.vision.image_size}; "
-                    "were cached EVA tokens made with another image size?"
-                )
-            vis = vis.to(proj_weight.dtype)
-            grouped = vis[:, 1:, :].reshape(vis.shape[0], n_patch, -1)  # 4 raster-order patches per token
-            patch_tokens = patch_tokens.index_put((image_present,), self.llama_proj(grouped).to(patch_tokens.dtype))
-            cls_tokens = cls_tokens.index_put((image_present,), self.cls_tk_llama_proj(vis[:, 0]).to(cls_tokens.dtype))
+        cls_tokens = cls_tokens.index_put((image_present,), self.cls_tk_llama_proj(vis[:, 0]))
 
         features = features.to(proj_weight.device, proj_weight.dtype)
         feature_tokens = torch.stack([proj(features[:, i]) for i, proj in enumerate(self.feature_projections)], 1)

@@ -54,7 +54,7 @@ def load_model_config(path: str, overrides: list[str]) -> ModelConfig:
 
     raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
     if "model" in raw and isinstance(raw["model"], dict):
-        from minigpt4.runs import load_run_config
+        from minigpt4.run_config import load_train_config as load_run_config
 
         return load_run_config(path, [f"model.{o}" if not o.startswith("model.") else o for o in overrides]).model
     return load_config(ModelConfig, path, overrides)

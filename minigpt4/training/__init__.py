@@ -1,0 +1,1 @@
+"""Pieces of the training recipe in `train.py`: optimizer and schedule, sampling, checkpoints, processes."""
