@@ -1,0 +1,99 @@
+"""Command line: ``python -m minigpt4.features {extract,pretrain,tiny-encoders} ...``.
+
+    python -m minigpt4.features tiny-encoders --out checkpoints/tiny/encoders
+    python -m minigpt4.features extract --videos MER2023/videos --out MERR \\
+        --cfg-path minigpt4/configs/features/real.yaml --options device=cuda decode_workers=8
+    python -m minigpt4.features pretrain --kind mae --crops MER2023/videos --out checkpoints/mae_face \\
+        --cfg-path minigpt4/configs/features/real.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from minigpt4.common.config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m minigpt4.features", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    extract = commands.add_parser("extract", help="videos -> HL-UTT / mae_340_UTT / maeV_399_UTT / frames")
+    extract.add_argument("--videos", required=True, help="folder with .mp4/.avi/.mkv/.webm/.mov clips")
+    extract.add_argument("--out", required=True, help="output folder (the release layout is created inside)")
+    extract.add_argument("--names-file", help="only these clips: one name a line (annotation .txt lists work)")
+    extract.add_argument("--eva-cache", action="store_true", help="also cache frozen EVA tokens of the frame")
+    _add_config_arguments(extract)
+
+    pretrain = commands.add_parser("pretrain", help="self-supervised MAE / VideoMAE pre-training on face crops")
+    pretrain.add_argument("--kind", choices=("mae", "videomae"), required=True)
+    pretrain.add_argument("--crops", required=True, help="folder of videos (faces are cropped) or of face images")
+    pretrain.add_argument("--out", required=True, help="folder for save_pretrained")
+    pretrain.add_argument("--init", help="start from this save_pretrained folder (default: the config's encoder)")
+    _add_config_arguments(pretrain)
+
+    tiny = commands.add_parser("tiny-encoders", help="save random tiny HuBERT / ViT-MAE / VideoMAE folders")
+    tiny.add_argument("--out", required=True)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--hidden", type=int, default=32)
+    tiny.add_argument("--image-size", type=int, default=32)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "tiny-encoders":
+            from minigpt4.features.encoders import make_tiny_encoders
+
+            for name, folder in make_tiny_encoders(Path(args.out), args.seed, args.hidden, args.image_size).items():
+                print(f"{name}: {folder}")
+            return 0
+        cfg = _load_cfg(args)
+        if args.command == "extract":
+            return _extract(args, cfg)
+        return _pretrain(args, cfg)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cfg-path", required=True, help="a YAML under minigpt4/configs/features/")
+    parser.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
+
+
+def _load_cfg(args):
+    from minigpt4.features.config import FeatureConfig
+
+    overrides = list(args.options)
+    if getattr(args, "eva_cache", False):
+        overrides.append("eva_cache=true")
+    return load_config(FeatureConfig, args.cfg_path, overrides)
+
+
+def _extract(args, cfg) -> int:
+    from minigpt4.features.extract import extract_features, find_videos, read_names_file
+
+    names = read_names_file(args.names_file) if args.names_file else None
+    paths, problems = find_videos(args.videos, names)
+    if not paths and not problems:
+        print(f"error: no videos with a suffix .mp4/.avi/.mkv/.webm/.mov in {args.videos}", file=sys.stderr)
+        return 2
+    report = extract_features(paths, args.out, cfg, problems=problems)
+    print(report.summary())
+    print(f"report: {Path(args.out) / 'extraction_report.json'}")
+    return 1 if report.failed else 0
+
+
+def _pretrain(args, cfg) -> int:
+    from minigpt4.features.pretrain import pretrain_encoder
+
+    result = pretrain_encoder(args.kind, args.crops, args.out, cfg, init=args.init)
+    print(f"saved {args.kind} to {result.out_dir} after {result.steps} steps; "
+          f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

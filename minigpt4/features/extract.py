@@ -1,0 +1,388 @@
+"""Video files -> the release's feature folders, resumably, one bad clip never stopping the run.
+
+For every clip `<name>.<ext>` it writes (each file atomically: a temp file, then os.replace)
+
+    <out>/HL-UTT/<name>.npy        audio    (D,) float32  HuBERT, mean over time
+    <out>/mae_340_UTT/<name>.npy   local    (D,) float32  ViT-MAE on face crops, mean over frames
+    <out>/maeV_399_UTT/<name>.npy  temporal (D,) float32  VideoMAE on 16 face crops, mean over tokens
+    <out>/frames/<name>.jpg        the chosen frame (first / middle / peak of the face crops)
+    <out>/eva_cache/<name>.npy     optional: frozen EVA ViT tokens of that frame
+    <out>/extraction_report.json   counts and the failures by name with the reason
+
+A clip without an audio track still gets its video features; its audio feature is absent, the
+clip is counted under `no_audio`, and a marker in `<out>/.extraction_state/no_audio/` lets a
+re-run treat it as finished. A clip whose outputs all exist is skipped, so an interrupted run
+picks up where it stopped.
+
+Decoding, face cropping and audio loading run in a small thread pool (decord, PyAV and OpenCV
+release the GIL); the encoders run in the main thread, batched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from minigpt4.features.config import FEATURE_FOLDERS, FeatureConfig
+from minigpt4.features.faces import build_face_detector, crop_faces
+from minigpt4.features.media import (VIDEO_SUFFIXES, MediaError, NoAudioError, choose_frame_index,
+                                     load_audio, read_frames)
+
+REPORT_NAME = "extraction_report.json"
+NO_AUDIO_MARKERS = Path(".extraction_state") / "no_audio"
+
+
+@dataclass
+class ExtractionReport:
+    """What a run did; saved as extraction_report.json and printed at the end."""
+
+    done: list[str] = field(default_factory=list)
+    skipped_existing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # name -> reason
+    no_audio: list[str] = field(default_factory=list)
+    no_face_frames: dict[str, int] = field(default_factory=dict)  # name -> frames without a detection
+    frames_decoded: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {
+        "decode": 0.0, "faces": 0.0, "audio_decode": 0.0, "audio": 0.0, "local": 0.0,
+        "temporal": 0.0, "eva": 0.0, "write": 0.0, "wall": 0.0})
+
+    def counts(self) -> dict[str, int]:
+        return {"done": len(self.done), "skipped_existing": len(self.skipped_existing),
+                "failed": len(self.failed), "no_audio": len(self.no_audio),
+                "clips_with_no_face_frames": sum(1 for n in self.no_face_frames.values() if n),
+                "no_face_frames": sum(self.no_face_frames.values())}
+
+    def to_json(self) -> dict:
+        return {"counts": self.counts(), **asdict(self)}
+
+    def summary(self) -> str:
+        counts = self.counts()
+        lines = [f"done {counts['done']}, skipped (already extracted) {counts['skipped_existing']}, "
+                 f"failed {counts['failed']}, without audio {counts['no_audio']}, "
+                 f"frames without a detected face {counts['no_face_frames']} "
+                 f"(in {counts['clips_with_no_face_frames']} clips); {self.seconds['wall']:.1f} s"]
+        lines += [f"  FAILED {name}: {reason}" for name, reason in sorted(self.failed.items())]
+        return "\n".join(lines)
+
+
+@dataclass
+class PreparedClip:
+    """A decoded clip, ready for the encoders (built in a worker thread)."""
+
+    name: str
+    face_crops: np.ndarray  # uint8 [T, face_size, face_size, 3]
+    chosen_frame: np.ndarray  # uint8 [H, W, 3], full frame
+    waveform: np.ndarray | None  # float32 16 kHz mono; None = no audio track (or audio not wanted)
+    no_face_frames: int
+    seconds: dict[str, float]
+
+
+def find_videos(folder: str | Path, names: Sequence[str] | None = None) -> tuple[list[Path], dict[str, str]]:
+    """Videos in `folder` (not recursive) by suffix, sorted; restricted to `names` when given.
+
+    Returns (paths, problems): a name listed but not found, or two files with the same name
+    (a.mp4 and a.avi), is a problem reported by name rather than a crash.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"video folder {folder} does not exist")
+    by_name: dict[str, Path] = {}
+    problems: dict[str, str] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in VIDEO_SUFFIXES or not path.is_file():
+            continue
+        if path.stem in by_name:
+            problems[path.stem] = f"two videos share this name ({by_name[path.stem].name}, {path.name}); rename one"
+            continue
+        by_name[path.stem] = path
+    if names is None:
+        return [p for n, p in by_name.items() if n not in problems], problems
+    selected = []
+    for name in names:
+        if name in by_name and name not in problems:
+            selected.append(by_name[name])
+        elif name not in problems:
+            problems[name] = f"no video named {name} with a suffix in {VIDEO_SUFFIXES} in {folder}"
+    return selected, problems
+
+
+def read_names_file(path: str | Path) -> list[str]:
+    """Clip names, one a line; only the first column counts, so the release's annotation lists
+    (``name frame_count label ...``) work as they are. Blank lines and # comments are skipped."""
+    names = []
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.append(Path(line.split()[0]).stem)
+    return names
+
+
+class FeatureExtractor:
+    """Holds the loaded encoders; `run` processes a list of videos into `out_dir`."""
+
+    def __init__(self, cfg: FeatureConfig):
+        import torch
+
+        from minigpt4.features.encoders import AudioEncoder, LocalEncoder, TemporalEncoder
+
+        self.cfg = cfg
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        self.audio = AudioEncoder(cfg.audio_encoder, cfg.device) if "audio" in cfg.features else None
+        self.local = (LocalEncoder(cfg.local_encoder, cfg.device, cfg.local_batch_size)
+                      if "local" in cfg.features else None)
+        self.temporal = (TemporalEncoder(cfg.temporal_encoder, cfg.device, cfg.temporal_batch_size)
+                         if "temporal" in cfg.features else None)
+        if self.temporal is not None and self.temporal.num_frames != cfg.frames_per_clip:
+            raise ValueError(f"frames_per_clip={cfg.frames_per_clip} but the VideoMAE in {cfg.temporal_encoder} "
+                             f"was built for {self.temporal.num_frames} frames; set frames_per_clip="
+                             f"{self.temporal.num_frames}")
+        self.eva = _EvaTokenCache(cfg) if cfg.eva_cache else None
+        self._thread_state = threading.local()  # one face detector per decode thread
+
+    # ---- per clip --------------------------------------------------------------------------
+
+    def expected_outputs(self, out_dir: Path, name: str) -> list[Path]:
+        paths = [out_dir / FEATURE_FOLDERS[f] / f"{name}.npy" for f in self.cfg.features]
+        if self.cfg.save_frames:
+            paths.append(out_dir / "frames" / f"{name}.jpg")
+        if self.eva is not None:
+            paths.append(out_dir / "eva_cache" / f"{name}.npy")
+        return paths
+
+    def is_finished(self, out_dir: Path, name: str) -> bool:
+        no_audio = (out_dir / NO_AUDIO_MARKERS / name).exists()
+        return all(p.exists() or (no_audio and p.parent.name == FEATURE_FOLDERS["audio"])
+                   for p in self.expected_outputs(out_dir, name))
+
+    def prepare(self, path: Path) -> PreparedClip:
+        """Decode frames and audio and crop faces (runs in a worker thread)."""
+        cfg = self.cfg
+        seconds = {}
+        start = time.perf_counter()
+        frames = read_frames(path)
+        seconds["decode"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        detector = getattr(self._thread_state, "detector", None)
+        if detector is None:
+            detector = self._thread_state.detector = build_face_detector(cfg.face_detector)
+        crops, no_face_frames = crop_faces(frames, detector, cfg.face_size, cfg.face_margin, cfg.detect_stride)
+        chosen_frame = frames[choose_frame_index(crops, cfg.frame_choice)]
+        seconds["faces"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        waveform = None
+        if self.audio is not None:
+            try:
+                waveform = load_audio(path, self.audio.sample_rate)
+            except NoAudioError:
+                waveform = None
+        seconds["audio_decode"] = time.perf_counter() - start
+        return PreparedClip(path.stem, crops, chosen_frame, waveform, no_face_frames, seconds)
+
+    # ---- the run ---------------------------------------------------------------------------
+
+    def run(self, video_paths: Iterable[str | Path], out_dir: str | Path,
+            problems: dict[str, str] | None = None, progress: bool = True) -> ExtractionReport:
+        out_dir = Path(out_dir)
+        report = ExtractionReport(failed=dict(problems or {}))
+        wall_start = time.perf_counter()
+        todo = []
+        for path in map(Path, video_paths):
+            if self.is_finished(out_dir, path.stem):
+                report.skipped_existing.append(path.stem)
+            else:
+                todo.append(path)
+        bar = tqdm(total=len(todo), desc="extract", unit="clip", disable=not progress)
+        pending: list[PreparedClip] = []
+        for path, outcome in self._prepared_in_order(todo):
+            if isinstance(outcome, Exception):
+                report.failed[path.stem] = _reason(outcome)
+                bar.update(1)
+                continue
+            pending.append(outcome)
+            if len(pending) >= self.cfg.temporal_batch_size:
+                self._encode_and_write(pending, out_dir, report)
+                bar.update(len(pending))
+                pending = []
+        if pending:
+            self._encode_and_write(pending, out_dir, report)
+            bar.update(len(pending))
+        bar.close()
+        report.seconds["wall"] = time.perf_counter() - wall_start
+        write_report(report, out_dir)
+        return report
+
+    def _prepared_in_order(self, paths: Sequence[Path]) -> Iterator[tuple[Path, PreparedClip | Exception]]:
+        """Prepare clips in the pool, a few ahead of the encoders, yielding in input order."""
+        workers = self.cfg.decode_workers
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+            queue: deque[tuple[Path, Future]] = deque()
+            paths_left = iter(paths)
+            for path in paths_left:
+                queue.append((path, pool.submit(self.prepare, path)))
+                if len(queue) >= 2 * workers:
+                    break
+            while queue:
+                path, future = queue.popleft()
+                next_path = next(paths_left, None)
+                if next_path is not None:
+                    queue.append((next_path, pool.submit(self.prepare, next_path)))
+                try:
+                    yield path, future.result()
+                except Exception as err:  # one bad clip must not stop the run
+                    yield path, err
+
+    def _encode_and_write(self, clips: list[PreparedClip], out_dir: Path, report: ExtractionReport) -> None:
+        temporal_vectors: dict[str, np.ndarray] = {}
+        if self.temporal is not None:
+            start = time.perf_counter()
+            try:
+                batch = self.temporal.encode_batch([c.face_crops for c in clips])
+                temporal_vectors = {c.name: v for c, v in zip(clips, batch)}
+            except Exception:  # find out which clip is to blame below, one at a time
+                temporal_vectors = {}
+            report.seconds["temporal"] += time.perf_counter() - start
+        for clip in clips:
+            try:
+                self._finish_clip(clip, temporal_vectors, out_dir, report)
+            except Exception as err:
+                report.failed[clip.name] = _reason(err)
+
+    def _finish_clip(self, clip: PreparedClip, temporal_vectors: dict[str, np.ndarray], out_dir: Path,
+                     report: ExtractionReport) -> None:
+        outputs: dict[str, np.ndarray] = {}
+        if self.temporal is not None:
+            with _timed(report.seconds, "temporal"):
+                vector = temporal_vectors.get(clip.name)
+                outputs["temporal"] = vector if vector is not None else self.temporal.encode(clip.face_crops)
+        if self.local is not None:
+            with _timed(report.seconds, "local"):
+                outputs["local"] = self.local.encode(_spread(clip.face_crops, self.cfg.local_max_frames))
+        if self.audio is not None and clip.waveform is not None:
+            with _timed(report.seconds, "audio"):
+                outputs["audio"] = self.audio.encode(clip.waveform)
+        eva_tokens = None
+        if self.eva is not None:
+            with _timed(report.seconds, "eva"):
+                eva_tokens = self.eva.encode(clip.chosen_frame)
+        with _timed(report.seconds, "write"):
+            for feature, vector in outputs.items():
+                if not np.isfinite(vector).all():
+                    raise ValueError(f"{feature} feature has NaN/inf values; check the encoder weights")
+                save_npy_atomic(out_dir / FEATURE_FOLDERS[feature] / f"{clip.name}.npy", vector.astype(np.float32))
+            if eva_tokens is not None:
+                save_npy_atomic(out_dir / "eva_cache" / f"{clip.name}.npy", eva_tokens)
+            if self.cfg.save_frames:
+                save_jpg_atomic(out_dir / "frames" / f"{clip.name}.jpg", clip.chosen_frame)
+            if self.audio is not None and clip.waveform is None:
+                marker = out_dir / NO_AUDIO_MARKERS / clip.name
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+        for stage, value in clip.seconds.items():
+            report.seconds[stage] += value
+        report.frames_decoded += len(clip.face_crops)
+        report.no_face_frames[clip.name] = clip.no_face_frames
+        if self.audio is not None and clip.waveform is None:
+            report.no_audio.append(clip.name)
+        report.done.append(clip.name)
+
+
+class _EvaTokenCache:
+    """Frozen EVA ViT tokens ([1 + patches, width] float16) of the chosen frame, so training
+    need not run the 1-billion-parameter tower every epoch."""
+
+    def __init__(self, cfg: FeatureConfig):
+        import torch
+
+        from minigpt4.common.config import load_config
+        from minigpt4.models.config import VisionConfig
+        from minigpt4.models.eva_vit import build_eva_vit
+        from minigpt4.processors import EvaImageTransform
+
+        vision = load_config(VisionConfig, cfg.eva_vision)
+        self.model = build_eva_vit(vision).to(cfg.device).eval()
+        self.transform = EvaImageTransform(vision.image_size)
+        self.device = cfg.device
+        self._torch = torch
+
+    def encode(self, frame: np.ndarray) -> np.ndarray:
+        with self._torch.no_grad():
+            pixels = self.transform(frame)[None].to(self.device)
+            tokens = self.model.forward_features(pixels)[0]
+        return tokens.to(self._torch.float16).cpu().numpy()
+
+
+@contextmanager
+def _timed(totals: dict[str, float], stage: str):
+    """Add the time spent in the block to totals[stage]."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        totals[stage] += time.perf_counter() - start
+
+
+def _spread(frames: np.ndarray, limit: int) -> np.ndarray:
+    """At most `limit` frames spread evenly over the clip (all when limit is 0 or not exceeded)."""
+    if limit == 0 or len(frames) <= limit:
+        return frames
+    return frames[np.linspace(0, len(frames) - 1, limit).round().astype(np.int64)]
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, MediaError):
+        return f"{err.problem} ({type(err).__name__})"
+    return f"{type(err).__name__}: {err}"
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """Write then rename, so a crash never leaves a half-written .npy that resuming would trust."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy.tmp",
+                                     delete=False) as handle:
+        np.save(handle, array)
+    os.replace(handle.name, path)
+
+
+def save_jpg_atomic(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
+    import cv2
+
+    ok, encoded = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"could not encode the chosen frame of {path.stem} as JPEG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".jpg.tmp",
+                                     delete=False) as handle:
+        handle.write(encoded.tobytes())
+    os.replace(handle.name, path)
+
+
+def write_report(report: ExtractionReport, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / REPORT_NAME
+    path.write_text(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    return path
+
+
+def extract_features(video_paths: Iterable[str | Path], out_dir: str | Path, cfg: FeatureConfig,
+                     progress: bool = True, problems: dict[str, str] | None = None) -> ExtractionReport:
+    """Extract every enabled feature for `video_paths` into `out_dir`; see the module docstring.
+
+    `problems` (name -> reason), e.g. from `find_videos`, are reported as failures alongside
+    the clips that fail here.
+    """
+    return FeatureExtractor(cfg).run(video_paths, out_dir, problems=problems, progress=progress)
