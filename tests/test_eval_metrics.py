@@ -139,6 +139,7 @@ def test_aggregate_folds_mean_std_and_counts():
     assert agg["uar_std"] == pytest.approx(math.sqrt(0.02))  # sample std of 0.5, 0.7
     assert agg["war"] == pytest.approx(0.7)
     assert (agg["n"], agg["n_invalid"], agg["n_folds"]) == (22.0, 1.0, 2.0)
+    assert aggregate_folds([{"n_absent_classes": 1.0}, {"n_absent_classes": 3.0}])["n_absent_classes"] == 3.0
     assert "recall_fear" not in agg  # missing from one fold: not averaged over fewer folds
     with pytest.raises(ValueError):
         aggregate_folds([])

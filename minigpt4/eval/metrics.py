@@ -22,8 +22,10 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 
 INVALID = "<invalid>"
 
-# Keys that are counts: summed, not averaged, across folds.
-COUNT_KEYS = frozenset({"n", "n_invalid", "n_absent_classes", "n_scored", "n_judge_failed", "n_empty_answers"})
+# Keys that are counts: summed, not averaged, across folds ...
+COUNT_KEYS = frozenset({"n", "n_invalid", "n_judge_failed", "n_empty_answers"})
+# ... except these, where the worst fold is what matters.
+MAX_KEYS = frozenset({"n_absent_classes"})
 
 
 def _prepare(y_true: Sequence[str], y_pred: Sequence[str | None], labels: Sequence[str]) -> tuple[list[str], list[str], int]:
@@ -202,7 +204,8 @@ def emer_metrics(clue_scores: Sequence[float | None], label_scores: Sequence[flo
 def aggregate_folds(fold_metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """Mean over folds (the reported number) and ``<key>_std`` (sample std, ddof=1).
 
-    Counts (``n``, ``n_invalid`` ...) are summed instead. Only keys present in every fold are
+    Counts (``n``, ``n_invalid`` ...) are summed instead, and ``n_absent_classes`` is the
+    largest over folds. Only keys present in every fold are
     aggregated, so a per-class recall missing from one fold cannot be averaged over fewer folds
     by accident.
     """
@@ -212,7 +215,9 @@ def aggregate_folds(fold_metrics: Sequence[Mapping[str, float]]) -> dict[str, fl
     out: dict[str, float] = {"n_folds": float(len(fold_metrics))}
     for key in keys:
         values = np.asarray([float(m[key]) for m in fold_metrics])
-        if key in COUNT_KEYS or key.startswith("n_scored"):
+        if key in MAX_KEYS:
+            out[key] = float(values.max())
+        elif key in COUNT_KEYS or key.startswith("n_scored"):
             out[key] = float(values.sum())
         else:
             out[key] = float(values.mean())

@@ -122,11 +122,12 @@ def write_metrics_json(result: Mapping[str, Any], path: str | Path) -> Path:
     return path
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
+def _fmt(key: str, value: Any) -> str:
+    """Counts (``n``, ``n_*``) as integers, scores with 4 decimals, NaN as ``n/a``."""
+    if isinstance(value, (int, float)):
         if not math.isfinite(value):
             return "n/a"
-        return str(int(value)) if value.is_integer() and abs(value) >= 1 else f"{value:.4f}"
+        return str(int(value)) if key == "n" or key.startswith("n_") else f"{value:.4f}"
     return str(value)
 
 
@@ -141,13 +142,13 @@ def markdown_summary(result: Mapping[str, Any]) -> str:
     if result.get("note"):
         lines.append(f"- note: {result['note']}")
     lines += ["", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items()]
+    lines += [f"| {k} | {_fmt(k, v)} |" for k, v in metrics.items()]
     folds: Mapping[str, Mapping[str, float]] = result.get("folds") or {}
     if folds:
         cols = [k for k in next(iter(folds.values())) if not k.startswith("recall_")]
         lines += ["", "| fold | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for fold, m in folds.items():
-            lines.append(f"| {fold} | " + " | ".join(_fmt(m.get(c, math.nan)) for c in cols) + " |")
+            lines.append(f"| {fold} | " + " | ".join(_fmt(c, m.get(c, math.nan)) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -188,7 +189,8 @@ def plot_confusion_matrix(counts: Sequence[Sequence[int]] | np.ndarray, labels: 
     image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), [f"{lab} (n={int(n)})" for lab, n in zip(labels, support[:, 0])])
+    ax.axvline(len(labels) - 0.5, color="grey", linestyle="--", linewidth=1)  # invalid column apart
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if title:
