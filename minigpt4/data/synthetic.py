@@ -22,8 +22,10 @@ Layout written under ``--out`` (the release's formats, see DESIGN.md section 3):
     videos/<name>.mp4              64x64, 8 fps, 1 s, 16 kHz mono audio by default
     corpus.json                    per clip: label, split, informative modalities, what each shows
 
-Everything is a function of ``--seed`` (each clip has its own rng seeded by (seed, index)), so
-annotation files are byte-identical and decoded frames identical across runs.
+Everything is a function of ``--seed`` (each clip has its own rng seeded by (seed, index)): the
+annotation files are byte-identical across runs and so are the rendered frames and audio. The
+H.264 encoder behind `write_video` is not bit-reproducible, so decoded frames may differ by a few
+grey levels between runs.
 """
 
 from __future__ import annotations
