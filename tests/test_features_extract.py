@@ -167,3 +167,17 @@ def test_config_rejects_unknown_keys_and_bad_values(encoders):
 def test_wrong_clip_length_for_videomae_is_explained(encoders, tmp_path):
     with pytest.raises(ValueError, match="frames_per_clip=8.*built for 16 frames"):
         extract_features([], tmp_path, tiny_cfg(encoders, frames_per_clip=8), progress=False)
+
+
+def test_eva_cache_writes_frozen_tokens_of_the_chosen_frame(tmp_path, encoders):
+    pytest.importorskip("minigpt4.models.eva_vit")
+    vision_yaml = tmp_path / "vision.yaml"
+    vision_yaml.write_text("image_size: 28\npatch_size: 14\nwidth: 16\ndepth: 1\nnum_heads: 2\nmlp_dim: 32\n")
+    write_video(tmp_path / "v" / "clip.avi", gradient_clip(6, 32, 32, 0), 10.0)
+    cfg = tiny_cfg(encoders, features="[local]", eva_cache="true", eva_vision=str(vision_yaml))
+    report = extract_features([tmp_path / "v" / "clip.avi"], tmp_path / "out", cfg, progress=False)
+    assert report.done == ["clip"], report.failed
+    tokens = np.load(tmp_path / "out" / "eva_cache" / "clip.npy")
+    assert tokens.shape == (1 + 4, 16) and tokens.dtype == np.float16 and np.isfinite(tokens).all()
+    again = extract_features([tmp_path / "v" / "clip.avi"], tmp_path / "out", cfg, progress=False)
+    assert again.skipped_existing == ["clip"]
