@@ -44,7 +44,7 @@ def tokenizer_corpus() -> list[str]:
 
 def train_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)  # like SentencePiece "▁"
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -58,8 +58,14 @@ def train_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     )
 
 
-def make_tiny_llm(out_dir: Path, *, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> Path:
-    """A random Llama + tokenizer saved as a Hugging Face folder (loads with from_pretrained)."""
+def make_tiny_llm(
+    out_dir: Path, *, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0, init_range: float = 0.3
+) -> Path:
+    """A random Llama + tokenizer saved as a Hugging Face folder (loads with from_pretrained).
+
+    `init_range` is far above Llama's 0.02: with 0.02 a frozen random LM head can only produce
+    near-uniform next-token distributions (loss stuck at ln(vocab)), so LoRA could not learn.
+    """
     tokenizer = train_tiny_tokenizer()
     torch.manual_seed(seed)
     config = LlamaConfig(
@@ -74,6 +80,7 @@ def make_tiny_llm(out_dir: Path, *, hidden: int = 64, layers: int = 2, heads: in
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
+        initializer_range=init_range,
     )
     model = LlamaForCausalLM(config)
     out_dir.mkdir(parents=True, exist_ok=True)
