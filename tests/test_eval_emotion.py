@@ -1,0 +1,183 @@
+"""eval_emotion.py end to end on CPU: the real script, the tiny model and a tiny on-disk dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "eval_emotion.py"
+LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
+FEATURE_DIRS = ("mae_340_UTT", "maeV_399_UTT", "HL-UTT")
+N_CLIPS = 12
+
+
+def write_tiny_dataset(root: Path, n: int = N_CLIPS, dim: int = 32, folds: int = 0) -> Path:
+    """A list file (or DFEW-style fold CSVs), transcripts, 32-d features and small JPEG frames."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    names = [f"clip_{i:03d}" for i in range(n)]
+    (root / "frames").mkdir(exist_ok=True)
+    for folder in FEATURE_DIRS:
+        (root / folder).mkdir(exist_ok=True)
+    lines, rows = [], ["name,sentence"]
+    for i, name in enumerate(names):
+        for folder in FEATURE_DIRS:
+            np.save(root / folder / f"{name}.npy", rng.standard_normal(dim).astype(np.float32))
+        cv2.imwrite(str(root / "frames" / f"{name}.jpg"), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+        lines.append(f"{name} 10 {LABELS[i % len(LABELS)]}")
+        rows.append(f"{name},I feel something number {i}")
+    (root / "test.txt").write_text("\n".join(lines) + "\n")
+    (root / "transcripts.csv").write_text("\n".join(rows) + "\n")
+    for fold in range(1, folds + 1):  # DFEW split files: video_name,label (1..7)
+        chosen = [i for i in range(n) if i % folds == fold - 1]
+        (root / f"set_{fold}.csv").write_text("video_name,label\n" + "".join(f"{names[i]},{1 + i % 7}\n" for i in chosen))
+    return root
+
+
+def write_config(path: Path, tiny_dir: Path, data: Path, out: Path, **run) -> Path:
+    cfg = {
+        "model": {
+            "vision": {"image_size": 56, "patch_size": 14, "width": 32, "depth": 2, "num_heads": 2, "mlp_dim": 64,
+                       "weights": str(tiny_dir / "eva_vit_tiny.pth")},
+            "llm": {"path": str(tiny_dir / "llm")},
+            "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+            "feature_dim": 32, "dtype": "fp32", "max_txt_len": 256,
+        },
+        "datasets": {
+            "synthetic": {"reader": "merr", "annotation": str(data / "test.txt"), "transcripts": str(data / "transcripts.csv"),
+                          "frames": str(data / "frames"), "label_set": "mer2023", "tasks": ["emotion"]},
+            "dfew": {"reader": "dfew", "annotation": str(data / "set_{fold}.csv"), "frames": str(data / "frames"),
+                     "feature_root": str(data), "label_set": "dfew", "tasks": ["emotion"]},
+        },
+        "run": {"output_dir": str(out), "batch_size": 4, "num_workers": 0, "device": "cpu",
+                "max_new_tokens": {"emotion": 6}, **run},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_script(*args: str, launcher: tuple[str, ...] = (sys.executable,), timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([*launcher, str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    data = write_tiny_dataset(root / "data", folds=2)
+    return root, write_config(root / "eval.yaml", tiny_dir, data, root / "out")
+
+
+@pytest.fixture(scope="module")
+def single_run(setup):
+    root, cfg = setup
+    proc = run_script("--cfg-path", str(cfg), "--dataset", "synthetic")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "out" / "synthetic", proc
+
+
+def test_end_to_end_writes_predictions_metrics_and_plot(single_run):
+    out, proc = single_run
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in records] == [f"clip_{i:03d}" for i in range(N_CLIPS)]
+    assert all(r["task"] == "emotion" and r["label"] == LABELS[i % 6] and isinstance(r["answer"], str)
+               for i, r in enumerate(records))
+    assert any(r["answer"] for r in records)  # the tiny model does generate text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "mer2023" and metrics["config_key"] == "synthetic" and metrics["n_records"] == N_CLIPS
+    m = metrics["metrics"]
+    assert 0.0 <= m["weighted_f1"] <= 1.0 and 0.0 <= m["accuracy"] <= 1.0 and m["n"] == N_CLIPS
+    assert np.asarray(metrics["confusion"]["counts"]).sum() == N_CLIPS
+    png = out / "confusion.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and cv2.imread(str(png)).shape[0] > 100
+    assert "| weighted_f1 |" in (out / "summary.md").read_text() and "| weighted_f1 |" in proc.stdout
+    assert "synthetic:" in (out / "config.yaml").read_text()  # the resolved config travels with the results
+
+
+def test_score_only_reproduces_metrics(single_run, tmp_path):
+    out, _ = single_run
+    proc = run_script("--score", str(out / "predictions.jsonl"), "--dataset", "mer2023", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    rescored = json.loads((tmp_path / "metrics.json").read_text())
+    original = json.loads((out / "metrics.json").read_text())
+    assert rescored["metrics"] == original["metrics"] and rescored["confusion"] == original["confusion"]
+    assert (tmp_path / "confusion.png").is_file()
+
+
+def test_unknown_dataset_lists_configured_ones(setup, capsys):
+    from eval_emotion import main
+
+    _, cfg = setup
+    assert main(["--cfg-path", str(cfg), "--dataset", "mer2099"]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: no dataset 'mer2099'" in err and "configured: dfew, synthetic" in err
+
+
+def test_bad_benchmark_foldless_all_folds_and_missing_config(setup, capsys):
+    from eval_emotion import main
+
+    _, cfg = setup
+    assert main(["--cfg-path", str(cfg), "--dataset", "synthetic", "--benchmark", "mer2099"]) == 2
+    assert "is not a scorer" in capsys.readouterr().err
+    assert main(["--cfg-path", str(cfg), "--dataset", "synthetic", "--all-folds"]) == 2
+    assert "has no folds" in capsys.readouterr().err
+    assert main(["--cfg-path", str(cfg.with_name("nope.yaml")), "--dataset", "synthetic"]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_benchmark_resolution():
+    from eval_emotion import EvalError, resolve_benchmark
+    from minigpt4.data.config import DatasetConfig
+
+    assert resolve_benchmark("dfew", DatasetConfig(reader="merr"))[0] == "dfew"  # the key wins over the reader
+    assert resolve_benchmark("MER2024-OV", DatasetConfig())[0] == "mer2024_ov"
+    assert resolve_benchmark("synthetic", DatasetConfig(reader="merr")) == ("mer2023", "reader 'merr'")
+    assert resolve_benchmark("sessions", DatasetConfig(reader="iemocap"))[0] == "iemocap"
+    assert resolve_benchmark("x", DatasetConfig(reader="merr"), "emer") == ("emer", "--benchmark")
+    with pytest.raises(EvalError, match="cannot tell which benchmark"):
+        resolve_benchmark("webdata", DatasetConfig(reader="shards"))
+
+
+def test_all_folds_aggregates_and_single_fold_dir(setup):
+    root, cfg = setup
+    proc = run_script("--cfg-path", str(cfg), "--dataset", "dfew", "--all-folds", "--folds", "1,2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((root / "out" / "dfew" / "metrics.json").read_text())
+    assert sorted(metrics["folds"]) == ["1", "2"] and metrics["metrics"]["n_folds"] == 2
+    assert {"uar", "war"} <= set(metrics["metrics"])
+    records = [json.loads(x) for x in (root / "out" / "dfew" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["fold"] for r in records] == [1] * 6 + [2] * 6
+    proc = run_script("--cfg-path", str(cfg), "--dataset", "dfew", "--options", "datasets.dfew.fold=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = [json.loads(x) for x in (root / "out" / "dfew" / "fold_2" / "predictions.jsonl").read_text().splitlines()]
+    assert single == [r for r in records if r["fold"] == 2]  # same model, same items -> same answers
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(setup, single_run, tmp_path):
+    _, cfg = setup
+    out, _ = single_run
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                "--master-addr", "127.0.0.1", "--master-port", str(_free_port()))
+    proc = run_script("--cfg-path", str(cfg), "--dataset", "synthetic", "--options", f"run.output_dir={tmp_path}",
+                      launcher=launcher, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("| weighted_f1 |") == 1  # only rank 0 reports
+    two = (tmp_path / "synthetic" / "predictions.jsonl").read_text()
+    assert two == (out / "predictions.jsonl").read_text()
