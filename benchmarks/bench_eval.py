@@ -1,0 +1,132 @@
+"""Evaluation throughput: batched generation (batch 32) vs one sample at a time, same items.
+
+    .venv/bin/python benchmarks/bench_eval.py                        # synthetic test split made on the fly, random weights
+    .venv/bin/python benchmarks/bench_eval.py --cfg-path eval_configs/demo_tiny.yaml --dataset synthetic \
+        --checkpoint outputs/demo/stage2/best/trainable.safetensors  # after `make demo`
+
+Both runs go through `minigpt4.eval.generation.predict` (the code eval_emotion.py runs) on the
+same model object, the same items and the same `max_new_tokens`; one untimed warm-up call comes
+first. Speed does not depend on training, except that a trained model can stop at EOS early:
+random weights never do, so every item decodes exactly `max_new_tokens` tokens in both modes.
+Batched decoding runs each batch until its longest answer ends, so with a trained checkpoint the
+ratio is the honest one for real answers. Results: benchmarks/results/eval_cpu.json (or --json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from minigpt4.data.datasets import build_dataset  # noqa: E402
+from minigpt4.eval.generation import predict  # noqa: E402
+from minigpt4.models.builder import build_model  # noqa: E402
+from minigpt4.processors import EvaImageTransform  # noqa: E402
+from minigpt4.run_config import EvalRunConfig, load_eval_config  # noqa: E402
+
+
+def make_synthetic_split(work: Path, clips: int, seed: int) -> list[str]:
+    """Synthetic corpus + tiny encoders + features of its test split + tiny models; config overrides for them."""
+    from minigpt4.tools.make_tiny_models import make_tiny_models
+
+    py = sys.executable
+    data, enc, tiny = work / "data", work / "encoders", work / "tiny"
+    run = lambda *args: subprocess.run([py, "-m", *args], cwd=REPO, check=True, capture_output=True, text=True)  # noqa: E731
+    run("minigpt4.data.synthetic", "--out", str(data), "--clips", str(clips), "--seed", str(seed))
+    run("minigpt4.features", "tiny-encoders", "--out", str(enc))
+    run("minigpt4.features", "extract", "--videos", str(data / "videos"), "--out", str(data),
+        "--names-file", str(data / "test.txt"), "--cfg-path", "minigpt4/configs/features/tiny.yaml",
+        "--options", f"audio_encoder={enc / 'hubert'}", f"local_encoder={enc / 'mae'}", f"temporal_encoder={enc / 'videomae'}")
+    make_tiny_models(tiny, seed=0, with_encoders=False)
+    return [
+        f"model.llm.path={tiny / 'llm'}", f"model.vision.weights={tiny / 'eva_vit_tiny.pth'}", "model.checkpoint=null",
+        f"datasets.synthetic.annotation={data / 'test.txt'}", f"datasets.synthetic.transcripts={data / 'transcripts.csv'}",
+        f"datasets.synthetic.frames={data / 'frames'}",
+    ]
+
+
+def timed_predict(model, dataset, batch_size: int, max_new_tokens: int) -> tuple[float, list[dict]]:
+    start = time.perf_counter()
+    records = predict(model, dataset, batch_size=batch_size, max_new_tokens=max_new_tokens, num_workers=0, progress=False)
+    return time.perf_counter() - start, records
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cfg-path", help="an eval config (default: eval_configs/demo_tiny.yaml on a synthetic split made now)")
+    p.add_argument("--dataset", default="synthetic", help="key under `datasets:`")
+    p.add_argument("--checkpoint", help="trainable weights (default: the config's; random weights when no config)")
+    p.add_argument("--items", type=int, default=64, help="clips to evaluate (the first N of the split)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--clips", type=int, default=440, help="synthetic corpus size (its test split is ~15%%)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=str(REPO / "benchmarks/results/eval_cpu.json"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory(prefix="bench_eval_") as tmp:
+        if args.cfg_path:
+            cfg_path, overrides = args.cfg_path, []
+        else:
+            t0 = time.perf_counter()
+            cfg_path, overrides = str(REPO / "eval_configs/demo_tiny.yaml"), make_synthetic_split(Path(tmp), args.clips, args.seed)
+            print(f"synthetic split + tiny models made in {time.perf_counter() - t0:.1f}s")
+        overrides += [f"datasets.{args.dataset}.limit={args.items}", f"datasets.{args.dataset}.tasks=[emotion]"]
+        if args.checkpoint:
+            overrides.append(f"model.checkpoint={args.checkpoint}")
+        cfg: EvalRunConfig = load_eval_config(cfg_path, overrides)
+        torch.manual_seed(args.seed)
+        model = build_model(cfg.model).eval()
+        dataset = build_dataset(cfg.datasets[args.dataset], EvaImageTransform(cfg.model.vision.image_size), train=False)
+        n = len(dataset)
+        predict(model, torch.utils.data.Subset(dataset, [0]), batch_size=1, max_new_tokens=args.max_new_tokens, progress=False)
+        with torch.inference_mode():
+            batched_s, batched = timed_predict(model, dataset, args.batch_size, args.max_new_tokens)
+            single_s, single = timed_predict(model, dataset, 1, args.max_new_tokens)
+
+    same = sum(a["answer"] == b["answer"] for a, b in zip(batched, single))
+    words = sum(len(r["answer"].split()) for r in single) / n
+    rows = [("batch 1", single_s), (f"batch {args.batch_size}", batched_s)]
+    print(f"\n{'mode':<10} {'items':>6} {'seconds':>9} {'items/s':>9} {'ratio':>7}")
+    for mode, secs in rows:
+        print(f"{mode:<10} {n:>6} {secs:>9.2f} {n / secs:>9.2f} {single_s / secs:>6.2f}x")
+    print(f"identical answers batched vs one-at-a-time: {same}/{n}; mean answer length {words:.1f} words")
+    result = {
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
+        "config": cfg_path if args.cfg_path else "eval_configs/demo_tiny.yaml (synthetic split made on the fly)",
+        "checkpoint": cfg.model.checkpoint or "none (random trainable weights)",
+        "items": n,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        "single": {"seconds": round(single_s, 3), "items_per_s": round(n / single_s, 3)},
+        "batched": {"seconds": round(batched_s, 3), "items_per_s": round(n / batched_s, 3)},
+        "speedup": round(single_s / batched_s, 2),
+        "identical_answers": same,
+        "mean_answer_words": round(words, 2),
+        "torch_threads": args.threads,
+        "device": "cpu",
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
