@@ -1,0 +1,132 @@
+"""The benchmark scripts run end to end at tiny size and write well-formed results.
+
+Structure and sanity only (positive, finite numbers): no timing thresholds, which would be flaky.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def run_script(script: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def check_header(result: dict) -> None:
+    assert result["command"].startswith("python benchmarks/")
+    assert result["machine"]["torch"] == torch.__version__
+    assert result["machine"]["cpu"]
+    assert isinstance(result["settings"], dict)
+
+
+@pytest.mark.slow
+def test_bench_gpu_tiny_cpu(tmp_path):
+    out = tmp_path / "gpu.json"
+    proc = run_script("bench_gpu.py", "--tiny", "--device", "cpu", "--batch-sizes", "1", "2", "--steps", "1",
+                      "--warmup", "1", "--gen-tokens", "2", "--matmul-iters", "2", "--json", str(out))
+    assert "MFU" in proc.stdout and "samples/s" in proc.stdout
+    result = json.loads(out.read_text())
+    check_header(result)
+    assert result["settings"]["tiny"] is True and result["settings"]["text_tokens"] == [24]
+    assert positive(result["matmul_peak"]["tflops"])
+    assert result["parameters"]["trainable"] < result["parameters"]["total"]
+    train = result["train"]
+    # batch sizes x checkpointing (off, on) x EVA (cached, live), every one measured
+    assert len(train) == 2 * 2 * 2 and all(r["status"] == "ok" for r in train)
+    assert {(r["gradient_checkpointing"], r["eva"]) for r in train} == {(g, e) for g in (False, True)
+                                                                        for e in ("cached", "live")}
+    for row in train:
+        for key in ("seconds_per_step", "samples_per_s", "tokens_per_s", "model_tflops_per_step", "mfu", "hfu",
+                    "loss", "estimated_memory_gib"):
+            assert positive(row[key]), (key, row)
+        assert row["peak_memory_gib"] is None  # measured on CUDA only
+        assert row["seq_len"] == 1 + result["settings"]["visual_tokens"] + row["text_tokens"]
+        assert row["hfu"] >= row["mfu"]
+    live = {r["batch_size"]: r["model_tflops_per_step"] for r in train if r["eva"] == "live"}
+    cached = {r["batch_size"]: r["model_tflops_per_step"] for r in train if r["eva"] == "cached"}
+    assert all(live[b] > cached[b] for b in cached)  # the live EVA forward is counted
+    assert len(result["eval"]) == 2 * 2
+    for row in result["eval"]:
+        assert row["status"] == "ok" and row["new_tokens"] == 2
+        assert positive(row["samples_per_s"]) and positive(row["new_tokens_per_s"])
+
+
+def test_bench_gpu_estimate_only_real_size(capsys):
+    from benchmarks.bench_gpu import main
+
+    result = main(["--estimate-only", "--text-tokens", "1024", "--batch-sizes", "1"])
+    assert "COMPUTED, NOT MEASURED" in capsys.readouterr().out
+    rows = result["memory_estimate"]
+    assert len(rows) == 4 and all(r["seq_len"] == 1 + 260 + 1024 for r in rows)
+    assert all(positive(r["total"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_bench_train_step_small(tmp_path):
+    out = tmp_path / "train_step.json"
+    proc = run_script("bench_train_step.py", "--clips", "6", "--steps", "1", "--warmup", "1", "--batch-size", "2",
+                      "--json", str(out))
+    assert "bottleneck" in proc.stdout
+    result = json.loads(out.read_text())
+    check_header(result)
+    assert result["settings"]["batch_size"] == 2 and result["settings"]["train_samples"] > 0
+    modes = {m["eva"]: m for m in result["modes"]}
+    assert set(modes) == {"live", "cached"}
+    for name, mode in modes.items():
+        stages = mode["seconds_per_step"]
+        expected = {"load", "collate", "project_merge", "llm_forward", "backward", "optimizer"}
+        assert set(stages) == expected | ({"eva_encode"} if name == "live" else set())
+        assert all(positive(v) for v in stages.values()), stages
+        assert all(positive(v) for v in mode["samples_per_s"].values()), mode["samples_per_s"]
+        assert isinstance(mode["loader_is_bottleneck"], bool)
+        assert math.isfinite(mode["final_loss"])
+
+
+def test_oom_is_reported_not_raised():
+    from benchmarks.bench_gpu import run_guarded
+
+    freed = []
+
+    def out_of_memory() -> dict:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    result = run_guarded(out_of_memory, lambda: freed.append(True))
+    assert result["status"] == "oom" and "out of memory" in result["error"] and freed == [True]
+    assert run_guarded(lambda: {"x": 1.0}, lambda: None) == {"status": "ok", "x": 1.0}
+    with pytest.raises(RuntimeError, match="shape"):
+        run_guarded(lambda: (_ for _ in ()).throw(RuntimeError("bad shape")), lambda: None)
+
+
+def test_memory_estimate_orders_the_options():
+    """Checkpointing and 4-bit weights each lower the computed estimate; 4-bit only touches weights."""
+    from benchmarks.bench_gpu import FlopModel, estimate_table
+    from minigpt4.models.builder import build_model
+    from minigpt4.models.config import ModelConfig
+
+    model = build_model(ModelConfig(), meta=True)
+    rows = estimate_table(model, FlopModel.of(model), batch=1, seq=1285)
+    by = {(r["weights"], r["gradient_checkpointing"]): r for r in rows}
+    assert by[("bf16", True)]["total"] < by[("bf16", False)]["total"]
+    assert by[("nf4 (QLoRA)", True)]["total"] < by[("bf16", True)]["total"]
+    assert by[("nf4 (QLoRA)", True)]["activations"] == by[("bf16", True)]["activations"]
+    assert 12 < by[("bf16", True)]["llm_weights"] < 13  # 6.74 B parameters x 2 bytes
+    assert by[("bf16", True)]["fits_24gb"]
