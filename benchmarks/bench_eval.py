@@ -6,10 +6,10 @@
 
 Both runs go through `minigpt4.eval.generation.predict` (the code eval_emotion.py runs) on the
 same model object, the same items and the same `max_new_tokens`; one untimed warm-up call comes
-first. Speed does not depend on training, except that a trained model can stop at EOS early:
-random weights never do, so every item decodes exactly `max_new_tokens` tokens in both modes.
-Batched decoding runs each batch until its longest answer ends, so with a trained checkpoint the
-ratio is the honest one for real answers. Results: benchmarks/results/eval_cpu.json (or --json).
+first. Speed does not depend on training, except that a trained model can stop at EOS early
+(random weights rarely do; the JSON records the mean answer length). Batched decoding runs each
+batch until its longest answer ends, so with a trained checkpoint the ratio is the honest one
+for real answers. Results: benchmarks/results/eval_cpu.json (or --json).
 """
 
 from __future__ import annotations

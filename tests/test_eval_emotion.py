@@ -38,9 +38,10 @@ def write_tiny_dataset(root: Path, n: int = N_CLIPS, dim: int = 32, folds: int =
         rows.append(f"{name},I feel something number {i}")
     (root / "test.txt").write_text("\n".join(lines) + "\n")
     (root / "transcripts.csv").write_text("\n".join(rows) + "\n")
-    for fold in range(1, folds + 1):  # DFEW split files: video_name,label (1..7)
-        chosen = [i for i in range(n) if i % folds == fold - 1]
-        (root / f"set_{fold}.csv").write_text("video_name,label\n" + "".join(f"{names[i]},{1 + i % 7}\n" for i in chosen))
+    for fold in range(1, folds + 1):  # DFEW-style split files: video_name,label (1..7)
+        for split in ("train", "test"):
+            chosen = [i for i in range(n) if (i % folds == fold - 1) == (split == "test")]
+            (root / f"{split}_set_{fold}.csv").write_text("video_name,label\n" + "".join(f"{names[i]},{1 + i % 7}\n" for i in chosen))
     return root
 
 
@@ -56,7 +57,7 @@ def write_config(path: Path, tiny_dir: Path, data: Path, out: Path, **run) -> Pa
         "datasets": {
             "synthetic": {"reader": "merr", "annotation": str(data / "test.txt"), "transcripts": str(data / "transcripts.csv"),
                           "frames": str(data / "frames"), "label_set": "mer2023", "tasks": ["emotion"]},
-            "dfew": {"reader": "dfew", "annotation": str(data / "set_{fold}.csv"), "frames": str(data / "frames"),
+            "dfew": {"reader": "dfew", "annotation": str(data / "{split}_set_{fold}.csv"), "frames": str(data / "frames"),
                      "feature_root": str(data), "label_set": "dfew", "tasks": ["emotion"]},
         },
         "run": {"output_dir": str(out), "batch_size": 4, "num_workers": 0, "device": "cpu",
@@ -104,14 +105,15 @@ def test_end_to_end_writes_predictions_metrics_and_plot(single_run):
     assert "synthetic:" in (out / "config.yaml").read_text()  # the resolved config travels with the results
 
 
-def test_score_only_reproduces_metrics(single_run, tmp_path):
+def test_score_only_reproduces_metrics(single_run, tmp_path, capsys):
+    from eval_emotion import main
+
     out, _ = single_run
-    proc = run_script("--score", str(out / "predictions.jsonl"), "--dataset", "mer2023", "--out", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr
+    assert main(["--score", str(out / "predictions.jsonl"), "--dataset", "mer2023", "--out", str(tmp_path)]) == 0
     rescored = json.loads((tmp_path / "metrics.json").read_text())
     original = json.loads((out / "metrics.json").read_text())
     assert rescored["metrics"] == original["metrics"] and rescored["confusion"] == original["confusion"]
-    assert (tmp_path / "confusion.png").is_file()
+    assert (tmp_path / "confusion.png").is_file() and "| weighted_f1 |" in capsys.readouterr().out
 
 
 def test_unknown_dataset_lists_configured_ones(setup, capsys):
@@ -149,16 +151,16 @@ def test_benchmark_resolution():
 
 
 def test_all_folds_aggregates_and_single_fold_dir(setup):
+    from eval_emotion import main  # in-process: the script's body, without a second interpreter start
+
     root, cfg = setup
-    proc = run_script("--cfg-path", str(cfg), "--dataset", "dfew", "--all-folds", "--folds", "1,2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main(["--cfg-path", str(cfg), "--dataset", "dfew", "--all-folds", "--folds", "1,2"]) == 0
     metrics = json.loads((root / "out" / "dfew" / "metrics.json").read_text())
     assert sorted(metrics["folds"]) == ["1", "2"] and metrics["metrics"]["n_folds"] == 2
     assert {"uar", "war"} <= set(metrics["metrics"])
     records = [json.loads(x) for x in (root / "out" / "dfew" / "predictions.jsonl").read_text().splitlines()]
     assert [r["fold"] for r in records] == [1] * 6 + [2] * 6
-    proc = run_script("--cfg-path", str(cfg), "--dataset", "dfew", "--options", "datasets.dfew.fold=2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main(["--cfg-path", str(cfg), "--dataset", "dfew", "--options", "datasets.dfew.fold=2"]) == 0
     single = [json.loads(x) for x in (root / "out" / "dfew" / "fold_2" / "predictions.jsonl").read_text().splitlines()]
     assert single == [r for r in records if r["fold"] == 2]  # same model, same items -> same answers
 
@@ -181,3 +183,51 @@ def test_two_processes_match_one(setup, single_run, tmp_path):
     assert proc.stdout.count("| weighted_f1 |") == 1  # only rank 0 reports
     two = (tmp_path / "synthetic" / "predictions.jsonl").read_text()
     assert two == (out / "predictions.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_kfold_driver_two_folds_from_the_same_init(setup, tmp_path):
+    """train.py + eval_emotion.py per fold via the CLI; both folds start from one init file."""
+    import torch
+    from safetensors.torch import load_file
+
+    from minigpt4.common.config import build_config
+    from minigpt4.models.builder import build_model
+    from minigpt4.models.checkpoint import save_trainable
+    from minigpt4.models.config import ModelConfig
+
+    root, eval_cfg = setup
+    model_cfg = yaml.safe_load(eval_cfg.read_text())["model"]
+    data = root / "data"
+    dfew = {"reader": "dfew", "annotation": str(data / "{split}_set_{fold}.csv"), "frames": str(data / "frames"),
+            "feature_root": str(data), "label_set": "dfew", "tasks": ["emotion"]}
+    torch.manual_seed(1)  # the init file: a seeded model's trainable tensors (what stage 1 would hand over)
+    init = tmp_path / "init.safetensors"
+    save_trainable(build_model(build_config(ModelConfig, [("model", model_cfg)])), init)
+    train_cfg = tmp_path / "train.yaml"
+    train_cfg.write_text(yaml.safe_dump({
+        "model": model_cfg, "datasets": {"dfew": dfew},
+        "run": {"output_dir": str(tmp_path / "unused"), "max_epochs": 1, "iters_per_epoch": 2, "batch_size": 2,
+                "num_workers": 0, "device": "cpu", "log_every": 1, "init_from": str(init),
+                "optim": {"warmup_steps": 1}},
+    }))
+    out = tmp_path / "kfold"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "minigpt4.eval.kfold_driver", "--train-cfg", str(train_cfg), "--eval-cfg", str(eval_cfg),
+         "--dataset", "dfew", "--folds", "2", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "kfold.json").read_text())
+    assert summary["benchmark"] == "dfew" and sorted(summary["folds"]) == ["1", "2"]
+    assert summary["mean"]["n_folds"] == 2 and "uar" in summary["mean"] and "war_std" in summary["mean"]
+    pooled = json.loads((out / "metrics.json").read_text())
+    assert pooled["metrics"]["uar"] == pytest.approx(summary["mean"]["uar"])  # same per-fold numbers, same mean
+    records = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert sorted({r["fold"] for r in records}) == [1, 2] and len(records) == N_CLIPS
+    for k in (1, 2):  # each fold trained on the other fold's clips only, starting from `init`
+        cfg_k = yaml.safe_load((out / f"fold_{k}" / "train" / "config.yaml").read_text())
+        assert cfg_k["run"]["init_from"] == str(init) and cfg_k["datasets"]["dfew"]["fold"] == k
+        assert (out / f"fold_{k}" / "train" / "best" / "trainable.safetensors").is_file()
+    assert set(load_file(init)) and load_file(out / "fold_1/train/best/trainable.safetensors").keys() == load_file(init).keys()
