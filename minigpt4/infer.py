@@ -1,0 +1,426 @@
+"""Emotion-LLaMA on one raw video: the emotion and its explanation from all four inputs.
+
+    python -m minigpt4.infer --cfg-path eval_configs/infer_tiny.yaml --video clip.mp4
+    python -m minigpt4.infer --cfg-path eval_configs/infer_real.yaml --video clip.mp4 \\
+        --task reason --transcript "I can't believe you did that" --json
+
+The release's demo looked at the first frame only and fed zeros for the local and temporal
+features. Here a clip goes through exactly what batch extraction (`minigpt4.features.extract`)
+does to the training clips: decode, crop faces, choose the frame (first / middle / peak), load
+the audio, run HuBERT / ViT-MAE / VideoMAE; then the chosen frame goes to EVA inside the model
+and the prompt is built in the training layout by the training collator. Nothing is written
+to disk.
+
+A clip without an audio track is still answered: the audio feature is marked absent (as in
+training data without one) and the result says so. A file that cannot be read is an error that
+names the file; the command line then exits with status 2.
+
+`EmotionPredictor` loads the encoders and the model once; `app.py` (the web demo) uses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from minigpt4.common.config import ConfigError, load_config
+from minigpt4.features.config import FeatureConfig
+from minigpt4.features.media import MediaError, choose_frame_index, video_info
+from minigpt4.models.config import ModelConfig
+
+INFER_TASKS = ("emotion", "reason", "reason_v2")
+INPUT_NAMES = ("image", "local", "temporal", "audio", "text")
+
+
+# ------------------------------------------------------------------------------------------
+# configuration
+# ------------------------------------------------------------------------------------------
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings (DESIGN.md section 2). Greedy with one beam unless sampling is asked
+    for; sampling uses the release demo's temperature / top-p / repetition penalty."""
+
+    max_new_tokens: dict[str, int] = field(
+        default_factory=lambda: {"emotion": 16, "reason": 200, "reason_v2": 200})
+    sample: bool = False  # the command line's --sample; the web demo turns it on
+    temperature: float = 0.2
+    top_p: float = 0.9
+    repetition_penalty: float = 1.05
+    seed: int = 0  # makes sampled answers repeatable for the same clip
+
+    def kwargs(self, sample: bool) -> dict[str, Any]:
+        """Keyword arguments for `EmotionLLaMA.generate` (on top of max_new_tokens)."""
+        if not sample:
+            return {"do_sample": False, "num_beams": 1}
+        return {"do_sample": True, "num_beams": 1, "temperature": self.temperature, "top_p": self.top_p,
+                "repetition_penalty": self.repetition_penalty}
+
+
+@dataclass
+class LimitsConfig:
+    """What one request may ask for: decoding keeps every frame in memory, so a feature-length
+    film would exhaust it; the web demo also caps the upload size."""
+
+    max_seconds: float = 60.0  # clip duration
+    max_upload_mb: float = 50.0  # file size
+
+
+@dataclass
+class AppConfig:
+    """The web demo (`app.py`)."""
+
+    examples: Optional[str] = None  # folder of example clips offered in the page; missing = none
+    examples_list: Optional[str] = None  # only the clips named in this file (an annotation list works)
+    max_examples: int = 6
+    title: str = "Emotion-LLaMA"
+
+
+@dataclass
+class InferConfig:
+    """`eval_configs/infer_*.yaml`. `features` must match the extraction config the model was
+    trained on (same encoders, frame choice, face detector), or the inputs differ from training."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    label_set: str = "merr"  # the labels the model was trained to name (minigpt4.data.labels)
+    device: str = "auto"  # auto | cpu | cuda, for the model and the encoders (features.device is ignored)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    app: AppConfig = field(default_factory=AppConfig)
+
+
+def load_infer_config(path: str | Path | None, overrides: Sequence[str] = ()) -> InferConfig:
+    return load_config(InferConfig, path, overrides)
+
+
+# ------------------------------------------------------------------------------------------
+# results
+# ------------------------------------------------------------------------------------------
+
+@dataclass
+class ClipInputs:
+    """One clip turned into model inputs, plus what the page shows about them."""
+
+    video: str
+    frame: np.ndarray  # uint8 [H,W,3], the chosen frame (the global view for EVA)
+    frame_index: int
+    face: np.ndarray  # uint8 [S,S,3], the face crop of the chosen frame
+    features: np.ndarray  # float32 [3, D] in the model's order: local, temporal, audio
+    present: np.ndarray  # bool [3]
+    notes: list[str]
+    seconds: dict[str, float]
+
+
+@dataclass
+class Prediction:
+    video: str
+    task: str
+    question: str  # the instruction the model was given
+    answer: str
+    label: Optional[str]  # parsed from the answer; None = it names no label, or several
+    label_set: list[str]
+    inputs_used: dict[str, bool]  # image, local, temporal, audio, text
+    notes: list[str]  # why an input is missing, faces not found, invalid label ...
+    seconds: float
+    timings: dict[str, float]
+    frame: np.ndarray = field(repr=False)
+    face: np.ndarray = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The --json object (the images are left out)."""
+        return {
+            "video": self.video, "task": self.task, "question": self.question, "answer": self.answer,
+            "label": self.label, "label_set": self.label_set, "inputs_used": self.inputs_used,
+            "notes": self.notes, "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+    def summary(self) -> str:
+        """Human-readable lines for the terminal."""
+        used = ", ".join(name for name in INPUT_NAMES if self.inputs_used[name]) or "none"
+        absent = ", ".join(name for name in INPUT_NAMES if not self.inputs_used[name])
+        label = self.label if self.label is not None else "(none: the answer names no single label of the set)"
+        lines = [f"video:   {self.video}", f"task:    {self.task}", f"label:   {label}"]
+        if self.task != "emotion":
+            lines.append(f"explanation: {self.answer}")
+        else:
+            lines.append(f"answer:  {self.answer}")
+        lines.append(f"inputs:  {used}" + (f" (absent: {absent})" if absent else ""))
+        lines += [f"note:    {note}" for note in self.notes]
+        lines.append(f"time:    {self.seconds:.2f} s")
+        return "\n".join(lines)
+
+
+class VideoRejected(MediaError):
+    """A readable video that breaks a configured limit (too long, too large)."""
+
+
+def check_video(path: str | Path, limits: LimitsConfig) -> float:
+    """Fail fast, before any model is loaded: the file must be a readable video within the
+    limits. Returns its duration in seconds (0 when the container does not say)."""
+    path = Path(path)
+    if path.is_file():
+        megabytes = path.stat().st_size / 2**20
+        if megabytes > limits.max_upload_mb:
+            raise VideoRejected(path, f"the file is {megabytes:.1f} MB, over the limit of {limits.max_upload_mb:g} MB",
+                                "cut or re-encode the clip, or raise limits.max_upload_mb in the config")
+    info = video_info(path)  # MediaError naming the file when it is missing, empty or corrupt
+    seconds = info.num_frames / info.fps if info.fps > 0 else 0.0
+    if seconds > limits.max_seconds:
+        raise VideoRejected(path, f"the clip lasts {seconds:.1f} s, over the limit of {limits.max_seconds:g} s",
+                            "cut the utterance out of the video (the model expects one utterance), "
+                            "or raise limits.max_seconds in the config")
+    return seconds
+
+
+# ------------------------------------------------------------------------------------------
+# the predictor
+# ------------------------------------------------------------------------------------------
+
+class EmotionPredictor:
+    """Loads the feature encoders and the model once; `predict` answers for one clip.
+
+    Calls are serialised by a lock held by the instance, so a web server's worker threads can
+    share one predictor without interleaving generation on the same model.
+    """
+
+    def __init__(self, cfg: InferConfig):
+        import torch
+
+        from minigpt4.data.collator import EmotionCollator
+        from minigpt4.data.labels import label_set
+        from minigpt4.features.extract import FeatureExtractor
+        from minigpt4.models.builder import build_model
+        from minigpt4.processors import EvaImageTransform
+        from minigpt4.training.distributed import pick_device
+
+        self.cfg = cfg
+        self.labels = label_set(cfg.label_set)
+        self.device = pick_device(cfg.device)
+        checkpoint = cfg.model.checkpoint
+        if checkpoint and not Path(checkpoint).is_file():
+            raise FileNotFoundError(
+                f"model.checkpoint {checkpoint} does not exist. Train it first (the tiny demo: `make demo`), "
+                f"point model.checkpoint at your trained weights, or pass --options model.checkpoint=null "
+                f"to try the untrained model")
+        self.extractor = FeatureExtractor(dataclasses.replace(cfg.features, device=str(self.device), save_frames=False,
+                                                              eva_cache=False))
+        self._check_feature_dims()
+        torch.manual_seed(cfg.generation.seed)
+        self.model = build_model(cfg.model).to(self.device).eval()
+        self.collator = EmotionCollator(self.model.tokenizer, cfg.model.num_patch_tokens, train=False,
+                                        max_txt_len=cfg.model.max_txt_len)
+        self.image_transform = EvaImageTransform(cfg.model.vision.image_size)
+        self._lock = threading.Lock()
+        self._torch = torch
+
+    def _check_feature_dims(self) -> None:
+        for name in ("audio", "local", "temporal"):
+            encoder = getattr(self.extractor, name)
+            if encoder is not None and encoder.dim != self.cfg.model.feature_dim:
+                raise ConfigError(
+                    f"the {name} encoder (features.{name}_encoder={getattr(self.cfg.features, name + '_encoder')}) "
+                    f"outputs {encoder.dim}-d vectors but model.feature_dim is {self.cfg.model.feature_dim}; "
+                    f"use the encoders the model was trained with")
+
+    # ---- one clip -> inputs ---------------------------------------------------------------
+
+    def prepare(self, video_path: str | Path) -> ClipInputs:
+        """Decode, crop faces, choose the frame, encode: the batch extraction steps, in memory."""
+        from minigpt4.data.datasets import FEATURE_ORDER
+
+        path = Path(video_path)
+        check_video(path, self.cfg.limits)
+        start = time.perf_counter()
+        clip = self.extractor.prepare(path)  # MediaError for unreadable files
+        seconds = dict(clip.seconds)
+        vectors = encode_prepared_clip(self.extractor, clip, seconds)
+        frame_index = choose_frame_index(clip.face_crops, self.cfg.features.frame_choice)
+
+        dim = self.cfg.model.feature_dim
+        features = np.zeros((len(FEATURE_ORDER), dim), dtype=np.float32)
+        present = np.zeros(len(FEATURE_ORDER), dtype=bool)
+        for row, kind in enumerate(FEATURE_ORDER):
+            if kind in vectors:
+                features[row], present[row] = vectors[kind], True
+
+        notes = []
+        if "audio" in self.cfg.features.features and clip.waveform is None:
+            notes.append(f"{path.name} has no audio track: the audio feature is marked absent")
+        disabled = [k for k in FEATURE_ORDER if k not in self.cfg.features.features]
+        if disabled:
+            notes.append(f"features disabled in the config (features.features): {', '.join(disabled)}")
+        if clip.no_face_frames:
+            notes.append(f"no face detected in {clip.no_face_frames} of {len(clip.face_crops)} frames: "
+                         "those use the nearest detected face (or a centred square when none is found)")
+        seconds["total_inputs"] = time.perf_counter() - start
+        return ClipInputs(str(path), clip.chosen_frame, frame_index, clip.face_crops[frame_index], features, present,
+                          notes, seconds)
+
+    # ---- inputs -> answer -----------------------------------------------------------------
+
+    def instruction(self, task: str, question: Optional[str] = None) -> str:
+        """`question`, or the first instruction of the task's training pool: the wording the model
+        was trained on. For the emotion task the pool lists the MERR labels; a model trained on
+        a label set outside MERR was asked with its own list instead (as EmotionDataset does)."""
+        from minigpt4.data.labels import MERR_LABELS
+        from minigpt4.data.prompts import emotion_instruction, pick_instruction
+
+        if task not in INFER_TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {', '.join(INFER_TASKS)}")
+        if question and question.strip():
+            return question.strip()
+        if task == "emotion" and not set(self.labels) <= set(MERR_LABELS):
+            return emotion_instruction(self.labels)
+        return pick_instruction(task, None)
+
+    def build_batch(self, inputs: ClipInputs, task: str = "emotion", question: Optional[str] = None,
+                    transcript: str = "") -> dict[str, Any]:
+        """The generation batch of one clip: a dataset sample (contract of
+        minigpt4/data/datasets.py) through the training collator, so the prompt layout and the
+        placeholder slots are exactly those of training and evaluation."""
+        torch = self._torch
+        item = {
+            "name": Path(inputs.video).stem,
+            "image": self.image_transform(inputs.frame),
+            "features": torch.from_numpy(inputs.features),
+            "feature_present": torch.from_numpy(inputs.present),
+            "transcript": " ".join((transcript or "").split()),
+            "task": task,
+            "instruction": self.instruction(task, question),
+            "target": "",
+            "label": None,
+            "valence": None,
+        }
+        return self.collator([item])
+
+    def answer(self, inputs: ClipInputs, task: str = "emotion", question: Optional[str] = None,
+               transcript: str = "", sample: Optional[bool] = None) -> Prediction:
+        """Generate for already prepared inputs (ask several questions about one clip cheaply)."""
+        gen = self.cfg.generation
+        sample = gen.sample if sample is None else sample
+        transcript = " ".join((transcript or "").split())
+        instruction = self.instruction(task, question)
+        batch = self.build_batch(inputs, task, question, transcript)
+        start = time.perf_counter()
+        with self._lock:
+            if sample:
+                self._torch.manual_seed(gen.seed)
+            text = self.model.generate(self.collator.to_device(batch, self.device),
+                                       max_new_tokens=gen.max_new_tokens.get(task, 200), **gen.kwargs(sample))[0]
+        seconds = dict(inputs.seconds)
+        seconds["generate"] = time.perf_counter() - start
+        return self._prediction(inputs, task, instruction, text, transcript, seconds)
+
+    def _prediction(self, inputs: ClipInputs, task: str, instruction: str, text: str, transcript: str,
+                    seconds: dict[str, float]) -> Prediction:
+        from minigpt4.data.datasets import FEATURE_ORDER
+        from minigpt4.eval.parsing import parse_label
+
+        label = parse_label(text, self.labels)
+        notes = list(inputs.notes)
+        if not transcript:
+            notes.append("no transcript given: the text input is empty (pass what the person says)")
+        if label is None:
+            notes.append(f"the answer names no single label of {self.cfg.label_set} ({', '.join(self.labels)})")
+        used = {"image": True, **{kind: bool(p) for kind, p in zip(FEATURE_ORDER, inputs.present)},
+                "text": bool(transcript)}
+        total = seconds.get("total_inputs", 0.0) + seconds["generate"]
+        return Prediction(inputs.video, task, instruction, text, label, list(self.labels), used, notes, total,
+                          seconds, inputs.frame, inputs.face)
+
+    def predict(self, video_path: str | Path, task: str = "emotion", question: Optional[str] = None,
+                transcript: str = "", sample: Optional[bool] = None) -> Prediction:
+        """Everything for one clip: `prepare` then `answer`."""
+        self.instruction(task, question)  # reject a bad task before decoding the clip
+        return self.answer(self.prepare(video_path), task, question, transcript, sample)
+
+
+def encode_prepared_clip(extractor, clip, seconds: dict[str, float]) -> dict[str, np.ndarray]:
+    """The enabled utterance features of a decoded clip, as batch extraction computes them
+    (`FeatureExtractor._finish_clip`, minus the writing). Adds each encoder's time to `seconds`."""
+    from minigpt4.features.extract import _spread  # the frame subsampling batch extraction uses
+
+    jobs = {
+        "temporal": (extractor.temporal, lambda enc: enc.encode(clip.face_crops)),
+        "local": (extractor.local, lambda enc: enc.encode(_spread(clip.face_crops, extractor.cfg.local_max_frames))),
+        "audio": (extractor.audio, lambda enc: enc.encode(clip.waveform) if clip.waveform is not None else None),
+    }
+    vectors: dict[str, np.ndarray] = {}
+    for kind, (encoder, run) in jobs.items():
+        if encoder is None:
+            continue
+        start = time.perf_counter()
+        vector = run(encoder)
+        seconds[kind] = time.perf_counter() - start
+        if vector is None:
+            continue
+        if not np.isfinite(vector).all():
+            raise ValueError(f"{clip.name}: the {kind} feature has NaN/inf values; check the encoder weights "
+                             f"(features.{kind}_encoder)")
+        vectors[kind] = vector.astype(np.float32)
+    return vectors
+
+
+# ------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m minigpt4.infer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cfg-path", required=True, help="eval_configs/infer_tiny.yaml or eval_configs/infer_real.yaml")
+    parser.add_argument("--video", required=True, help="the clip (.mp4 .avi .mkv .webm .mov)")
+    parser.add_argument("--task", default="emotion", choices=INFER_TASKS,
+                        help="emotion: the label; reason / reason_v2: an explanation that concludes with the label")
+    parser.add_argument("--question", help="ask this instead of the task's standard instruction")
+    parser.add_argument("--transcript", default="", help="what the person says (the text input)")
+    parser.add_argument("--sample", action="store_true",
+                        help="sample like the demo (temperature 0.2, top-p 0.9, repetition penalty 1.05) "
+                             "instead of greedy decoding")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. model.checkpoint=path device=cpu")
+    return parser.parse_args(argv)
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for the answer: no weight-loading progress bars, and no warning that the
+    repetition penalty skips the prompt (it is given as embeddings; the release's demo did the same)."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds")
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Exit status 0 on an answer, 2 on a bad file or config (the message says which and why)."""
+    args = parse_args(argv)
+    quiet_libraries()
+    try:
+        cfg = load_infer_config(args.cfg_path, args.options)
+        check_video(args.video, cfg.limits)  # seconds, not the minutes a 7B model takes to load
+        predictor = EmotionPredictor(cfg)
+        prediction = predictor.predict(args.video, args.task, args.question, args.transcript,
+                                       sample=True if args.sample else None)
+    except (MediaError, ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(prediction.to_json(), ensure_ascii=False) if args.json else prediction.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
