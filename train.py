@@ -35,7 +35,7 @@ from minigpt4.models.checkpoint import load_trainable
 from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import TrainRunConfig, load_train_config
 from minigpt4.training.checkpointing import TrainState, find_resume_checkpoint, load_checkpoint, save_best, save_checkpoint
-from minigpt4.training.distributed import DistInfo, init_distributed, mean_across_ranks, shutdown
+from minigpt4.training.distributed import DistInfo, gather_objects, init_distributed, mean_across_ranks, shutdown
 from minigpt4.training.optim import build_optimizer, learning_rate, set_learning_rate
 from minigpt4.training.sampling import EpochSampler
 
@@ -177,7 +177,15 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
         if done:
             break
 
-    summary = {"steps": state.step, "epochs_done": state.epoch, "best_metric": state.best_metric, "best_step": state.best_step}
+    # Every rank must hold the same weights after DDP training; a mismatch means a sync bug.
+    checksum = float(sum(p.detach().double().sum() for p in model.parameters() if p.requires_grad))
+    checksums = gather_objects(checksum, info)
+    if len(set(checksums)) != 1:
+        raise RuntimeError(f"ranks ended with different weights (checksums {checksums}); gradient sync is broken")
+    summary = {
+        "steps": state.step, "epochs_done": state.epoch, "best_metric": state.best_metric,
+        "best_step": state.best_step, "world_size": info.world_size, "rank_weight_checksums": checksums,
+    }
     if info.is_main:
         if not val_sets:  # without validation the last weights are the result
             save_best(run_dir, model, {"step": state.step, "note": "no validation set: last weights"})

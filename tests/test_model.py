@@ -112,3 +112,21 @@ def test_cached_eva_tokens_give_the_same_batch_as_live_images(tiny_model):
     cached_sample = dict(sample, image=None, image_embeds=tiny_model.encode_image(sample["image"][None])[0])
     cached = collate(tiny_model, [cached_sample])
     assert torch.allclose(tiny_model.embed_inputs(live), tiny_model.embed_inputs(cached), atol=1e-6)
+
+
+def test_sample_loss_reduction_weights_each_sample_equally(tiny_model):
+    samples = [make_sample(target="happy", seed=5), make_sample(target="a much longer explanation of it", seed=6)]
+    batch = collate(tiny_model, samples)
+    token = tiny_model(batch)
+    tiny_model.cfg.loss_reduction = "sample"
+    try:
+        sample = tiny_model(batch).loss
+    finally:
+        tiny_model.cfg.loss_reduction = "token"
+    logits, labels = token.logits[:, :-1], batch["labels"][:, 1:]
+    per_row = [
+        torch.nn.functional.cross_entropy(logits[r][labels[r] != IGNORE_INDEX], labels[r][labels[r] != IGNORE_INDEX])
+        for r in range(2)
+    ]
+    assert torch.allclose(sample, (per_row[0] + per_row[1]) / 2, atol=1e-5)
+    assert not torch.allclose(sample, token.loss, atol=1e-3)

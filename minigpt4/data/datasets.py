@@ -335,8 +335,9 @@ class EmotionDataset(torch.utils.data.Dataset):
         return normalise_text(text, self.cfg.max_words)
 
     def instruction(self, task: str, index: int) -> str:
-        if task == "emotion" and not (self.train and set(self.labels) <= set(MERR_LABELS)):
+        if task == "emotion" and not set(self.labels) <= set(MERR_LABELS):
             # The release's emotion pool lists the MERR labels; other label sets get their own question.
+            # Train and eval ask the same way: a question the model never saw in training is a confound.
             return emotion_instruction(self.labels)
         rng = random.Random(f"{self.seed}:{self.epoch}:{index}") if self.train else None
         return pick_instruction(task, rng)

@@ -63,8 +63,13 @@ class ModelConfig:
     checkpoint_partial: bool = False  # True for MiniGPT-v2 weights: tensors it lacks keep their init
     gradient_checkpointing: bool = False
     max_txt_len: int = 1024  # cap on target tokens, as in the release
+    # "token": mean over all target tokens of the batch (the release). "sample": mean per sample,
+    # then over samples, so a one-word label counts as much as a 50-token explanation.
+    loss_reduction: str = "token"
 
     def __post_init__(self) -> None:
+        if self.loss_reduction not in ("token", "sample"):
+            raise ValueError(f"model.loss_reduction must be token or sample, not {self.loss_reduction!r}")
         if self.dtype not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"model.dtype must be fp32, bf16 or fp16, not {self.dtype!r}")
         grid = self.vision.image_size // self.vision.patch_size

@@ -37,6 +37,15 @@ def merge_visual_tokens(
     return embeds.masked_scatter(visual_mask.unsqueeze(-1), tokens[present].to(embeds.dtype))
 
 
+def sample_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy averaged over each sample's target tokens, then over samples."""
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]
+    token_loss = nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+    counts = (labels != -100).sum(dim=1)
+    has_target = counts > 0
+    return (token_loss.sum(dim=1)[has_target] / counts[has_target]).mean()
+
+
 class EmotionLLaMA(nn.Module):
     """The model. Module names match the released checkpoint's keys (`llama_proj`, ...)."""
 
@@ -78,10 +87,9 @@ class EmotionLLaMA(nn.Module):
     # ----------------------------------------------------------------------------------- inputs
     @torch.no_grad()
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """Frozen EVA tokens [B, 1 + N, width] (CLS first) after `ln_vision`; cacheable per clip."""
+        """Frozen EVA tokens [B, 1 + N, width] (CLS first), before `ln_vision`: what the cache stores."""
         param = next(self.visual_encoder.parameters())
-        tokens = self.visual_encoder.forward_features(images.to(param.device, param.dtype))
-        return self.ln_vision(tokens.float()).to(param.dtype)
+        return self.visual_encoder.forward_features(images.to(param.device, param.dtype))
 
     def encode_visual(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """All visual tokens [B, P + F + 1, H] of the batch and which of them are present [B, P + F + 1]."""
@@ -106,7 +114,7 @@ class EmotionLLaMA(nn.Module):
                 f"{self.cfg.vision.width}) for image_size={self.cfg.vision.image_size}; "
                 "were cached EVA tokens made with another image size?"
             )
-        vis = vis.to(proj_weight.device, proj_weight.dtype)
+        vis = self.ln_vision(vis.to(proj_weight.device).float()).to(proj_weight.dtype)
         grouped = vis[:, 1:, :].reshape(vis.shape[0], n_patch, self.cfg.patches_per_token * vis.shape[2])  # 4 raster-order patches
         patch_tokens = proj_weight.new_zeros(batch_size, n_patch, proj_weight.shape[0])
         patch_tokens = patch_tokens.index_put((image_present,), self.llama_proj(grouped))
@@ -134,12 +142,17 @@ class EmotionLLaMA(nn.Module):
     # ----------------------------------------------------------------------------------- use
     def forward(self, batch: Batch):
         """Causal-LM output; `loss` covers target tokens only (labels are -100 elsewhere)."""
-        return self.llama_model(
+        labels = batch.get("labels")
+        per_sample = labels is not None and self.cfg.loss_reduction == "sample"
+        output = self.llama_model(
             inputs_embeds=self.embed_inputs(batch),
             attention_mask=batch["attention_mask"],
-            labels=batch.get("labels"),
+            labels=None if per_sample else labels,
             use_cache=False,
         )
+        if per_sample:
+            output.loss = sample_mean_loss(output.logits, labels)
+        return output
 
     @torch.no_grad()
     def generate(self, batch: Batch, max_new_tokens: int = 32, **generation: Any) -> list[str]:
