@@ -1,0 +1,166 @@
+"""Web demo: upload a clip (or pick an example), get the emotion and its explanation.
+
+    python app.py --cfg-path eval_configs/infer_tiny.yaml            # after `make demo`
+    python app.py --cfg-path eval_configs/infer_real.yaml --port 7860 --host 127.0.0.1
+
+The page runs the very pipeline of `python -m minigpt4.infer` (minigpt4/infer.py): the chosen
+frame for EVA, face crops for the local and temporal encoders, the audio track for HuBERT and
+the transcript you type, and shows the frame and the face crop it used and which inputs were
+present. Answers are sampled with the release demo's settings (temperature 0.2, top-p 0.9,
+repetition penalty 1.05). A file that cannot be read, or one over the size / duration limits
+of the config (`limits:`), is reported in the page; the server keeps serving.
+
+The predictor is built once in `main` and handed to the request handler; there is no
+module-level state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from minigpt4.common.config import ConfigError
+from minigpt4.features.media import MediaError
+from minigpt4.infer import INPUT_NAMES, EmotionPredictor, InferConfig, load_infer_config, quiet_libraries
+
+log = logging.getLogger("app")
+
+TASK_CHOICES = [
+    ("Emotion label", "emotion"),
+    ("Explain the emotion (coarse reasoning)", "reason"),
+    ("Explain the emotion (fine reasoning)", "reason_v2"),
+]
+INPUT_TITLES = {"image": "frame (EVA, global view)", "local": "face, frame by frame (MAE)",
+                "temporal": "face over time (VideoMAE)", "audio": "voice (HuBERT)", "text": "transcript"}
+
+
+def find_examples(cfg: InferConfig) -> list[str]:
+    """Example clips from `app.examples` (only those named in `app.examples_list` when set);
+    none when the folder does not exist, e.g. before `make demo` has run."""
+    from minigpt4.features.extract import find_videos, read_names_file
+
+    folder = cfg.app.examples
+    if not folder or not Path(folder).is_dir():
+        if folder:
+            log.info("no example clips: folder %s does not exist", folder)
+        return []
+    names = None
+    if cfg.app.examples_list and Path(cfg.app.examples_list).is_file():
+        names = read_names_file(cfg.app.examples_list)
+    paths, _ = find_videos(folder, names)
+    return [str(p.resolve()) for p in paths[: cfg.app.max_examples]]
+
+
+def inputs_markdown(used: dict[str, bool]) -> str:
+    lines = [f"- **{name}** ({INPUT_TITLES[name]}): {'used' if used[name] else 'absent'}" for name in INPUT_NAMES]
+    return "Inputs:\n\n" + "\n".join(lines)
+
+
+def for_display(image, min_side: int = 192):
+    """Small frames (the tiny demo's are 64 px) enlarged with visible pixels, so they can be seen."""
+    import cv2
+
+    scale = -(-min_side // min(image.shape[:2]))  # ceil
+    if scale <= 1:
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+
+
+def analyse(predictor: EmotionPredictor, video: Optional[str], task: str, question: str,
+            transcript: str) -> tuple[Any, ...]:
+    """The click handler: (status, label, answer, inputs, frame, face). Never raises, so a bad
+    upload becomes a message in the page instead of a broken request."""
+    empty = ("", "", "", None, None)
+    if not video:
+        return ("Upload a video clip or pick an example first.", *empty)
+    name = Path(video).name
+    try:
+        prediction = predictor.predict(video, task, question or None, transcript or "", sample=True)
+    except (MediaError, ValueError) as err:  # unreadable, too long, too large, bad task
+        return (f"**Error:** {str(err).replace(str(video), name)}", *empty)
+    except Exception as err:  # a demo must survive anything one request does; the log has the details
+        log.exception("request for %s failed", video)
+        return (f"**Error:** could not analyse {name}: {type(err).__name__}: {err}", *empty)
+    label = prediction.label or "(no single label in the answer)"
+    notes = "".join(f"\n- {note}" for note in prediction.notes)
+    status = f"Analysed **{name}** in {prediction.seconds:.2f} s.{notes}"
+    return (status, label, prediction.answer, inputs_markdown(prediction.inputs_used),
+            for_display(prediction.frame), for_display(prediction.face))
+
+
+def build_demo(predictor: EmotionPredictor, examples: Sequence[str]):
+    """The page. `predictor` is bound into the handler; nothing is global."""
+    import gradio as gr
+
+    cfg = predictor.cfg
+    limits = cfg.limits
+    with gr.Blocks(title=cfg.app.title) as demo:
+        gr.Markdown(
+            f"# {cfg.app.title}\n"
+            "Upload a short clip of one person speaking (one utterance). The model looks at a chosen "
+            "frame, the face over the clip and the voice, and reads what you type as the transcript. "
+            f"Limits: {limits.max_upload_mb:g} MB, {limits.max_seconds:g} s. Labels: "
+            f"{', '.join(predictor.labels)}.")
+        with gr.Row():
+            with gr.Column():
+                video = gr.Video(label="Video clip", sources=["upload"], elem_id="video")
+                task = gr.Radio(TASK_CHOICES, value="emotion", label="Task", elem_id="task")
+                question = gr.Textbox(label="Your question (optional; replaces the task's standard one)",
+                                      elem_id="question")
+                transcript = gr.Textbox(label="What the person says (optional transcript)", elem_id="transcript")
+                run = gr.Button("Analyse", variant="primary", elem_id="run")
+                if examples:
+                    gr.Examples([[path] for path in examples], inputs=[video], label="Example clips")
+            with gr.Column():
+                status = gr.Markdown(elem_id="status")
+                label = gr.Textbox(label="Emotion", interactive=False, elem_id="label")
+                answer = gr.Textbox(label="Answer", lines=4, interactive=False, elem_id="answer")
+                used = gr.Markdown(elem_id="inputs")
+                with gr.Row():
+                    frame = gr.Image(label="Chosen frame", interactive=False, elem_id="frame")
+                    face = gr.Image(label="Face crop", interactive=False, elem_id="face")
+        gr.Markdown(f"Sampling: temperature {cfg.generation.temperature}, top-p {cfg.generation.top_p}, "
+                    f"repetition penalty {cfg.generation.repetition_penalty}. "
+                    "Command line: `python -m minigpt4.infer --video clip.mp4`.")
+        run.click(functools.partial(analyse, predictor), inputs=[video, task, question, transcript],
+                  outputs=[status, label, answer, used, frame, face])
+    return demo
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Emotion-LLaMA web demo")
+    parser.add_argument("--cfg-path", default="eval_configs/infer_tiny.yaml")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. model.checkpoint=path app.examples=folder")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
+    quiet_libraries()
+    try:
+        cfg = load_infer_config(args.cfg_path, args.options)
+        predictor = EmotionPredictor(cfg)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    examples = find_examples(cfg)
+    demo = build_demo(predictor, examples)
+    allowed = sorted({str(Path(p).parent) for p in examples})
+    demo.queue(default_concurrency_limit=1).launch(
+        server_name=args.host, server_port=args.port, max_file_size=int(cfg.limits.max_upload_mb * 2**20),
+        allowed_paths=allowed, share=False, show_error=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
