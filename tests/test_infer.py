@@ -1,0 +1,264 @@
+"""Inference on raw video (`python -m minigpt4.infer`, `EmotionPredictor`, the app's handler).
+
+An untrained tiny model answers gibberish, so "it names a valid label" would prove little. The
+module fixture therefore trains the tiny model with train.py, from features extracted by batch
+extraction, until it memorises the label of each of three clips, WITHOUT transcripts: only the
+frame and the three utterance features tell the clips apart. Inference on the raw .mp4 files
+must then give back each clip's label, which holds only if a clip reaches the model through
+inference exactly as it did through extraction + training (same frame, features, prompt).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CFG = REPO / "eval_configs/infer_tiny.yaml"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+# the penalty skips the prompt because it is given as embeddings, as in the release's demo
+pytestmark = pytest.mark.filterwarnings("ignore:Passing `repetition_penalty`:UserWarning")
+LABEL_SET = "dfew"  # outside MERR: training and inference ask the same question (see EmotionPredictor.instruction)
+
+
+def run_cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "minigpt4.infer", *args], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def workspace(tiny_dir, tmp_path_factory):
+    """Tiny encoders, three synthetic clips with extracted features, and a checkpoint trained
+    on them by train.py. Returns a dict of paths and the clips' labels."""
+    from minigpt4.common.config import load_config
+    from minigpt4.data.synthetic import generate_corpus
+    from minigpt4.features.config import FeatureConfig
+    from minigpt4.features.encoders import make_tiny_encoders
+    from minigpt4.features.extract import extract_features
+
+    root = tmp_path_factory.mktemp("infer")
+    encoders = make_tiny_encoders(root / "encoders", seed=0)
+    data = generate_corpus(root / "data", clips=3, seed=1)  # labels neutral, angry, happy
+    corpus = json.loads((data / "corpus.json").read_text())["clips"]
+    labels = {name: clip["label"] for name, clip in sorted(corpus.items())}
+    (data / "all.txt").write_text("".join(f"{name} 8 {label}\n" for name, label in labels.items()))
+    encoder_options = [f"audio_encoder={encoders['hubert']}", f"local_encoder={encoders['mae']}",
+                       f"temporal_encoder={encoders['videomae']}"]
+    feature_cfg = load_config(FeatureConfig, REPO / "minigpt4/configs/features/tiny.yaml", encoder_options)
+    report = extract_features(sorted((data / "videos").glob("*.mp4")), data, feature_cfg, progress=False)
+    assert not report.failed, report.failed
+
+    train_yaml = root / "train.yaml"
+    train_yaml.write_text(textwrap.dedent(f"""\
+        model:
+          vision: {{image_size: 56, patch_size: 14, width: 32, depth: 2, num_heads: 2, mlp_dim: 64,
+                   weights: {tiny_dir / 'eva_vit_tiny.pth'}}}
+          llm: {{path: {tiny_dir / 'llm'}}}
+          lora: {{r: 8, alpha: 16, dropout: 0.0}}
+          feature_dim: 32
+          dtype: fp32
+          max_txt_len: 256
+        datasets:
+          clips: {{reader: merr, annotation: {data / 'all.txt'}, frames: {data / 'frames'},
+                  label_set: {LABEL_SET}, tasks: [emotion]}}
+        run:
+          output_dir: {root / 'run'}
+          max_epochs: 1
+          iters_per_epoch: 20
+          batch_size: 3
+          num_workers: 0
+          log_every: 100
+          optim: {{init_lr: 1.0e-2, min_lr: 1.0e-3, warmup_lr: 1.0e-3, warmup_steps: 1}}
+        """))
+    done = subprocess.run([sys.executable, "train.py", "--cfg-path", str(train_yaml)], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    checkpoint = root / "run/best/trainable.safetensors"
+    assert done.returncode == 0 and checkpoint.is_file(), done.stderr[-3000:]
+    options = [f"model.llm.path={tiny_dir / 'llm'}", f"model.vision.weights={tiny_dir / 'eva_vit_tiny.pth'}",
+               f"model.checkpoint={checkpoint}", f"label_set={LABEL_SET}",
+               *(f"features.{option}" for option in encoder_options)]
+    return {"root": root, "data": data, "labels": labels, "options": options, "checkpoint": checkpoint,
+            "videos": {name: data / "videos" / f"{name}.mp4" for name in labels}}
+
+
+@pytest.fixture(scope="module")
+def predictor(workspace):
+    from minigpt4.infer import EmotionPredictor, load_infer_config
+
+    return EmotionPredictor(load_infer_config(TINY_CFG, workspace["options"]))
+
+
+# ---- the command line ----------------------------------------------------------------------
+
+def test_cli_json_answers_the_trained_label_from_all_four_inputs(workspace):
+    name, label = list(workspace["labels"].items())[-1]
+    done = run_cli("--cfg-path", str(TINY_CFG), "--video", str(workspace["videos"][name]), "--json",
+                   "--options", *workspace["options"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["label"] == label
+    assert result["label"] in result["label_set"] and len(result["label_set"]) == 7
+    assert result["task"] == "emotion" and result["video"] == str(workspace["videos"][name])
+    assert result["inputs_used"] == {"image": True, "local": True, "temporal": True, "audio": True, "text": False}
+    assert any("no transcript" in note for note in result["notes"])
+    assert result["seconds"] > 0
+
+
+def test_cli_corrupt_file_exits_2_naming_the_file_before_loading_the_model(tmp_path, workspace):
+    bad = tmp_path / "broken clip.mp4"
+    bad.write_bytes(os.urandom(4096))
+    done = run_cli("--cfg-path", str(TINY_CFG), "--video", str(bad), "--options", *workspace["options"])
+    assert done.returncode == 2
+    assert str(bad) in done.stderr and "damaged" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_cli_config_errors_exit_2_with_the_fix(workspace, capsys):
+    from minigpt4.infer import main
+
+    video = str(next(iter(workspace["videos"].values())))
+    assert main(["--cfg-path", str(TINY_CFG), "--video", video, "--options", "generation.temprature=0.5"]) == 2
+    assert "did you mean 'generation.temperature'" in capsys.readouterr().err
+    missing = workspace["root"] / "nowhere.safetensors"
+    options = [o for o in workspace["options"] if not o.startswith("model.checkpoint=")]
+    assert main(["--cfg-path", str(TINY_CFG), "--video", video, "--options", *options,
+                 f"model.checkpoint={missing}"]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "make demo" in err
+
+
+# ---- the Python API ---------------------------------------------------------------------------
+
+def test_predictor_gives_back_each_clips_trained_label(workspace, predictor):
+    for name, label in workspace["labels"].items():
+        prediction = predictor.predict(workspace["videos"][name])
+        assert (prediction.label, prediction.answer) == (label, label), name
+        assert all(prediction.inputs_used[k] for k in ("image", "local", "temporal", "audio"))
+    sampled = predictor.predict(workspace["videos"][name], sample=True)  # the demo's settings
+    assert sampled.label in predictor.labels
+
+
+def test_inputs_match_batch_extraction_and_the_evaluation_batch(workspace, predictor):
+    """One clip in memory == the same clip through extract_features + the eval dataset."""
+    from minigpt4.data.config import DatasetConfig
+    from minigpt4.data.datasets import build_dataset
+    from minigpt4.processors import EvaImageTransform
+
+    data = workspace["data"]
+    dataset = build_dataset(DatasetConfig(reader="merr", annotation=str(data / "all.txt"), frames=str(data / "frames"),
+                                          label_set=LABEL_SET, tasks=["emotion"]),
+                            EvaImageTransform(predictor.cfg.model.vision.image_size), train=False)
+    for index, name in enumerate(workspace["labels"]):
+        inputs = predictor.prepare(workspace["videos"][name])
+        for row, folder in enumerate(("mae_340_UTT", "maeV_399_UTT", "HL-UTT")):  # local, temporal, audio
+            np.testing.assert_allclose(inputs.features[row], np.load(data / folder / f"{name}.npy"), atol=1e-5)
+        assert inputs.present.all()
+        ours = predictor.build_batch(inputs, "emotion")
+        theirs = predictor.collator([dataset[index]])
+        for key in ("input_ids", "attention_mask", "visual_mask", "features", "feature_present", "image_present"):
+            assert torch.equal(ours[key], theirs[key]), (name, key)
+        # the same (peak) frame: the extracted one went through JPEG, hence the tolerance
+        assert (ours["images"] - theirs["images"]).abs().mean() < 0.05
+        assert inputs.face.shape == (predictor.cfg.features.face_size,) * 2 + (3,)
+
+
+def test_clip_without_audio_is_answered_with_audio_marked_absent(tmp_path, workspace, predictor):
+    from minigpt4.features.media import read_frames, write_video
+
+    name = next(iter(workspace["labels"]))
+    silent = tmp_path / "silent.mp4"
+    write_video(silent, read_frames(workspace["videos"][name]), fps=8.0, audio=None)
+    prediction = predictor.predict(silent, transcript="I am fine")
+    assert prediction.inputs_used == {"image": True, "local": True, "temporal": True, "audio": False, "text": True}
+    assert any("no audio track" in note and "silent.mp4" in note for note in prediction.notes)
+    assert prediction.answer  # still answered
+    inputs = predictor.prepare(silent)
+    assert not inputs.present[2] and not inputs.features[2].any()
+
+
+def test_unreadable_or_too_long_files_raise_errors_naming_the_file(tmp_path, workspace, predictor, monkeypatch):
+    from minigpt4.features.media import MediaError
+    from minigpt4.infer import VideoRejected
+
+    good = next(iter(workspace["videos"].values()))
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    for path in (truncated, empty, tmp_path / "missing.mp4"):
+        with pytest.raises(MediaError, match=path.name):
+            predictor.predict(path)
+    monkeypatch.setattr(predictor.cfg.limits, "max_seconds", 0.5)
+    with pytest.raises(VideoRejected, match="limits.max_seconds"):
+        predictor.predict(good)
+    monkeypatch.setattr(predictor.cfg.limits, "max_seconds", 30.0)
+    monkeypatch.setattr(predictor.cfg.limits, "max_upload_mb", 0.001)
+    with pytest.raises(VideoRejected, match="limits.max_upload_mb"):
+        predictor.predict(good)
+    with pytest.raises(ValueError, match="unknown task"):
+        predictor.predict(good, task="summary")
+
+
+def test_reason_task_and_custom_question(workspace, predictor):
+    from minigpt4.data.prompts import pick_instruction
+
+    video = next(iter(workspace["videos"].values()))
+    reason = predictor.predict(video, task="reason", transcript="the meeting is at three")
+    assert reason.question == pick_instruction("reason", None) and reason.inputs_used["text"]
+    assert reason.label is None or reason.label in predictor.labels
+    asked = predictor.predict(video, question="How does this person feel?")
+    assert asked.question == "How does this person feel?"
+    assert set(asked.to_json()) >= {"video", "task", "answer", "label", "inputs_used", "seconds"}
+    json.dumps(asked.to_json())  # serialisable: no arrays in it
+
+
+def test_untrained_model_answer_is_a_label_or_reported_invalid(workspace, tmp_path):
+    from minigpt4.infer import EmotionPredictor, load_infer_config
+
+    options = [o for o in workspace["options"] if not o.startswith("model.checkpoint=")] + ["model.checkpoint=null"]
+    untrained = EmotionPredictor(load_infer_config(TINY_CFG, options))
+    prediction = untrained.predict(next(iter(workspace["videos"].values())))
+    if prediction.label is None:
+        assert any("names no single label" in note for note in prediction.notes)
+    else:
+        assert prediction.label in untrained.labels
+
+
+def test_app_handler_reports_errors_in_the_page_and_keeps_answering(tmp_path, workspace, predictor):
+    sys.path.insert(0, str(REPO))
+    from app import analyse
+
+    name, label = next(iter(workspace["labels"].items()))
+    status, shown_label, answer, inputs, frame, face = analyse(predictor, str(workspace["videos"][name]),
+                                                               "emotion", "", "")
+    assert status.startswith("Analysed") and shown_label == label and "**audio**" in inputs
+    assert frame.shape[0] >= 192 and face.shape[0] >= 192  # enlarged for display
+    bad = tmp_path / "upload" / "bad.mp4"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a video at all")
+    status, shown_label, *_ = analyse(predictor, str(bad), "emotion", "", "")
+    assert status.startswith("**Error:** bad.mp4") and str(bad.parent) not in status and shown_label == ""
+    assert analyse(predictor, None, "emotion", "", "")[0].startswith("Upload a video")
+    assert analyse(predictor, str(workspace["videos"][name]), "emotion", "", "")[1] == label
+
+
+def test_configs_load_with_the_documented_generation_settings():
+    from minigpt4.infer import GenerationConfig, load_infer_config
+
+    assert GenerationConfig().kwargs(sample=False) == {"do_sample": False, "num_beams": 1}
+    assert GenerationConfig().kwargs(sample=True) == {"do_sample": True, "num_beams": 1, "temperature": 0.2,
+                                                      "top_p": 0.9, "repetition_penalty": 1.05}
+    tiny = load_infer_config(TINY_CFG)
+    assert tiny.model.checkpoint == "outputs/demo/stage2/best/trainable.safetensors"
+    assert tiny.features.frame_choice == "peak" and tiny.label_set == "mer2023"
+    real = load_infer_config(REPO / "eval_configs/infer_real.yaml")
+    assert real.model.dtype == "bf16" and real.model.feature_dim == 1024 and real.label_set == "merr"
+    assert real.features.face_size == 224 and real.features.frame_choice == "first"
