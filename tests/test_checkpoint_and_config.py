@@ -128,3 +128,28 @@ def test_unknown_config_key_names_the_closest_valid_one(tmp_path):
         load_config(ModelConfig, None, ["vision.image_size=50"])
     cfg = load_config(ModelConfig, None, ["lora.r=4", "dtype=fp32"])
     assert cfg.lora.r == 4 and cfg.lora.alpha == 16 and cfg.dtype == "fp32"
+
+
+def test_holdout_split_is_stratified_disjoint_and_deterministic():
+    from minigpt4.tools.holdout_split import holdout
+
+    lines = [f"clip_{i:03d} 10 {('happy', 'sad')[i % 2]}" for i in range(40)] + ["solo 5 angry -3"]
+    train, val = holdout(lines, 0.25, seed=1)
+    assert sorted(train + val) == sorted(lines) and not set(train) & set(val)
+    assert sum(l.endswith("happy") for l in val) == 5 and sum(l.endswith("sad") for l in val) == 5
+    assert "solo 5 angry -3" in train  # a class of one stays in training
+    assert holdout(lines, 0.25, seed=1) == (train, val) and holdout(lines, 0.25, seed=2) != (train, val)
+    with pytest.raises(ValueError, match="x.txt:2"):
+        holdout(["a 1 happy", "broken"], 0.5, 0, "x.txt")
+
+
+def test_real_stage_configs_load_and_stage2_starts_from_stage1():
+    from minigpt4.run_config import load_train_config
+
+    stage1 = load_train_config(str(REPO / "train_configs/emotion_llama_stage1_coarse.yaml"))
+    stage2 = load_train_config(str(REPO / "train_configs/emotion_llama_stage2_fine.yaml"))
+    assert list(stage1.datasets) == ["merr_coarse"] and list(stage2.datasets) == ["merr_fine"]
+    assert stage2.run.init_from == f"{stage1.run.output_dir}/best/trainable.safetensors"
+    assert stage1.run.optim.warmup_steps == 1000 and stage1.run.iters_per_epoch == 1000 and stage1.run.max_epochs == 30
+    assert stage2.run.optim.init_lr < stage1.run.optim.init_lr
+    assert stage1.model.lora.r == 64 and stage1.model.gradient_checkpointing
