@@ -115,7 +115,7 @@ def build_demo(predictor: EmotionPredictor, examples: Sequence[str]):
                 transcript = gr.Textbox(label="What the person says (optional transcript)", elem_id="transcript")
                 run = gr.Button("Analyse", variant="primary", elem_id="run")
                 if examples:
-                    gr.Examples([[path] for path in examples], inputs=[video], label="Example clips")
+                    gr.Examples([[path] for path in examples], inputs=[video], label="Example clips", elem_id="examples")
             with gr.Column():
                 status = gr.Markdown(elem_id="status")
                 label = gr.Textbox(label="Emotion", interactive=False, elem_id="label")
