@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import command_line, format_table, machine_info, synchronize, write_json  # noqa: E402
 from minigpt4.common.config import load_config  # noqa: E402
 from minigpt4.models.builder import DTYPES, build_model, count_parameters  # noqa: E402
-from minigpt4.models.config import LLMConfig, ModelConfig  # noqa: E402
+from minigpt4.models.config import ModelConfig  # noqa: E402
 from minigpt4.run_config import OptimConfig  # noqa: E402
 from minigpt4.training.optim import build_optimizer  # noqa: E402
 
@@ -77,11 +77,8 @@ def model_config(args: argparse.Namespace, device: torch.device) -> ModelConfig:
         options = ["llm.path=null", "vision.weights=null", *TINY_OPTIONS]
     options.append(f"dtype={'fp32' if device.type == 'cpu' else args.dtype}")
     if args.load_in_4bit:
-        if not hasattr(LLMConfig(), "load_in_4bit"):
-            raise SystemExit(
-                "--load-in-4bit needs the `llm.load_in_4bit` option of the model builder, which this checkout "
-                "does not have yet (see 'Memory options' in benchmarks/README.md for the proposed patch)"
-            )
+        if not any(o.startswith("llm.path=") for o in args.options):
+            raise SystemExit("--load-in-4bit quantizes real weights: add --options llm.path=checkpoints/Llama-2-7b-chat-hf")
         options.append("llm.load_in_4bit=true")
     return load_config(ModelConfig, None, [*options, *args.options])
 

@@ -153,3 +153,13 @@ def test_real_stage_configs_load_and_stage2_starts_from_stage1():
     assert stage1.run.optim.warmup_steps == 1000 and stage1.run.iters_per_epoch == 1000 and stage1.run.max_epochs == 30
     assert stage2.run.optim.init_lr < stage1.run.optim.init_lr
     assert stage1.model.lora.r == 64 and stage1.model.gradient_checkpointing
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error path")
+def test_4bit_base_on_a_cpu_is_a_clear_error(tiny_model_cfg):
+    from dataclasses import replace
+
+    from minigpt4.models.builder import build_llm
+
+    with pytest.raises(RuntimeError, match="load_in_4bit needs a CUDA GPU"):
+        build_llm(replace(tiny_model_cfg.llm, load_in_4bit=True), torch.float32)

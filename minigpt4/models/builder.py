@@ -48,6 +48,8 @@ def build_emotion_llama(cfg: ModelConfig, *, meta: bool = False) -> EmotionLLaMA
 
 def build_llm(cfg: LLMConfig, dtype: torch.dtype, *, meta: bool = False) -> torch.nn.Module:
     """The frozen causal LM: from `cfg.path` (Hugging Face folder), or random from `cfg.architecture`."""
+    if cfg.load_in_4bit and not meta:
+        return build_llm_4bit(cfg, dtype)
     if cfg.path is not None and not meta:
         path = Path(cfg.path)
         if not (path / "config.json").is_file():
@@ -62,6 +64,35 @@ def build_llm(cfg: LLMConfig, dtype: torch.dtype, *, meta: bool = False) -> torc
         else:
             config = LlamaConfig(**cfg.architecture)
         llm = LlamaForCausalLM(config).to(dtype)
+    llm.requires_grad_(False)
+    return llm
+
+
+def build_llm_4bit(cfg: LLMConfig, dtype: torch.dtype) -> torch.nn.Module:
+    """QLoRA base: decoder Linear layers in double-quantized nf4 with `dtype` compute, on the current GPU.
+
+    Not exercised by CI (no GPU there): the error paths are tested, the GPU path is for GPU sessions.
+    """
+    if not torch.cuda.is_available():
+        raise RuntimeError("model.llm.load_in_4bit needs a CUDA GPU (bitsandbytes nf4); set it to false on a CPU")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise RuntimeError("model.llm.load_in_4bit needs bitsandbytes: pip install 'bitsandbytes>=0.43'") from None
+    from transformers import BitsAndBytesConfig
+
+    if cfg.path is None:
+        raise ValueError("model.llm.load_in_4bit quantizes pretrained weights: set model.llm.path")
+    path = Path(cfg.path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no Hugging Face model at {path} (config.json missing); set model.llm.path")
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
+        bnb_4bit_use_double_quant=True, llm_int8_skip_modules=["lm_head"],
+    )
+    llm = AutoModelForCausalLM.from_pretrained(
+        path, quantization_config=quant, dtype=dtype, device_map={"": torch.cuda.current_device()}
+    )
     llm.requires_grad_(False)
     return llm
 

@@ -39,6 +39,9 @@ class LLMConfig:
             "rms_norm_eps": 1e-5,
         }
     )
+    # QLoRA: the frozen decoder's Linear layers in bitsandbytes nf4 (CUDA only); LoRA and the
+    # projections stay in full precision. Lets stage 2 at 448 px / 1024 tokens fit a 24 GB GPU.
+    load_in_4bit: bool = False
 
 
 @dataclass
