@@ -89,6 +89,7 @@ class EmotionCollator:
             "feature_present": torch.stack([torch.as_tensor(s["feature_present"], dtype=torch.bool) for s in samples]),
             "names": [s["name"] for s in samples],
             "tasks": [s["task"] for s in samples],
+            "instructions": [s["instruction"] for s in samples],
             "targets": [s.get("target") for s in samples],
             "label_names": [s.get("label") for s in samples],
             "valences": [s.get("valence") for s in samples],

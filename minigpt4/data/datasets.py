@@ -346,11 +346,12 @@ class EmotionDataset(torch.utils.data.Dataset):
         record, task = self.item(index)
         sample: dict[str, Any] = {"name": record.name, "image": None}
         if "image" not in self.drop:
-            frame = self.media.frame(record)
-            sample["image"] = None if frame is None else self.image_transform(frame)
             tokens = self.media.eva(record)
-            if tokens is not None:
+            if tokens is not None:  # cached frozen EVA tokens: no need to decode the frame at all
                 sample["image_embeds"] = torch.from_numpy(tokens)
+            else:
+                frame = self.media.frame(record)
+                sample["image"] = None if frame is None else self.image_transform(frame)
         feats, present = self.media.features(record)
         for row, kind in enumerate(FEATURE_ORDER):
             if kind in self.drop:

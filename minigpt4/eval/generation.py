@@ -46,6 +46,7 @@ def predict(
             record = {
                 "name": batch["names"][row],
                 "task": batch["tasks"][row],
+                "instruction": batch["instructions"][row],
                 "answer": answer,
                 "label": batch["label_names"][row],
             }
