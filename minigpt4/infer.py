@@ -270,9 +270,9 @@ class EmotionPredictor:
     # ---- inputs -> answer -----------------------------------------------------------------
 
     def instruction(self, task: str, question: Optional[str] = None) -> str:
-        """`question`, or the first instruction of the task's training pool: the wording the model
-        was trained on. For the emotion task the pool lists the MERR labels; a model trained on
-        a label set outside MERR was asked with its own list instead (as EmotionDataset does)."""
+        """`question`, or the question evaluation asks (`EmotionDataset.instruction` with
+        train=False): the first of the task's training pool, whose emotion entry lists the MERR
+        labels; a label set outside MERR is asked with its own list, in training as here."""
         from minigpt4.data.labels import MERR_LABELS
         from minigpt4.data.prompts import emotion_instruction, pick_instruction
 

@@ -170,6 +170,20 @@ def test_inputs_match_batch_extraction_and_the_evaluation_batch(workspace, predi
         assert inputs.face.shape == (predictor.cfg.features.face_size,) * 2 + (3,)
 
 
+def test_emotion_question_is_the_evaluation_question_for_merr_label_sets_too(workspace, predictor, monkeypatch):
+    """Label sets inside MERR (the real model's) are asked with the release's pool, not their own list."""
+    from minigpt4.data.config import DatasetConfig
+    from minigpt4.data.datasets import build_dataset
+    from minigpt4.data.labels import label_set
+
+    data = workspace["data"]
+    for name in ("mer2023", "merr", "dfew"):
+        monkeypatch.setattr(predictor, "labels", label_set(name))
+        dataset = build_dataset(DatasetConfig(reader="merr", annotation=str(data / "all.txt"),
+                                              frames=str(data / "frames"), label_set=name), train=False)
+        assert predictor.instruction("emotion") == dataset.instruction("emotion", 0), name
+
+
 def test_clip_without_audio_is_answered_with_audio_marked_absent(tmp_path, workspace, predictor):
     from minigpt4.features.media import read_frames, write_video
 
@@ -233,8 +247,7 @@ def test_untrained_model_answer_is_a_label_or_reported_invalid(workspace, tmp_pa
 
 
 def test_app_handler_reports_errors_in_the_page_and_keeps_answering(tmp_path, workspace, predictor):
-    sys.path.insert(0, str(REPO))
-    from app import analyse
+    from app import analyse  # the repository root is on pytest's pythonpath
 
     name, label = next(iter(workspace["labels"].items()))
     status, shown_label, answer, inputs, frame, face = analyse(predictor, str(workspace["videos"][name]),
