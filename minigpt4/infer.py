@@ -216,7 +216,7 @@ class EmotionPredictor:
         self.extractor = FeatureExtractor(dataclasses.replace(cfg.features, device=str(self.device), save_frames=False,
                                                               eva_cache=False))
         self._check_feature_dims()
-        torch.manual_seed(cfg.generation.seed)
+        torch.manual_seed(cfg.generation.seed)  # projections a checkpoint does not cover start the same every run
         self.model = build_model(cfg.model).to(self.device).eval()
         self.collator = EmotionCollator(self.model.tokenizer, cfg.model.num_patch_tokens, train=False,
                                         max_txt_len=cfg.model.max_txt_len)
