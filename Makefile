@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install test test-fast demo clean
+.PHONY: install browser test test-fast demo app clean
 
 install: $(STAMP)
 
@@ -17,14 +17,24 @@ $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
+
+# The web demo's browser test drives the system Chromium (Debian package; Playwright's own browser
+# download is not used). Without root or apt the test is skipped and says how to install it.
+browser:
+	@test -x /usr/bin/chromium || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		echo "note: /usr/bin/chromium is missing; the browser test will be skipped"
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 demo: install
 	$(PY) -m minigpt4.demo
+
+app: install
+	$(PY) app.py --cfg-path eval_configs/infer_tiny.yaml
 
 clean:
 	rm -rf outputs/demo checkpoints/tiny

@@ -109,6 +109,8 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
     done = False
     for epoch in range(state.epoch, run.max_epochs):
         state.epoch = epoch
+        for part in getattr(train_set, "datasets", [train_set]):
+            part.set_epoch(epoch)  # a fresh draw of instructions from the pools each epoch
         sampler = EpochSampler(
             len(train_set), steps_per_epoch * micro_per_step * run.batch_size, seed=run.seed, epoch=epoch,
             rank=info.rank, world_size=info.world_size, start=state.step_in_epoch * micro_per_step * run.batch_size,
@@ -187,8 +189,8 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
         "best_step": state.best_step, "world_size": info.world_size, "rank_weight_checksums": checksums,
     }
     if info.is_main:
-        if not val_sets:  # without validation the last weights are the result
-            save_best(run_dir, model, {"step": state.step, "note": "no validation set: last weights"})
+        if not val_sets or not (run_dir / "best").exists():  # never validated: the last weights are the result
+            save_best(run_dir, model, {"step": state.step, "note": "not validated: last weights"})
         writer.close()
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         log.info("done: %s (weights: %s)", json.dumps(summary), run_dir / "best" / "trainable.safetensors")
