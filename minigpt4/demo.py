@@ -63,7 +63,7 @@ def run_ablations(steps: list[dict]) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clips", type=int, default=600)
+    parser.add_argument("--clips", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ablations", action="store_true",
                         help="also train and evaluate one emotion-only model per input subset (about 4 more minutes)")
