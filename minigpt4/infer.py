@@ -244,7 +244,7 @@ class EmotionPredictor:
         start = time.perf_counter()
         clip = self.extractor.prepare(path)  # MediaError for unreadable files
         seconds = dict(clip.seconds)
-        vectors = encode_prepared_clip(self.extractor, clip, seconds)
+        vectors = self.extractor.encode(clip, seconds)
         frame_index = choose_frame_index(clip.face_crops, self.cfg.features.frame_choice)
 
         dim = self.cfg.model.feature_dim
@@ -344,32 +344,6 @@ class EmotionPredictor:
         """Everything for one clip: `prepare` then `answer`."""
         self.instruction(task, question)  # reject a bad task before decoding the clip
         return self.answer(self.prepare(video_path), task, question, transcript, sample)
-
-
-def encode_prepared_clip(extractor, clip, seconds: dict[str, float]) -> dict[str, np.ndarray]:
-    """The enabled utterance features of a decoded clip, as batch extraction computes them
-    (`FeatureExtractor._finish_clip`, minus the writing). Adds each encoder's time to `seconds`."""
-    from minigpt4.features.extract import _spread  # the frame subsampling batch extraction uses
-
-    jobs = {
-        "temporal": (extractor.temporal, lambda enc: enc.encode(clip.face_crops)),
-        "local": (extractor.local, lambda enc: enc.encode(_spread(clip.face_crops, extractor.cfg.local_max_frames))),
-        "audio": (extractor.audio, lambda enc: enc.encode(clip.waveform) if clip.waveform is not None else None),
-    }
-    vectors: dict[str, np.ndarray] = {}
-    for kind, (encoder, run) in jobs.items():
-        if encoder is None:
-            continue
-        start = time.perf_counter()
-        vector = run(encoder)
-        seconds[kind] = time.perf_counter() - start
-        if vector is None:
-            continue
-        if not np.isfinite(vector).all():
-            raise ValueError(f"{clip.name}: the {kind} feature has NaN/inf values; check the encoder weights "
-                             f"(features.{kind}_encoder)")
-        vectors[kind] = vector.astype(np.float32)
-    return vectors
 
 
 # ------------------------------------------------------------------------------------------

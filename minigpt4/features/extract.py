@@ -262,28 +262,40 @@ class FeatureExtractor:
             except Exception as err:
                 report.failed[clip.name] = _reason(err)
 
+    def encode(self, clip: PreparedClip, seconds: dict[str, float],
+               temporal_vector: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The enabled utterance features of one decoded clip (float32, finite), keyed local /
+        temporal / audio: the one place both batch extraction and single-clip inference compute
+        them. `temporal_vector` is a result the batched VideoMAE pass already has; each encoder's
+        time is added to `seconds`."""
+        jobs = (
+            ("temporal", self.temporal,
+             lambda enc: temporal_vector if temporal_vector is not None else enc.encode(clip.face_crops)),
+            ("local", self.local, lambda enc: enc.encode(_spread(clip.face_crops, self.cfg.local_max_frames))),
+            ("audio", self.audio if clip.waveform is not None else None, lambda enc: enc.encode(clip.waveform)),
+        )
+        vectors: dict[str, np.ndarray] = {}
+        for kind, encoder, run in jobs:
+            if encoder is None:
+                continue
+            with _timed(seconds, kind):
+                vector = run(encoder)
+            if not np.isfinite(vector).all():
+                raise ValueError(f"{clip.name}: the {kind} feature has NaN/inf values; check the encoder "
+                                 f"weights ({kind}_encoder)")
+            vectors[kind] = vector.astype(np.float32)
+        return vectors
+
     def _finish_clip(self, clip: PreparedClip, temporal_vectors: dict[str, np.ndarray], out_dir: Path,
                      report: ExtractionReport) -> None:
-        outputs: dict[str, np.ndarray] = {}
-        if self.temporal is not None:
-            with _timed(report.seconds, "temporal"):
-                vector = temporal_vectors.get(clip.name)
-                outputs["temporal"] = vector if vector is not None else self.temporal.encode(clip.face_crops)
-        if self.local is not None:
-            with _timed(report.seconds, "local"):
-                outputs["local"] = self.local.encode(_spread(clip.face_crops, self.cfg.local_max_frames))
-        if self.audio is not None and clip.waveform is not None:
-            with _timed(report.seconds, "audio"):
-                outputs["audio"] = self.audio.encode(clip.waveform)
+        outputs = self.encode(clip, report.seconds, temporal_vectors.get(clip.name))
         eva_tokens = None
         if self.eva is not None:
             with _timed(report.seconds, "eva"):
                 eva_tokens = self.eva.encode(clip.chosen_frame)
         with _timed(report.seconds, "write"):
             for feature, vector in outputs.items():
-                if not np.isfinite(vector).all():
-                    raise ValueError(f"{feature} feature has NaN/inf values; check the encoder weights")
-                save_npy_atomic(out_dir / FEATURE_FOLDERS[feature] / f"{clip.name}.npy", vector.astype(np.float32))
+                save_npy_atomic(out_dir / FEATURE_FOLDERS[feature] / f"{clip.name}.npy", vector)
             if eva_tokens is not None:
                 save_npy_atomic(out_dir / "eva_cache" / f"{clip.name}.npy", eva_tokens)
             if self.cfg.save_frames:
@@ -333,7 +345,7 @@ def _timed(totals: dict[str, float], stage: str):
     try:
         yield
     finally:
-        totals[stage] += time.perf_counter() - start
+        totals[stage] = totals.get(stage, 0.0) + time.perf_counter() - start
 
 
 def _spread(frames: np.ndarray, limit: int) -> np.ndarray:
