@@ -229,3 +229,16 @@ def _assert_same(a: dict, b: dict) -> None:
             assert torch.equal(value, b[key]), key
         else:
             assert value == b[key], key
+
+
+def test_open_vocabulary_dataset_for_mer2024_ov(tmp_path):
+    names = ["ov_1", "ov_2"]
+    _media(tmp_path, names)
+    (tmp_path / "ov_test.txt").write_text("ov_1 30 happy,relieved\nov_2 30 Nervous\n")
+    cfg = build_config(DatasetConfig, [("ov.yaml", dict(
+        reader="merr", annotation=str(tmp_path / "ov_test.txt"), frames=str(tmp_path / "frames"),
+        label_set="open", tasks=["emotion"]))])
+    ds = build_dataset(cfg, None, train=False)
+    assert [ds[0]["label"], ds[1]["label"]] == [["happy", "relieved"], "nervous"]
+    assert ds[0]["target"] == "happy, relieved"
+    assert "all possible emotional states" in ds[0]["instruction"]

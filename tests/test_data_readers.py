@@ -148,3 +148,13 @@ def test_missing_file_names_it(tmp_path):
 def test_normalise_text_like_the_release():
     assert normalise_text("He says: \"No!\" (loudly).  Sad, Angry") == "he says no loudly sad, angry"
     assert len(normalise_text("word " * 300).split()) == 200
+
+
+def test_open_vocabulary_label_set_accepts_any_emotion_word(tmp_path):
+    from minigpt4.data.labels import LabelError, normalise_labels
+    from minigpt4.data.prompts import OPEN_VOCABULARY_INSTRUCTION, emotion_instruction
+
+    assert normalise_labels("Happiness,nervous, relieved", "open", "ov.txt:1") == ["happy", "nervous", "relieved"]
+    with pytest.raises(LabelError, match="ov.txt:2"):
+        normalise_labels("happy,42", "open", "ov.txt:2")
+    assert emotion_instruction(()) == OPEN_VOCABULARY_INSTRUCTION

@@ -335,7 +335,7 @@ class EmotionDataset(torch.utils.data.Dataset):
         return normalise_text(text, self.cfg.max_words)
 
     def instruction(self, task: str, index: int) -> str:
-        if task == "emotion" and not set(self.labels) <= set(MERR_LABELS):
+        if task == "emotion" and (not self.labels or not set(self.labels) <= set(MERR_LABELS)):
             # The release's emotion pool lists the MERR labels; other label sets get their own question.
             # Train and eval ask the same way: a question the model never saw in training is a confound.
             return emotion_instruction(self.labels)

@@ -68,8 +68,14 @@ class LabelError(ValueError):
     """A label that is not in the configured label set."""
 
 
+# `label_set: open` (MER2024-OV): any emotion word is a label; synonyms are still unified.
+OPEN = "open"
+
+
 def label_set(name: str) -> tuple[str, ...]:
-    """The labels of a named set; an unknown name lists the known ones."""
+    """The labels of a named set (empty for the open vocabulary); an unknown name lists the known ones."""
+    if name == OPEN:
+        return ()
     try:
         return LABEL_SETS[name]
     except KeyError:
@@ -82,10 +88,12 @@ def normalise_label(raw: str, set_name: str, where: str = "") -> str:
     word = raw.strip().lower()
     word = SYNONYMS.get(word, word)
     word = SET_MERGES.get(set_name, {}).get(word, word)
+    if set_name == OPEN and word.replace(" ", "").replace("-", "").isalpha():
+        return word
     if word not in labels:
         at = f"{where}: " if where else ""
         raise LabelError(
-            f"{at}unknown label {raw!r} for label_set {set_name!r}; valid labels: {', '.join(labels)}"
+            f"{at}unknown label {raw!r} for label_set {set_name!r}; valid labels: {', '.join(labels) or 'emotion words'}"
             " (set `label_set` in the dataset config to the set this file uses)"
         )
     return word

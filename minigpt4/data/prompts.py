@@ -42,8 +42,15 @@ INSTRUCTION_POOLS: dict[str, tuple[str, ...]] = {
 }
 
 
+OPEN_VOCABULARY_INSTRUCTION = (
+    "Please recognize all possible emotional states of the person in the video and list them, separated by commas."
+)
+
+
 def emotion_instruction(labels: tuple[str, ...] | list[str]) -> str:
-    """The evaluation-time emotion question for a dataset's own label set."""
+    """The emotion question for a dataset's own label set (open vocabulary when `labels` is empty)."""
+    if not labels:
+        return OPEN_VOCABULARY_INSTRUCTION
     return f"Please determine which emotion label in the video represents: {', '.join(labels)}."
 
 
