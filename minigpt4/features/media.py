@@ -103,6 +103,10 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float,
         video_stream = container.add_stream(_first_encoder(video_codecs, path), rate=rate)
         video_stream.width, video_stream.height = frames.shape[2], frames.shape[1]
         video_stream.pix_fmt = "yuv420p"
+        if video_stream.codec_context.name == "libx264":
+            # x264's frame and lookahead threads make the bitstream depend on thread timing; without
+            # them the same frames always encode to the same file (the synthetic corpus relies on it).
+            video_stream.codec_context.options = {"tune": "zerolatency", "threads": "1"}
         if video_stream.codec_context.name in ("mpeg4", "libvpx", "libvpx-vp9"):
             video_stream.bit_rate = 4_000_000  # their defaults are blurry enough to erase small test patterns
         audio_stream = None
