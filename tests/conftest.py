@@ -101,6 +101,15 @@ def write_tiny_corpus(root: Path, n: int = 24, dim: int = 32, seed: int = 0) -> 
     return root
 
 
+def tiny_model_section(tiny_dir: Path) -> dict:
+    """The `model:` section of a run YAML for the tiny model whose weights are in `tiny_dir`."""
+    return {
+        "includes": [str(TINY_MODEL_YAML)],
+        "vision": {"weights": str(tiny_dir / "eva_vit_tiny.pth")},
+        "llm": {"path": str(tiny_dir / "llm")},
+    }
+
+
 def tiny_train_config(path: Path, tiny_dir: Path, corpus: Path, out: Path, tasks=("emotion", "reason"), **run) -> Path:
     """A train YAML for the tiny model on `write_tiny_corpus` data."""
     import yaml
@@ -108,13 +117,7 @@ def tiny_train_config(path: Path, tiny_dir: Path, corpus: Path, out: Path, tasks
     dataset = {"reader": "merr", "transcripts": str(corpus / "transcripts.csv"), "frames": str(corpus / "frames"),
                "label_set": "mer2023"}
     cfg = {
-        "model": {
-            "vision": {"image_size": 56, "patch_size": 14, "width": 32, "depth": 2, "num_heads": 2, "mlp_dim": 64,
-                       "weights": str(tiny_dir / "eva_vit_tiny.pth")},
-            "llm": {"path": str(tiny_dir / "llm")},
-            "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-            "feature_dim": 32, "dtype": "fp32", "max_txt_len": 64,
-        },
+        "model": {**tiny_model_section(tiny_dir), "max_txt_len": 64},
         "datasets": {"tiny": {**dataset, "annotation": str(corpus / "train.txt"), "captions": str(corpus / "coarse.json"),
                               "tasks": list(tasks)}},
         "val_datasets": {"tiny_val": {**dataset, "annotation": str(corpus / "val.txt"), "tasks": ["emotion"]}},

@@ -163,3 +163,20 @@ def test_4bit_base_on_a_cpu_is_a_clear_error(tiny_model_cfg):
 
     with pytest.raises(RuntimeError, match="load_in_4bit needs a CUDA GPU"):
         build_llm(replace(tiny_model_cfg.llm, load_in_4bit=True), torch.float32)
+
+
+def test_a_section_can_include_a_file_and_override_it(tmp_path):
+    from minigpt4.run_config import load_train_config
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.yaml").write_text("lora: {r: 4, alpha: 8}\ndtype: fp32\n")
+    run = tmp_path / "run.yaml"
+    run.write_text("model:\n  includes: [models/m.yaml]\n  lora: {alpha: 32}\nrun: {seed: 7}\n")
+    cfg = load_train_config(str(run))
+    assert (cfg.model.lora.r, cfg.model.lora.alpha, cfg.model.dtype, cfg.run.seed) == (4, 32, "fp32", 7)
+    (tmp_path / "models" / "m.yaml").write_text("lora: {rr: 4}\n")
+    with pytest.raises(ConfigError, match="unknown config key 'model.lora.rr'; did you mean 'model.lora.r'"):
+        load_train_config(str(run))
+    run.write_text("model:\n  includes: [missing.yaml]\n")
+    with pytest.raises(ConfigError, match="included file 'missing.yaml' not found"):
+        load_train_config(str(run))

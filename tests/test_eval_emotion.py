@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from conftest import tiny_model_section
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "eval_emotion.py"
@@ -47,13 +48,7 @@ def write_tiny_dataset(root: Path, n: int = N_CLIPS, dim: int = 32, folds: int =
 
 def write_config(path: Path, tiny_dir: Path, data: Path, out: Path, **run) -> Path:
     cfg = {
-        "model": {
-            "vision": {"image_size": 56, "patch_size": 14, "width": 32, "depth": 2, "num_heads": 2, "mlp_dim": 64,
-                       "weights": str(tiny_dir / "eva_vit_tiny.pth")},
-            "llm": {"path": str(tiny_dir / "llm")},
-            "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-            "feature_dim": 32, "dtype": "fp32", "max_txt_len": 256,
-        },
+        "model": tiny_model_section(tiny_dir),
         "datasets": {
             "synthetic": {"reader": "merr", "annotation": str(data / "test.txt"), "transcripts": str(data / "transcripts.csv"),
                           "frames": str(data / "frames"), "label_set": "mer2023", "tasks": ["emotion"]},
@@ -191,10 +186,9 @@ def test_kfold_driver_two_folds_from_the_same_init(setup, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from minigpt4.common.config import build_config
     from minigpt4.models.builder import build_model
     from minigpt4.models.checkpoint import save_trainable
-    from minigpt4.models.config import ModelConfig
+    from minigpt4.run_config import load_eval_config
 
     root, eval_cfg = setup
     model_cfg = yaml.safe_load(eval_cfg.read_text())["model"]
@@ -203,7 +197,7 @@ def test_kfold_driver_two_folds_from_the_same_init(setup, tmp_path):
             "feature_root": str(data), "label_set": "dfew", "tasks": ["emotion"]}
     torch.manual_seed(1)  # the init file: a seeded model's trainable tensors (what stage 1 would hand over)
     init = tmp_path / "init.safetensors"
-    save_trainable(build_model(build_config(ModelConfig, [("model", model_cfg)])), init)
+    save_trainable(build_model(load_eval_config(str(eval_cfg)).model), init)
     train_cfg = tmp_path / "train.yaml"
     train_cfg.write_text(yaml.safe_dump({
         "model": model_cfg, "datasets": {"dfew": dfew},

@@ -59,13 +59,9 @@ def workspace(tiny_dir, tmp_path_factory):
     train_yaml = root / "train.yaml"
     train_yaml.write_text(textwrap.dedent(f"""\
         model:
-          vision: {{image_size: 56, patch_size: 14, width: 32, depth: 2, num_heads: 2, mlp_dim: 64,
-                   weights: {tiny_dir / 'eva_vit_tiny.pth'}}}
+          includes: [{REPO / 'minigpt4/configs/models/emotion_llama_tiny.yaml'}]
+          vision: {{weights: {tiny_dir / 'eva_vit_tiny.pth'}}}
           llm: {{path: {tiny_dir / 'llm'}}}
-          lora: {{r: 8, alpha: 16, dropout: 0.0}}
-          feature_dim: 32
-          dtype: fp32
-          max_txt_len: 256
         datasets:
           clips: {{reader: merr, annotation: {data / 'all.txt'}, frames: {data / 'frames'},
                   label_set: {LABEL_SET}, tasks: [emotion]}}

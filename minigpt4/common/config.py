@@ -7,7 +7,9 @@ costs a training run.
 
 A YAML file may start with ``includes: [other.yaml, ...]``; those are merged first (paths are
 relative to the including file, then to the current directory), so a train config can reuse a
-model config and change a few values.
+model config and change a few values. A section may do the same: ``model: {includes:
+[../minigpt4/configs/models/emotion_llama.yaml], checkpoint: ...}`` takes the model section from
+the one file that defines it, so each model is written down once.
 """
 
 from __future__ import annotations
@@ -101,12 +103,34 @@ def _read_yaml_with_includes(path: Path, seen: tuple[Path, ...]) -> list[tuple[s
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    seen = seen + (path.resolve(),)
     layers: list[tuple[str, dict]] = []
     for include in values.pop("includes", None) or []:
-        candidates = [path.parent / include, Path(include)]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise ConfigError(f"{path}: included file {include!r} not found (looked in {path.parent} and .)")
-        layers.extend(_read_yaml_with_includes(found, seen + (path.resolve(),)))
-    layers.append((str(path), values))
+        layers.extend(_read_yaml_with_includes(_find_include(include, path), seen))
+    layers.append((str(path), _expand_section_includes(values, path, seen)))
     return layers
+
+
+def _find_include(include: str, including: Path) -> Path:
+    candidates = [including.parent / include, Path(include)]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise ConfigError(f"{including}: included file {include!r} not found (looked in {including.parent} and .)")
+    return found
+
+
+def _expand_section_includes(values: dict, path: Path, seen: tuple[Path, ...]) -> dict:
+    """Replace `includes:` inside any nested section by the merged files, overlaid by the section."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = _expand_section_includes(value, path, seen)
+            includes = value.pop("includes", None)
+            if includes:
+                merged = OmegaConf.create()
+                for include in includes:
+                    for _, layer in _read_yaml_with_includes(_find_include(include, path), seen):
+                        merged = OmegaConf.merge(merged, layer)
+                value = OmegaConf.to_container(OmegaConf.merge(merged, value))
+        out[key] = value
+    return out
