@@ -122,3 +122,11 @@ def landmarks_per_frame(frames: np.ndarray, detector_name: str, indices: Sequenc
         if box is not None:
             points[row] = predictor(frame, box)
     return points, missing
+
+
+def peak_face(frame: np.ndarray, detector_name: str) -> tuple[np.ndarray | None, Box | None]:
+    """Landmarks and box of the largest face in one frame, (None, None) when there is none."""
+    boxes = build_detector(detector_name).detect(frame)
+    if not boxes:
+        return None, None
+    return LandmarkPredictor()(frame, boxes[0]), boxes[0]
