@@ -304,3 +304,21 @@ def test_build_from_generated_clips_then_train_on_the_output(tiny_dir, tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 4 and all(np.isfinite(losses))
+
+    # the `model` backends: our (here untrained, tiny) model describes, reasons and second-guesses labels
+    infer = {"model": {**tiny_model_section(tiny_dir), "checkpoint": None}, "features": features, "label_set": "mer2023",
+             "device": "cpu", "generation": {"max_new_tokens": {"emotion": 4, "reason": 8, "reason_v2": 8}}}
+    (tmp_path / "infer.yaml").write_text(yaml.safe_dump(infer))
+    model_cfg = load_merr_config(cfg_path, [f"visual.backend=model", f"visual.model_cfg={tmp_path / 'infer.yaml'}",
+                                            "reason.backend=model", f"reason.model_cfg={tmp_path / 'infer.yaml'}",
+                                            f"labels.model_cfg={tmp_path / 'infer.yaml'}", "labels.annotation=''",
+                                            "labels.min_probability=0.0", "labels.label_set=mer2023"])
+    videos = sorted((data / "videos").glob("*.mp4"))[:3]
+    summary = MerrBuilder(model_cfg, tmp_path / "merr_model", progress=False).run(videos)
+    assert not summary["failed"] and summary["label_sources"] == {"model": 3}
+    stores = [json.loads((tmp_path / "merr_model/work/clips" / f"{v.stem}.json").read_text()) for v in videos]
+    for store in stores:
+        probs = store["model_label"]["value"]
+        assert set(probs) == {"neutral", "angry", "happy", "sad", "worried", "surprise"}
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+        assert isinstance(store["visual"]["value"], str)
