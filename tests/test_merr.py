@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -112,6 +113,9 @@ class FakeOpenAI(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: list[tuple[str, dict, bytes]] = []
         self.fail_next = 0
+        self.delay = 0.0
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -123,6 +127,12 @@ class _Handler(BaseHTTPRequestHandler):
         server: FakeOpenAI = self.server
         raw = self.rfile.read(int(self.headers["Content-Length"]))
         server.requests.append((self.path, dict(self.headers), raw))
+        with server.lock:
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        time.sleep(server.delay)
+        with server.lock:
+            server.in_flight -= 1
         if server.fail_next:
             server.fail_next -= 1
             return self._send(503, {"error": "busy"})
@@ -184,6 +194,17 @@ def test_shared_client_retries_caches_and_keeps_the_key_out_of_files(fake_server
     with pytest.raises(EndpointError, match="failed 3 times") as err:
         OpenAIClient(cfg, env={"MY_KEY": "sk-secret"}, sleep=lambda s: None).chat([{"role": "user", "content": "x"}])
     assert "sk-secret" not in str(err.value)
+
+
+def test_shared_client_caps_requests_in_flight(fake_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake_server.delay = 0.15
+    client = OpenAIClient(EndpointConfig(url=fake_server.url, model="m", concurrency=2), env={})
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda i: client.transcribe(f"RIFF{i}".encode()), range(6)))
+    assert replies == ["hello there"] * 6 and len(fake_server.requests) == 6
+    assert fake_server.max_in_flight == 2
 
 
 def _merr_cfg(tmp_path, data: Path, **sections) -> Path:

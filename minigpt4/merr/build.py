@@ -260,7 +260,9 @@ class MerrBuilder:
         image_id = hashlib.sha256(frame_path.read_bytes()).hexdigest()
         if v.backend == "openai":
             key = key_of(image_id, v.prompt, v.endpoint.url, v.endpoint.model)
-            frame = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(frame_path).convert("RGB"))
+            from PIL import Image
+
+            frame = np.asarray(Image.open(frame_path).convert("RGB"))
             clip["visual_objective"] = store.get("visual", key, lambda: bk.openai_visual(self.client("visual", v.endpoint), frame, v.prompt))
         else:
             backend = self.model(v.model_cfg, "visual.model_cfg")
