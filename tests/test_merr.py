@@ -136,6 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
         if server.fail_next:
             server.fail_next -= 1
             return self._send(503, {"error": "busy"})
+        if self.path not in ("/v1/audio/transcriptions", "/v1/chat/completions"):
+            return self._send(404, {"error": "no such route"})
         if self.path == "/v1/audio/transcriptions":
             assert b'name="file"' in raw and b"RIFF" in raw
             return self._send(200, {"text": " hello there "})
@@ -284,6 +286,19 @@ def test_bad_backend_name_is_one_error_line(tmp_path):
                              str(tmp_path / "o"), "--options", "tone.backend=qwen"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: tone.backend: unknown backend 'qwen'")
+
+
+def test_wrong_endpoint_stops_the_build_with_one_error_line(fake_server, tmp_path):
+    data = generate_corpus(tmp_path / "data", clips=2, size=64)
+    cfg = _merr_cfg(tmp_path, data, reason={"backend": "openai", "endpoint": {"url": fake_server.url + "/wrong", "model": "m"}})
+    result = subprocess.run([sys.executable, "-m", "minigpt4.merr", "build", "--videos", str(data / "videos"), "--out",
+                             str(tmp_path / "o"), "--cfg-path", str(cfg), "--no-progress",
+                             "--options", f"labels.annotation={_labels_file(data, tmp_path / 'l.txt')}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: reason endpoint at ") and "HTTP 404" in last
+    assert len(fake_server.requests) == 1  # not retried, not repeated for the second clip
 
 
 @pytest.mark.slow

@@ -40,7 +40,12 @@ RETRY_STATUS = (408, 409, 429)
 
 
 class EndpointError(RuntimeError):
-    """The endpoint cannot be used (bad URL, key, model) or kept failing after the retries."""
+    """The endpoint kept failing after the retries (or cannot be used at all: `EndpointConfigError`)."""
+
+
+class EndpointConfigError(EndpointError):
+    """The endpoint refuses the request (bad URL, key or model): retrying or moving on to the
+    next item cannot help, so batch jobs stop on it instead of failing every item the same way."""
 
 
 @dataclass
@@ -105,7 +110,7 @@ class OpenAIClient:
                  env: Mapping[str, str] | None = None, sleep: Callable[[float], None] = time.sleep,
                  api_key: str | None = None):
         if not cfg.url or not cfg.model:
-            raise EndpointError(f"{name}: needs both a url (e.g. http://localhost:8000/v1) and a model name")
+            raise EndpointConfigError(f"{name}: needs both a url (e.g. http://localhost:8000/v1) and a model name")
         env = os.environ if env is None else env
         self.cfg = cfg
         self.name = name
@@ -216,7 +221,7 @@ class OpenAIClient:
                     return json.loads(resp.read().decode("utf-8"))
             except urllib.error.HTTPError as err:
                 if err.code not in RETRY_STATUS and err.code < 500:
-                    raise EndpointError(f"{self.name} at {url} answered HTTP {err.code} ({err.reason}); {self.hint}") from None
+                    raise EndpointConfigError(f"{self.name} at {url} answered HTTP {err.code} ({err.reason}); {self.hint}") from None
                 last_error = f"HTTP {err.code}"
             except (urllib.error.URLError, http.client.HTTPException, socket.timeout, TimeoutError, ConnectionError) as err:
                 last_error = f"{type(err).__name__}: {err}"

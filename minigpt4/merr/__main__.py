@@ -14,6 +14,7 @@ import sys
 from typing import Optional, Sequence
 
 from minigpt4.common.config import ConfigError
+from minigpt4.common.openai_client import EndpointConfigError
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -51,7 +52,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not videos:
         print(f"error: no videos found in {args.videos} (suffixes .mp4 .avi .mkv .webm .mov)", file=sys.stderr)
         return 2
-    summary = builder.run(videos, problems, with_features=args.with_features)
+    try:
+        summary = builder.run(videos, problems, with_features=args.with_features)
+    except (EndpointConfigError, BackendError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     printable = {k: summary[k] for k in ("clips", "analysed", "coarse", "fine", "drops", "coarse_labels", "fine_labels", "seconds")}
     print(json.dumps(printable, indent=1))
     for name, reason in summary["failed"].items():

@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from minigpt4.common.openai_client import EndpointConfigError
 from minigpt4.data.labels import label_set as label_set_named
 from minigpt4.merr import aus as au_lib
 from minigpt4.merr import backends as bk
@@ -88,13 +89,13 @@ class ClipStore:
 # stage 1-5 offline: one decoded clip
 # ------------------------------------------------------------------------------------------
 
-def analyse_clip(video: Path, cfg: MerrConfig, out: Path) -> dict[str, Any]:
+def analyse_clip(video: Path, cfg: MerrConfig, out: Path, faces: media.FaceAnalyser | None) -> dict[str, Any]:
     """AUs, peak, phrases, AU label, geometry description and prosody of one clip (decoded once)."""
     frames, fps = media.decode_video(video)
     indices = list(range(0, len(frames), max(1, cfg.faces.frame_stride)))
     missing = 0
     if cfg.faces.backend == "landmarks":
-        points, missing = media.landmarks_per_frame(frames, cfg.faces.face_detector, indices)
+        points, missing = faces.landmarks(frames, indices)
         track = au_lib.landmark_aus(points, cfg.faces.neutral_fraction)
     else:
         csv_dir = Path(cfg.faces.openface_csv_dir) if cfg.faces.openface_csv_dir else None
@@ -118,7 +119,7 @@ def analyse_clip(video: Path, cfg: MerrConfig, out: Path) -> dict[str, Any]:
         "au_label": label, "au_strength": strength, "au_score": score,
     }
     if cfg.visual.backend == "geometry":
-        points, box = media.peak_face(frames[peak], cfg.faces.face_detector)
+        points, box = faces.peak_face(frames[peak])
         result["visual_objective"] = bk.geometry_description(points, box, frames.shape[1:], "AU45" in active)
     if cfg.tone.backend == "prosody":
         from minigpt4.merr.prosody import measure, tone_word
@@ -180,6 +181,8 @@ class MerrBuilder:
         def guarded(name: str) -> None:
             try:
                 work(name)
+            except (EndpointConfigError, bk.BackendError):
+                raise  # a wrong URL, key, model or backend setting: every clip would fail the same way
             except Exception as err:  # one bad clip must not stop the build; its reason is reported
                 self.failed[name] = f"{stage}: {type(err).__name__}: {err}"
 
@@ -214,9 +217,18 @@ class MerrBuilder:
 
         analyse_cfg = [asdict(cfg.faces), asdict(cfg.aus), cfg.visual.backend, cfg.tone.backend, cfg.tone.crepe_model]
 
+        faces: list[media.FaceAnalyser] = []  # loaded on the first clip that is not already done
+
+        def analyser() -> media.FaceAnalyser | None:
+            if cfg.faces.backend != "landmarks" and cfg.visual.backend != "geometry":
+                return None
+            if not faces:
+                faces.append(media.FaceAnalyser(cfg.faces.face_detector))
+            return faces[0]
+
         def analyse(name: str) -> None:
             clips[name].update(stores[name].get("analyse", key_of(file_id(name), analyse_cfg),
-                                                lambda: analyse_clip(paths[name], cfg, out)))
+                                                lambda: analyse_clip(paths[name], cfg, out, analyser())))
 
         self._for_each("analyse", names, analyse, parallel=False)
         self._for_each("visual", names, lambda n: self._visual(n, paths[n], stores[n], clips[n]), cfg.visual.backend == "openai")

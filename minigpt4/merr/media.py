@@ -48,17 +48,28 @@ def predictor_path() -> Path:
 
 
 class DlibFaceDetector:
-    """dlib's frontal-face HOG detector in the `FaceDetector` protocol of minigpt4.features.faces."""
+    """dlib's frontal-face HOG detector in the `FaceDetector` protocol of minigpt4.features.faces.
 
-    def __init__(self, upsample: int = 0):
+    It runs on a copy shrunk to at most `max_side` pixels (HOG cost grows with the pixel count: a
+    1080p frame would take half a second) and the boxes are scaled back to the frame.
+    """
+
+    def __init__(self, max_side: int = 480, upsample: int = 0):
         import dlib
 
         self.detector = dlib.get_frontal_face_detector()
+        self.max_side = max_side
         self.upsample = upsample
 
     def detect(self, frame: np.ndarray) -> list[Box]:
-        found = self.detector(np.ascontiguousarray(frame), self.upsample)
-        boxes = [(r.left(), r.top(), r.width(), r.height()) for r in found]
+        import cv2
+
+        height, width = frame.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        small = frame if scale == 1.0 else cv2.resize(frame, (round(width * scale), round(height * scale)),
+                                                      interpolation=cv2.INTER_AREA)
+        found = self.detector(np.ascontiguousarray(small), self.upsample)
+        boxes = [tuple(int(round(v / scale)) for v in (r.left(), r.top(), r.width(), r.height())) for r in found]
         return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
@@ -110,23 +121,34 @@ class LandmarkPredictor:
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 
+class FaceAnalyser:
+    """A face detector and the landmark predictor, loaded once and reused for every clip
+    (loading the 68-point model takes about half a second)."""
+
+    def __init__(self, detector_name: str):
+        self.detector_name = detector_name
+        self.detector = build_detector(detector_name)
+        self.predictor = LandmarkPredictor()
+
+    def landmarks(self, frames: np.ndarray, indices: Sequence[int]) -> tuple[np.ndarray, int]:
+        """float32 [len(indices), 68, 2] landmarks (NaN where no frame of the clip has a face)
+        and the number of analysed frames without their own face detection."""
+        chosen = frames[list(indices)]
+        boxes, missing = track_faces(chosen, self.detector)
+        points = np.full((len(chosen), 68, 2), np.nan, dtype=np.float32)
+        for row, (frame, box) in enumerate(zip(chosen, boxes)):
+            if box is not None:
+                points[row] = self.predictor(frame, box)
+        return points, missing
+
+    def peak_face(self, frame: np.ndarray) -> tuple[np.ndarray | None, Box | None]:
+        """Landmarks and box of the largest face in one frame, (None, None) when there is none."""
+        boxes = self.detector.detect(frame)
+        if not boxes:
+            return None, None
+        return self.predictor(frame, boxes[0]), boxes[0]
+
+
 def landmarks_per_frame(frames: np.ndarray, detector_name: str, indices: Sequence[int]) -> tuple[np.ndarray, int]:
-    """float32 [len(indices), 68, 2] landmarks (NaN where no frame of the clip has a face) and
-    the number of analysed frames without their own face detection."""
-    detector = build_detector(detector_name)
-    predictor = LandmarkPredictor()
-    chosen = frames[list(indices)]
-    boxes, missing = track_faces(chosen, detector)
-    points = np.full((len(chosen), 68, 2), np.nan, dtype=np.float32)
-    for row, (frame, box) in enumerate(zip(chosen, boxes)):
-        if box is not None:
-            points[row] = predictor(frame, box)
-    return points, missing
-
-
-def peak_face(frame: np.ndarray, detector_name: str) -> tuple[np.ndarray | None, Box | None]:
-    """Landmarks and box of the largest face in one frame, (None, None) when there is none."""
-    boxes = build_detector(detector_name).detect(frame)
-    if not boxes:
-        return None, None
-    return LandmarkPredictor()(frame, boxes[0]), boxes[0]
+    """`FaceAnalyser.landmarks` for a one-off call (tests, benchmarks)."""
+    return FaceAnalyser(detector_name).landmarks(frames, indices)
