@@ -13,6 +13,7 @@ cold and once resumed. Results: benchmarks/results/merr_cpu.json (or --json).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -110,6 +111,7 @@ def main(argv=None) -> dict:
     result = {
         "command": command_line(), "machine": machine_info("cpu"),
         "settings": {"clips": args.clips, "seconds": args.seconds, "fps": args.fps, "size": "256x300"},
+        "load_average_1_5_15min_at_end": [round(v, 2) for v in os.getloadavg()],  # other jobs on the machine slow every stage
         "stages": rows,
         "build_summary": {k: summary.get(k) for k in ("analysed", "coarse", "fine", "failed", "seconds", "tones")},
     }

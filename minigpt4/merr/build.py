@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -156,6 +157,7 @@ class MerrBuilder:
         self.seconds = {stage: 0.0 for stage in STAGE_SECONDS}
         self._models: dict[str, bk.ModelBackend] = {}
         self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()  # endpoint stages create their client from worker threads
         self.transcripts: dict[str, str] = {}
         if cfg.transcript.backend == "csv" and cfg.transcript.csv:
             self.transcripts = bk.read_transcripts_csv(cfg.transcript.csv, cfg.transcript.column)
@@ -170,9 +172,10 @@ class MerrBuilder:
         return self._models[infer_cfg]
 
     def client(self, stage: str, endpoint) -> Any:
-        if stage not in self._clients:
-            self._clients[stage] = bk.make_client(endpoint, self.out / "work" / "cache" / f"{stage}.jsonl", stage)
-        return self._clients[stage]
+        with self._clients_lock:
+            if stage not in self._clients:
+                self._clients[stage] = bk.make_client(endpoint, self.out / "work" / "cache" / f"{stage}.jsonl", stage)
+            return self._clients[stage]
 
     def _for_each(self, stage: str, names: Sequence[str], work: Callable[[str], None], parallel: bool) -> None:
         """Run `work` per clip (in threads for endpoint backends); a failure marks the clip failed."""
@@ -213,7 +216,11 @@ class MerrBuilder:
 
         def file_id(name: str) -> list:
             stat = paths[name].stat()
-            return [stat.st_size, int(stat.st_mtime)]
+            ident = [stat.st_size, int(stat.st_mtime)]
+            csv = Path(cfg.faces.openface_csv_dir) / f"{name}.csv" if cfg.faces.openface_csv_dir else None
+            if cfg.faces.backend == "openface" and csv is not None and csv.is_file():
+                ident += [csv.stat().st_size, int(csv.stat().st_mtime)]  # a re-made CSV re-runs the clip
+            return ident
 
         analyse_cfg = [asdict(cfg.faces), asdict(cfg.aus), cfg.visual.backend, cfg.tone.backend, cfg.tone.crepe_model]
 
