@@ -83,7 +83,11 @@ def test_openface_csv_format_peak_and_labels(tmp_path):
     assert back[6, col["AU26"]] == pytest.approx(3.0) and back[2, col["AU04"]] == pytest.approx(1.5)
     assert aus.peak_index(back) == 6
     assert aus.au_label(aus.active_aus(back[6])) == ("surprise", "moderate", pytest.approx(2.325))
-    assert aus.peak_index(back, "frequent", top_k=1) in (2, 6)
+    # the appendix's rule: only the most frequent AUs count, so a brief burst of rare AUs loses
+    smile = np.zeros((10, len(aus.AU_NAMES)), np.float32)
+    smile[:8, col["AU12"]] = [1.0, 1.2, 1.5, 1.8, 2.0, 1.8, 1.5, 1.2]
+    smile[9, [col["AU04"], col["AU05"], col["AU07"]]] = 3.0
+    assert aus.peak_index(smile, "sum") == 9 and aus.peak_index(smile, "frequent", top_k=1) == 4
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(aus.OpenFaceError, match="bad.csv"):
