@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -106,6 +107,17 @@ def test_prosody_rules_on_synthetic_voices(label, tone):
     audio = render_voice(label, 1.0, 1.0, np.random.default_rng(0))
     assert tone_word(measure(audio)) == tone
     assert tone_word(measure(np.zeros(16000, np.float32))) == "calm"
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)")
+def test_prosody_on_synthesised_speech(tmp_path):
+    from minigpt4.features.media import load_audio
+
+    speech = {"angry": ["-a", "200", "-p", "80", "-s", "220", "How dare you lie to me again! Get out!"],
+              "sad": ["-a", "40", "-p", "10", "-s", "110", "I miss her so much. Nothing feels right."]}
+    for tone, args in speech.items():
+        subprocess.run(["espeak-ng", "-w", str(tmp_path / f"{tone}.wav"), *args], check=True)
+        assert tone_word(measure(load_audio(tmp_path / f"{tone}.wav", 16000))) == tone
 
 
 # ------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ Measures (16 kHz mono, 20 ms hops):
   over the voiced frames (least squares);
 * loudness: RMS energy in dBFS of the active frames (90th percentile: the level of the syllables,
   not of the gaps between them) and the share of the clip above -45 dBFS (voice activity);
-* speaking rate: peaks of the smoothed energy envelope per second of voice (syllable nuclei);
+* speaking rate: prominent peaks (>= 15 % of the maximum, >= 100 ms apart) of the smoothed energy
+  envelope per second of voice (syllable nuclei);
 * onset: how much louder the first 30 % of the speech is than the rest (a shout that fades).
 
 Rules, first match wins (`tone_word`):
@@ -16,9 +17,9 @@ Rules, first match wins (`tone_word`):
 |---|---|
 | calm | almost no voice (< 15 % active) |
 | shocked | loud (> -16 dB) with a strong onset burst (> 12 dB) or a steep rise (> 8 st/s) at a high pitch (> 190 Hz) |
-| angry | loud (> -16 dB) and fast (> 4.5 syll/s) or loud with a low-to-mid harsh pitch (< 230 Hz) |
+| angry | very loud (> -12 dB) and fast (> 4.5 syll/s) or with a low-to-mid pitch (< 230 Hz) |
 | joyful | high pitch (> 200 Hz), lively (spread > 1.5 st) and not quiet (> -26 dB) |
-| sad | low pitch (< 120 Hz) or quiet (< -28 dB), and slow (< 2.5 syll/s) or falling (< -2 st/s) |
+| sad | low pitch (< 120 Hz) or quiet (< -28 dB), and slow (< 3.2 syll/s) or falling (< -2 st/s) |
 | fearful | trembling pitch (spread > 2.5 st) while not loud (< -20 dB) |
 | doubtful | rising pitch at the end (> 3 st/s) while not loud |
 | dismissive | short flat speech: spread < 0.8 st and quiet (< -24 dB) |
@@ -82,11 +83,13 @@ def measure(audio: np.ndarray, sample_rate: int = 16000, crepe_model: str = "tin
     else:
         f0, spread, slope = 0.0, 0.0, 0.0
     loud = float(np.percentile(db[active], 90))
-    envelope = np.convolve(rms, np.ones(3) / 3, mode="same")
-    threshold = max(envelope.max() * 0.3, 10 ** (-45 / 20))
-    peaks = (envelope[1:-1] > envelope[:-2]) & (envelope[1:-1] >= envelope[2:]) & (envelope[1:-1] > threshold)
+    from scipy.signal import find_peaks
+
+    envelope = np.convolve(rms, np.hanning(5) / np.hanning(5).sum(), mode="same")
+    peaks, _ = find_peaks(envelope, height=10 ** (-45 / 20), prominence=0.15 * envelope.max(),
+                          distance=max(1, int(0.1 * sample_rate / HOP)))  # syllable nuclei >= 100 ms apart
     seconds_active = max(active.sum() * HOP / sample_rate, 0.1)
-    rate = float(peaks.sum() / seconds_active)
+    rate = float(len(peaks) / seconds_active)
     speech = np.nonzero(active)[0]
     cut = speech[0] + max(1, int(0.3 * (speech[-1] - speech[0] + 1)))
     head, tail = db[speech[0]:cut], db[cut:speech[-1] + 1]
@@ -97,15 +100,16 @@ def measure(audio: np.ndarray, sample_rate: int = 16000, crepe_model: str = "tin
 def tone_word(p: Prosody) -> str:
     """One of `TONE_WORDS` by the rules in the module docstring."""
     loud, quiet = p.loudness_db > -16.0, p.loudness_db < -28.0
+    very_loud = p.loudness_db > -12.0
     if p.active < 0.15:
         return "calm"
     if loud and p.f0_hz > 190.0 and (p.onset_db > 12.0 or p.f0_slope_st_s > 8.0):
         return "shocked"
-    if loud and (p.rate_syll_s > 4.5 or 0 < p.f0_hz < 230.0):
+    if very_loud and (p.rate_syll_s > 4.5 or 0 < p.f0_hz < 230.0):
         return "angry"
     if p.f0_hz > 200.0 and p.f0_spread_st > 1.5 and p.loudness_db > -26.0:
         return "joyful"
-    if (0 < p.f0_hz < 120.0 or quiet) and (p.rate_syll_s < 2.5 or p.f0_slope_st_s < -2.0):
+    if (0 < p.f0_hz < 120.0 or quiet) and (p.rate_syll_s < 3.2 or p.f0_slope_st_s < -2.0):
         return "sad"
     if p.f0_spread_st > 2.5 and p.loudness_db < -20.0:
         return "fearful"
