@@ -374,3 +374,14 @@ def test_build_from_generated_clips_then_train_on_the_output(tiny_dir, tmp_path)
         assert set(probs) == {"neutral", "angry", "happy", "sad", "worried", "surprise"}
         assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
         assert isinstance(store["visual"]["value"], str)
+
+
+@pytest.mark.slow
+def test_bench_merr_writes_stage_throughputs(tmp_path):
+    from benchmarks.bench_merr import main
+
+    result = main(["--clips", "2", "--seconds", "0.4", "--json", str(tmp_path / "merr.json")])
+    saved = json.loads((tmp_path / "merr.json").read_text())
+    assert [row["stage"] for row in saved["stages"]] == [row["stage"] for row in result["stages"]]
+    assert len(saved["stages"]) == 6 and all(row["clips_per_s"] > 0 for row in saved["stages"])
+    assert saved["build_summary"]["analysed"] == 2 and not saved["build_summary"]["failed"]
