@@ -151,3 +151,54 @@ def test_release_generation_stops_at_eos(tiny_model):
     limit = max_new_tokens_for("release", {})["emotion"]
     tiny_model.generate(batch, max_new_tokens=limit, logits_processor=LogitsProcessorList([EosAtThirdStep()]))
     assert limit == 500 and len(steps) == 3  # stopped at EOS, far below the limit
+
+
+def test_release_schedule_hand_values():
+    """MiniGPT-v2's scheduler: warm-up, then a cosine whose phase counts from step 0 over all steps."""
+    import math
+
+    from minigpt4.run_config import OptimConfig
+    from minigpt4.training.optim import learning_rate
+
+    cfg = OptimConfig(init_lr=1e-5, min_lr=1e-6, warmup_lr=1e-6, warmup_steps=1000, schedule="release")
+    assert learning_rate(0, 30_000, cfg) == pytest.approx(1e-6)
+    assert learning_rate(500, 30_000, cfg) == pytest.approx(5.5e-6)
+    assert learning_rate(1000, 30_000, cfg) == pytest.approx(1e-6 + 9e-6 * 0.5 * (1 + math.cos(math.pi / 30)))
+    assert learning_rate(15_000, 30_000, cfg) == pytest.approx(5.5e-6)
+    assert learning_rate(1000, 30_000, OptimConfig(init_lr=1e-5, min_lr=1e-6, warmup_lr=1e-6)) == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize("stage", ["stage1_coarse", "stage2_fine"])
+def test_release_train_configs_load(stage):
+    from minigpt4.run_config import load_train_config
+
+    cfg = load_train_config(f"train_configs/release/emotion_llama_{stage}.yaml")
+    assert cfg.run.optim.max_grad_norm == 0.0 and cfg.run.optim.schedule == "release"
+    assert all(d.protocol == "release" for d in cfg.datasets.values())
+    assert cfg.run.batch_size == 1 and cfg.model.dtype == "fp16"
+    tasks = next(iter(cfg.datasets.values())).tasks
+    assert tasks == (["emotion", "reason"] if stage == "stage1_coarse" else ["reason_v2"])
+
+
+def test_bad_protocol_and_schedule_names_are_config_errors():
+    from minigpt4.common.config import ConfigError
+    from minigpt4.run_config import load_train_config
+
+    with pytest.raises(ConfigError, match="choose one of cosine_after_warmup, release"):
+        load_train_config("train_configs/release/emotion_llama_stage1_coarse.yaml", ["run.optim.schedule=step"])
+
+
+def test_release_dataset_uses_release_pools(tmp_path):
+    from conftest import write_tiny_corpus
+    from minigpt4.data.config import DatasetConfig
+    from minigpt4.data.datasets import build_dataset
+
+    corpus = write_tiny_corpus(tmp_path / "c", dim=32)
+    base = dict(reader="merr", annotation=str(corpus / "train.txt"), captions=str(corpus / "coarse.json"),
+                transcripts=str(corpus / "transcripts.csv"), frames=str(corpus / "frames"), label_set="mer2023",
+                tasks=["emotion", "reason"])
+    release = build_dataset(DatasetConfig(**base, protocol="release"), train=True)
+    assert {release.instruction("reason", i) for i in range(200)} == set(RELEASE_INSTRUCTION_POOLS["reason"])
+    assert {release[i]["instruction"] for i in range(0, len(release), 2)} == {NINE}
+    with pytest.raises(ValueError, match="choose one of clean, release"):
+        build_dataset(DatasetConfig(**base, protocol="paper"), train=True)
