@@ -202,3 +202,27 @@ def test_release_dataset_uses_release_pools(tmp_path):
     assert {release[i]["instruction"] for i in range(0, len(release), 2)} == {NINE}
     with pytest.raises(ValueError, match="choose one of clean, release"):
         build_dataset(DatasetConfig(**base, protocol="paper"), train=True)
+
+
+@pytest.mark.slow
+def test_eval_emotion_release_protocol_end_to_end(tiny_dir, tmp_path):
+    """`eval_emotion.py --protocol release`: release questions, 500-token limit, both parses reported."""
+    import json
+
+    from test_eval_emotion import run_script, write_config, write_tiny_dataset
+
+    data = write_tiny_dataset(tmp_path / "data", n=4)
+    cfg = write_config(tmp_path / "eval.yaml", tiny_dir, data, tmp_path / "out")
+    proc = run_script("--cfg-path", str(cfg), "--dataset", "synthetic", "--protocol", "release", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "out/synthetic"
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert "weighted_f1" in metrics and "weighted_f1_release_parse" in metrics
+    assert "accuracy_release_parse" in proc.stdout  # the printed summary shows both parses
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert {r["instruction"] for r in records} == {NINE}
+    assert "protocol: release" in (out / "config.yaml").read_text()
+
+    bad = run_script("--cfg-path", str(cfg), "--dataset", "synthetic", "--protocol", "paper")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == ["error: unknown protocol 'paper'; choose one of clean, release"]
