@@ -104,7 +104,7 @@ def _classification(
         part = _classification_metrics(dataset, records, y_true, y_pred, labels)
         for key in ("metrics", "pooled"):
             if key in part:
-                result.setdefault(key, {}).update({k + suffix: v for k, v in part[key].items()})
+                result.setdefault(key, {}).update({k + suffix: v for k, v in part[key].items() if not (suffix and k == "n")})
         for fold, values in part.get("folds", {}).items():
             result.setdefault("folds", {}).setdefault(fold, {}).update({k + suffix: v for k, v in values.items()})
         if "note" in part:
