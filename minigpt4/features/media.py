@@ -13,10 +13,11 @@ files decord cannot open.
 from __future__ import annotations
 
 import fractions
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -78,9 +79,11 @@ class VideoInfo:
 # writing
 # --------------------------------------------------------------------------------------------
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float,
+def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: float,
                 audio: np.ndarray | None = None, sample_rate: int = 16000) -> None:
-    """Encode RGB `frames` (uint8 [T,H,W,3]) and optional mono `audio` (float32 in [-1, 1]).
+    """Encode RGB `frames` (uint8 [T,H,W,3], or any iterable of uint8 [H,W,3] frames, so long
+    clips can be written without holding them in memory) and optional mono `audio` (float32 in
+    [-1, 1]).
 
     The container follows the suffix (.mp4/.mov h264+aac, .mkv h264+aac, .avi mpeg4+pcm,
     .webm vp8+opus). yuv420p needs even sizes, so an odd width or height is padded by one
@@ -90,18 +93,22 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float,
     suffix = path.suffix.lower()
     if suffix not in _CODECS_BY_SUFFIX:
         raise MediaError(path, f"cannot write suffix {suffix!r}", f"use one of {sorted(_CODECS_BY_SUFFIX)}")
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+    if isinstance(frames, np.ndarray) and (frames.ndim != 4 or len(frames) == 0):
         raise MediaError(path, f"frames must be uint8 [T,H,W,3] with T>0, got {frames.dtype} {frames.shape}")
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise MediaError(path, "frames must be uint8 [T,H,W,3] with T>0, got no frames")
+    _check_frame(path, first)
     if fps <= 0:
         raise MediaError(path, f"fps must be positive, got {fps}")
-    frames = _pad_to_even(frames)
     video_codecs, audio_codecs = _CODECS_BY_SUFFIX[suffix]
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = fractions.Fraction(fps).limit_denominator(1001)
     with av.open(str(path), mode="w") as container:
         video_stream = container.add_stream(_first_encoder(video_codecs, path), rate=rate)
-        video_stream.width, video_stream.height = frames.shape[2], frames.shape[1]
+        video_stream.height = first.shape[0] + first.shape[0] % 2
+        video_stream.width = first.shape[1] + first.shape[1] % 2
         video_stream.pix_fmt = "yuv420p"
         if video_stream.codec_context.name == "libx264":
             # x264's frame and lookahead threads make the bitstream depend on thread timing; without
@@ -113,18 +120,26 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float,
         if audio is not None:
             audio_stream = container.add_stream(_first_encoder(audio_codecs, path), rate=sample_rate)
             audio_stream.layout = "mono"
-        for rgb in frames:
-            container.mux(video_stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        for rgb in itertools.chain([first], frames):
+            if rgb.shape != first.shape or rgb.dtype != np.uint8:
+                raise MediaError(path, f"every frame must be uint8 {first.shape}, got {rgb.dtype} {rgb.shape}")
+            frame = av.VideoFrame.from_ndarray(_pad_to_even(np.ascontiguousarray(rgb)), format="rgb24")
+            container.mux(video_stream.encode(frame))
         container.mux(video_stream.encode())
         if audio_stream is not None:
             _encode_audio(container, audio_stream, np.asarray(audio, dtype=np.float32), sample_rate)
 
 
-def _pad_to_even(frames: np.ndarray) -> np.ndarray:
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+def _check_frame(path: Path, rgb: np.ndarray) -> None:
+    if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
+        raise MediaError(path, f"frames must be uint8 [T,H,W,3] with T>0, got {rgb.dtype} frames of {rgb.shape}")
+
+
+def _pad_to_even(frame: np.ndarray) -> np.ndarray:
+    pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
     if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    return frames
+        frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return frame
 
 
 def _first_encoder(names: Sequence[str], path: Path) -> str:
