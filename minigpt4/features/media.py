@@ -233,6 +233,71 @@ def iter_frame_chunks(path: str | Path, chunk_size: int = 64) -> Iterator[np.nda
         yield read_frames(path, range(start, min(start + chunk_size, count)))
 
 
+# pixel formats whose first plane is 8-bit luma: the grey image comes free, without conversion
+_LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "yuv411p",
+               "yuv440p", "yuvj440p", "gray"}
+
+
+class StreamFrame:
+    """One decoded frame of `stream_frames`: converted to grey or RGB only when asked."""
+
+    def __init__(self, index: int, frame):
+        self.index = index
+        self._frame = frame
+
+    @property
+    def height(self) -> int:
+        return self._frame.height
+
+    @property
+    def width(self) -> int:
+        return self._frame.width
+
+    def grey(self) -> np.ndarray:
+        """uint8 [H,W] luma (the Y plane itself for YUV video: no conversion)."""
+        frame = self._frame
+        if frame.format.name in _LUMA_FIRST:
+            plane = frame.planes[0]
+            return np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, :frame.width]
+        return frame.to_ndarray(format="gray")
+
+    def rgb(self) -> np.ndarray:
+        """uint8 [H,W,3] RGB."""
+        return self._frame.to_ndarray(format="rgb24")
+
+    def image(self, input_format: str) -> np.ndarray:
+        """`grey()` or `rgb()` by name, as a face detector's `input_format` says."""
+        return self.grey() if input_format == "grey" else self.rgb()
+
+
+def stream_frames(path: str | Path, stop_after: int | None = None) -> Iterator[StreamFrame]:
+    """Decode a video frame by frame, in order, holding one frame at a time (PyAV).
+
+    Long or high-resolution clips therefore need no more memory than short ones. After the
+    last frame the count is checked against the duration the header declares, so a truncated
+    file raises `MediaError`; a damaged tail ends the stream like the end of the file.
+    `stop_after`: stop after this frame index (nothing after it is needed; no truncation check).
+    """
+    path = _existing_file(path)
+    count = 0
+    with _open_av(path) as container:
+        stream = _video_stream(container, path)
+        fps = float(stream.average_rate or 0.0)
+        declared = _declared_video_seconds(container, stream)
+        try:
+            for frame in container.decode(stream):
+                yield StreamFrame(count, frame)
+                count += 1
+                if stop_after is not None and count > stop_after:
+                    return
+        except av.error.FFmpegError as err:
+            if count == 0:
+                raise MediaError(path, f"no decodable video frames ({err})", _CORRUPT_FIX) from None
+    if count == 0:
+        raise MediaError(path, "no decodable video frames", _CORRUPT_FIX)
+    _check_not_truncated(path, count, fps, declared)
+
+
 def choose_frame_index(path_or_frames: str | Path | np.ndarray, choice: str) -> int:
     """Index of the frame that represents the clip.
 
