@@ -478,10 +478,10 @@ def read_video_faces(path: str | Path, detector: FaceDetector, size: int, margin
 
 
 def crop_faces(frames: np.ndarray, detector: FaceDetector, size: int, margin: float = 0.2,
-               detect_stride: int = 1, min_face_size: int = 64) -> tuple[np.ndarray, int]:
+               detect_stride: int = 1, **tracker_options) -> tuple[np.ndarray, int]:
     """Square crops of the main face in in-memory frames: (uint8 [T,size,size,3], frames
-    without a face near them). For videos use `track_video_faces`, which streams."""
-    result = track_faces(frames, detector, detect_stride=detect_stride, min_face_size=min_face_size)
+    without a face near them). For videos use `read_video_faces`, which streams."""
+    result = track_faces(frames, detector, detect_stride=detect_stride, **tracker_options)
     crops = np.stack([crop_face(frame, box, size, margin) for frame, box in zip(frames, result.boxes)])
     return crops, result.no_face_frames
 
