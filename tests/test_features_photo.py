@@ -98,25 +98,39 @@ def test_au_peak_frame_choice_reads_the_peak_file(tmp_path, encoders):
         tiny_cfg(encoders, frame_choice="au_peak")
 
 
+# Loads the encoders once, then extracts each clip in a forked child (torch_threads=1: no thread
+# pool to break on fork); each child reports its own peak RSS, which starts from the same base.
 PEAK_RSS_SCRIPT = """
-import resource, sys
+import os, resource, sys
 from minigpt4.common.config import load_config
 from minigpt4.features.config import FeatureConfig
-from minigpt4.features.extract import extract_features
-cfg = load_config(FeatureConfig, sys.argv[3], sys.argv[4:])
-report = extract_features([sys.argv[1]], sys.argv[2], cfg, progress=False)
-assert report.done, report.failed
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+from minigpt4.features.extract import FeatureExtractor
+extractor = FeatureExtractor(load_config(FeatureConfig, sys.argv[1], sys.argv[2:]))
+for line in sys.stdin:
+    video, out = line.split()
+    read, write = os.pipe()
+    if os.fork() == 0:
+        report = extractor.run([video], out, progress=False)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if report.done else -1
+        os.write(write, str(peak).encode())
+        os._exit(0)
+    os.close(write)
+    os.wait()
+    print(os.read(read, 64).decode(), flush=True)  # KiB on Linux
 """
 
 
-def peak_rss_mib(video, out, encoders) -> float:
+def peak_rss_mib(jobs, encoders) -> list[float]:
+    """Peak RSS (MiB) of extracting each (video, out_dir), one clip per forked process."""
     options = [f"audio_encoder={encoders['hubert']}", f"local_encoder={encoders['mae']}",
                f"temporal_encoder={encoders['videomae']}", "face_detector=haar", "decode_workers=1",
-               "features=[local]"]
-    done = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, str(video), str(out), TINY_YAML, *options],
+               "features=[local]", "torch_threads=1"]
+    stdin = "".join(f"{video} {out}\n" for video, out in jobs)
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, TINY_YAML, *options], input=stdin,
                           capture_output=True, text=True, check=True)
-    return int(done.stdout.split()[-1]) / 1024
+    peaks = [int(v) / 1024 for v in done.stdout.split()]
+    assert len(peaks) == len(jobs) and min(peaks) > 0, done.stdout + done.stderr
+    return peaks
 
 
 @pytest.mark.slow
@@ -124,8 +138,8 @@ def test_peak_memory_does_not_grow_with_clip_length(tmp_path, encoders):
     short, long = PhotoClip(num_frames=12, seed=3), PhotoClip(num_frames=48, seed=3)
     write_photo_clip(tmp_path / "short.mp4", short)
     write_photo_clip(tmp_path / "long.mp4", long)
-    short_mib = peak_rss_mib(tmp_path / "short.mp4", tmp_path / "out_short", encoders)
-    long_mib = peak_rss_mib(tmp_path / "long.mp4", tmp_path / "out_long", encoders)
+    short_mib, long_mib = peak_rss_mib([(tmp_path / "short.mp4", tmp_path / "out_short"),
+                                        (tmp_path / "long.mp4", tmp_path / "out_long")], encoders)
     # decoding the whole clip (as before) measured 1118 vs 1866 MiB for 16 vs 64 frames; streaming
     # keeps one decoded frame and the crops, whatever the length
     assert long_mib - short_mib < 40, (short_mib, long_mib)
