@@ -124,8 +124,8 @@ def test_chosen_frame_is_the_planted_peak(tmp_path, encoders):
 
 def test_names_file_selects_clips_and_reports_missing_names(tmp_path, videos):
     listing = tmp_path / "list.txt"
-    listing.write_text("b_avi 125 sad -10\n# a comment\n\nmissing_clip 10 happy\n")
-    assert read_names_file(listing) == ["b_avi", "missing_clip"]
+    listing.write_text("b_avi 125 sad -10\n# a comment\n\nmissing_clip 10 happy\nmy clip 01.mp4\n  x.y  \n")
+    assert read_names_file(listing) == ["b_avi", "missing_clip", "my clip 01", "x.y"]
     paths, problems = find_videos(videos, read_names_file(listing))
     assert [p.name for p in paths] == ["b_avi.avi"]
     assert "no video named missing_clip" in problems["missing_clip"]

@@ -160,13 +160,18 @@ def find_videos(folder: str | Path, names: Sequence[str] | None = None) -> tuple
 
 
 def read_names_file(path: str | Path) -> list[str]:
-    """Clip names, one a line; only the first column counts, so the release's annotation lists
-    (``name frame_count label ...``) work as they are. Blank lines and # comments are skipped."""
+    """Clip names, one a line. A line that looks like the release's annotation lists
+    (``name frame_count label ...``: an integer second field) gives its first field; any other
+    line is a whole name, spaces included (``my clip 01``). A video suffix is dropped. Blank
+    lines and # comments are skipped."""
     names = []
     for line in Path(path).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line:
-            names.append(Path(line.split()[0]).stem)
+        if not line:
+            continue
+        fields = line.split()
+        name = fields[0] if len(fields) >= 3 and fields[1].isdigit() else line
+        names.append(name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in VIDEO_SUFFIXES else name)
     return names
 
 

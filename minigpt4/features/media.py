@@ -355,12 +355,22 @@ def _peak_index(chunks: Iterator[np.ndarray]) -> int:
 # audio
 # --------------------------------------------------------------------------------------------
 
-def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """The soundtrack as float32 mono at `sample_rate` (channels averaged by the resampler).
+# MP3 encoders put this many samples of silence in front (LAME: 576 encoder + 529 decoder delay).
+# FFmpeg removes them when the container says so (.mp3 files with a LAME header, Matroska's codec
+# delay); an MP3 track in AVI says nothing, so they are removed here.
+MP3_DELAY_SAMPLES = 1105
 
-    Lossless tracks (PCM, as in our .avi) come back sample-exact. Lossy codecs pad: AAC rounds
-    up to whole 1024-sample frames and, in Matroska, keeps its 1024-sample encoder delay, so
-    expect up to ~2048 extra samples (0.13 s at 16 kHz), harmless for mean-pooled features.
+
+def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """The soundtrack as float32 mono at `sample_rate`.
+
+    Several channels are mixed by FFmpeg's resampler, which for stereo gives (L + R) / sqrt(2),
+    not the mean; the audio encoder normalises every utterance, so the scale does not matter.
+    Samples the container marks as before the start (encoder delay) are dropped, and so is the
+    MP3 encoder delay in AVI files, which no container field marks. Lossless tracks (PCM, as in
+    our .avi) come back sample-exact. Lossy codecs pad the end: AAC rounds up to whole
+    1024-sample frames, so expect up to ~2048 extra samples (0.13 s at 16 kHz), harmless for
+    mean-pooled features.
     """
     path = _existing_file(path)
     with _open_av(path) as container:
@@ -369,8 +379,11 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         pieces: list[np.ndarray] = []
+        skip_seconds = None
         try:
             for frame in container.decode(stream):
+                if skip_seconds is None:
+                    skip_seconds = _leading_delay_seconds(container, stream, frame)
                 pieces.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
             pieces.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
         except av.error.FFmpegError as err:
@@ -379,7 +392,19 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
             # a damaged tail: keep what decoded, like the video path does
     if not pieces:
         raise MediaError(path, "audio track holds no samples", _CORRUPT_FIX)
-    return np.concatenate(pieces).astype(np.float32, copy=False)
+    waveform = np.concatenate(pieces).astype(np.float32, copy=False)
+    skip = int(round((skip_seconds or 0.0) * sample_rate))
+    return waveform[skip:] if 0 < skip < len(waveform) else waveform
+
+
+def _leading_delay_seconds(container, stream, first_frame) -> float:
+    """Seconds of encoder delay at the start of an audio track that FFmpeg did not remove."""
+    if first_frame.pts is not None and first_frame.pts < 0 and first_frame.time_base:
+        return float(-first_frame.pts * first_frame.time_base)  # marked by the container (Matroska)
+    is_mp3 = stream.codec_context.name in ("mp3", "mp3float")
+    if is_mp3 and "avi" in container.format.name and not first_frame.pts and first_frame.sample_rate:
+        return MP3_DELAY_SAMPLES / first_frame.sample_rate
+    return 0.0
 
 
 # --------------------------------------------------------------------------------------------
