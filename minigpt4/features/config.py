@@ -36,8 +36,8 @@ class FeatureConfig:
     face_size: int = 224  # side of the square face crops handed to MAE / VideoMAE
     face_margin: float = 0.2  # crop this fraction of the face box larger on each side
     min_face_size: int = 64  # smallest face to find, in video pixels: detection shrinks frames only this far
-    detect_stride: int = 4  # run the face detector on every k-th frame, interpolate boxes between
-    full_scan_stride: int = 24  # search the whole frame every this many frames; between, only near tracked faces
+    detect_stride: int = 5  # run the face detector on every k-th frame, interpolate boxes between
+    full_scan_stride: int = 50  # search the whole frame every this many frames; between, only near tracked faces
     local_max_frames: int = 64  # MAE sees at most this many frames, spread evenly (0 = all)
     frames_per_clip: int = 16  # VideoMAE clip length; must equal the model's num_frames
 

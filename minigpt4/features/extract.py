@@ -5,17 +5,21 @@ For every clip `<name>.<ext>` it writes (each file atomically: a temp file, then
     <out>/HL-UTT/<name>.npy        audio    (D,) float32  HuBERT, mean over time
     <out>/mae_340_UTT/<name>.npy   local    (D,) float32  ViT-MAE on face crops, mean over frames
     <out>/maeV_399_UTT/<name>.npy  temporal (D,) float32  VideoMAE on 16 face crops, mean over tokens
-    <out>/frames/<name>.jpg        the chosen frame (first / middle / peak of the face crops)
+    <out>/frames/<name>.jpg        the chosen frame (first / middle / peak / au_peak)
     <out>/eva_cache/<name>.npy     optional: frozen EVA ViT tokens of that frame
-    <out>/extraction_report.json   counts and the failures by name with the reason
+    <out>/extraction_report.json   counts, failures by name with the reason, per-clip face counts;
+                                   rewritten as clips finish and merged with earlier runs
 
 A clip without an audio track still gets its video features; its audio feature is absent, the
 clip is counted under `no_audio`, and a marker in `<out>/.extraction_state/no_audio/` lets a
 re-run treat it as finished. A clip whose outputs all exist is skipped, so an interrupted run
 picks up where it stopped.
 
-Decoding, face cropping and audio loading run in a small thread pool (decord, PyAV and OpenCV
-release the GIL); the encoders run in the main thread, batched.
+Each clip is streamed (`faces.read_video_faces`): the main face is tracked over all frames, and
+only what the encoders see is kept — face crops at the frames MAE and VideoMAE sample, the
+chosen frame — so memory does not grow with the clip's length or resolution. Decoding, face
+tracking and audio loading run in a small thread pool (PyAV and OpenCV release the GIL); the
+encoders run in the main thread, batched.
 """
 
 from __future__ import annotations

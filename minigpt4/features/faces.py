@@ -178,8 +178,11 @@ def crop_face(frame: np.ndarray, box: Box, size: int, margin: float = 0.2) -> np
     """The square face crop of `box` in `frame` (RGB [H,W,3] or grey [H,W]), resized to `size`."""
     height, width = frame.shape[:2]
     left, top, side, _ = square_box(box, height, width, margin)
-    face = frame[top:top + side, left:left + side]
-    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return _resize_square(frame[top:top + side, left:left + side], size)
+
+
+def _resize_square(face: np.ndarray, size: int) -> np.ndarray:
+    interpolation = cv2.INTER_AREA if face.shape[0] > size else cv2.INTER_LINEAR
     return cv2.resize(face, (size, size), interpolation=interpolation)
 
 
@@ -235,15 +238,15 @@ class FaceTrackResult:
 class FaceTracker:
     """Follows the faces of one clip; feed every frame in order with `update`, then `result`.
 
-    ``tracker = FaceTracker(build_face_detector("haar"), min_face_size=64, detect_stride=4)``;
+    ``tracker = FaceTracker(build_face_detector("haar"), min_face_size=64, detect_stride=5)``;
     ``for t, frame in enumerate(frames): tracker.update(t, frame)``; ``tracker.result().boxes``.
     `update` ignores frames that are not due for detection, so callers may pass every frame
     (frames are grey [H,W] or RGB [H,W,3], as the detector's `input_format` says; `wants(t)`
     tells whether frame t will be looked at, so a decoder can skip converting the others).
     """
 
-    def __init__(self, detector: FaceDetector, min_face_size: int = 64, detect_stride: int = 4,
-                 full_scan_stride: int = 24, max_misses: int = 3, max_jump: float = 0.5,
+    def __init__(self, detector: FaceDetector, min_face_size: int = 64, detect_stride: int = 5,
+                 full_scan_stride: int = 50, max_misses: int = 3, max_jump: float = 0.5,
                  max_size_change: float = 1.5):
         if detect_stride < 1 or full_scan_stride < 1 or min_face_size < 1:
             raise ValueError("detect_stride, full_scan_stride and min_face_size must be >= 1")
@@ -450,26 +453,25 @@ def read_video_faces(path: str | Path, detector: FaceDetector, size: int, margin
     peak_frames = set()
     if chosen is None:
         peak_frames = {t for t, face in enumerate(track.has_face) if face} if track.found else set(range(count))
-    reference, best_score, peak_index = None, -1.0, 0
+    reference, best_score, chosen_at = None, -1.0, None
     crops: dict[int, np.ndarray] = {}
-    chosen_frame = None
     last_needed = max(needed | peak_frames | ({chosen} if chosen is not None else set()))
     for frame in stream_frames(path, stop_after=last_needed):
         index, box = frame.index, track.boxes[frame.index]
-        rgb = frame.rgb() if index in needed or index == chosen else None
         if index in peak_frames:
             thumb = crop_face(frame.grey(), box, PEAK_THUMB_SIZE, margin).astype(np.float32)
             reference = thumb if reference is None else reference
             score = float(np.abs(thumb - reference).mean())
             if score > best_score:
-                best_score, peak_index = score, index
-                chosen_frame = rgb if rgb is not None else frame.rgb()
+                best_score, chosen_at = score, frame  # a decoded frame holds its own buffers
         elif index == chosen:
-            chosen_frame = rgb
-        if index in needed:
-            crops[index] = crop_face(rgb, box, size, margin)
-    if chosen is None:
-        chosen = peak_index
+            chosen_at = frame
+        if index in needed:  # convert only the face's square to RGB, not the whole frame
+            left, top, side, _ = square_box(box, frame.height, frame.width, margin)
+            crops[index] = _resize_square(frame.rgb_region(left, top, side, side), size)
+    chosen_frame = chosen_at.rgb() if chosen_at is not None else None
+    if chosen is None and chosen_at is not None:
+        chosen = chosen_at.index
     missing = needed - crops.keys()
     if missing or chosen_frame is None:
         raise MediaError(path, f"frames {sorted(missing)[:5]} could not be decoded again", "re-encode the clip")

@@ -263,7 +263,29 @@ class StreamFrame:
 
     def rgb(self) -> np.ndarray:
         """uint8 [H,W,3] RGB."""
-        return self._frame.to_ndarray(format="rgb24")
+        return self.rgb_region(0, 0, self.width, self.height)
+
+    def rgb_region(self, left: int, top: int, width: int, height: int) -> np.ndarray:
+        """uint8 [height, width, 3] RGB of one region; for 4:2:0 video only that region is
+        converted (a face crop costs a fraction of a full 1080p frame)."""
+        frame = self._frame
+        if frame.format.name not in ("yuv420p", "yuvj420p") or frame.width < 2 or frame.height < 2:
+            return frame.to_ndarray(format="rgb24")[top:top + height, left:left + width]
+        # chroma is subsampled 2x: convert an even-aligned region, then trim to the one asked for
+        x0, y0 = left - left % 2, top - top % 2
+        x1 = min(frame.width - frame.width % 2, left + width + (left + width) % 2)
+        y1 = min(frame.height - frame.height % 2, top + height + (top + height) % 2)
+        if x1 - x0 < 2 or y1 - y0 < 2 or x1 < left + width or y1 < top + height:  # an odd-sized edge
+            return frame.to_ndarray(format="rgb24")[top:top + height, left:left + width]
+        planes = [np.frombuffer(p, np.uint8).reshape(-1, p.line_size) for p in frame.planes[:3]]
+        luma = planes[0][y0:y1, x0:x1]
+        u = planes[1][y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+        v = planes[2][y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+        i420 = np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(-1, x1 - x0)
+        import cv2
+
+        rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)  # BT.601, as FFmpeg's default conversion
+        return np.ascontiguousarray(rgb[top - y0:top - y0 + height, left - x0:left - x0 + width])
 
     def image(self, input_format: str) -> np.ndarray:
         """`grey()` or `rgb()` by name, as a face detector's `input_format` says."""
