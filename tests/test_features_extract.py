@@ -93,6 +93,10 @@ def test_good_clips_get_features_bad_ones_are_reported_and_rerun_skips(tmp_path,
     (out / "mae_340_UTT" / "b_avi.npy").unlink()  # a missing output makes just that clip run again
     third = extract_features(paths, out, tiny_cfg(encoders), progress=False)
     assert third.done == ["b_avi"]
+    # the report of a re-run keeps what earlier runs found out about the clips it skipped
+    merged = json.loads((out / "extraction_report.json").read_text())
+    assert merged["no_audio"] == ["d_webm_silent"] and sorted(merged["extracted"]) == good
+    assert sorted(merged["no_face_frames"]) == good and merged["counts"]["failed"] == 2
 
 
 def test_features_are_deterministic_for_the_same_clip_and_config(tmp_path, videos, encoders):
