@@ -458,7 +458,7 @@ def read_video_faces(path: str | Path, detector: FaceDetector, size: int, margin
         peak_frames = {t for t, face in enumerate(track.has_face) if face} if track.found else set(range(count))
     reference, best_score, chosen_at = None, -1.0, None
     crops: dict[int, np.ndarray] = {}
-    last_needed = max(needed | peak_frames | ({chosen} if chosen is not None else set()))
+    last_needed = max(needed | peak_frames | ({chosen} if chosen is not None else set()), default=0)
     for frame in stream_frames(path, stop_after=last_needed):
         index, box = frame.index, track.boxes[frame.index]
         if index in peak_frames:
