@@ -16,6 +16,9 @@ from minigpt4.data.config import DatasetConfig
 from minigpt4.models.config import ModelConfig
 
 
+SCHEDULES = ("cosine_after_warmup", "release")
+
+
 @dataclass
 class OptimConfig:
     """AdamW and the warm-up + cosine schedule of the release (DESIGN.md section 4)."""
@@ -28,6 +31,11 @@ class OptimConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     max_grad_norm: float = 1.0  # the release did not clip; 0 disables
+    schedule: str = "cosine_after_warmup"  # or "release": its cosine counts from step 0 (minigpt4/training/optim.py)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optim.schedule {self.schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}")
 
 
 @dataclass
@@ -71,6 +79,7 @@ class EvalConfig:
     device: str = "auto"
     max_new_tokens: dict[str, int] = field(default_factory=lambda: {"emotion": 16, "reason": 200, "reason_v2": 200})
     judge: dict[str, str] = field(default_factory=dict)  # EMER judge: url, model, api_key_env, cache, kind
+    protocol: str = "clean"  # clean | release: the released evaluation's prompt, first frame, 500 tokens (--protocol)
     seed: int = 0
 
 

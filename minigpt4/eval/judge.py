@@ -233,15 +233,19 @@ class HTTPJudge:
                 last_error = f"malformed response ({type(err).__name__}: {err})"
         raise JudgeError(f"judge at {self.url} failed {self.cfg.max_retries + 1} times; last error: {last_error}")
 
-    def reply(self, metric: str, prediction: str, reference: str) -> str:
-        """The judge's raw reply, from the cache when this exact request was made before."""
-        messages = build_messages(metric, prediction, reference)
+    def chat(self, messages: list[dict[str, str]], tag: str) -> str:
+        """The reply to `messages`, from the cache when this exact request was made before
+        (`tag` names the use in the cache file; MER2024-OV grouping uses this client too)."""
         key = cache_key(self.cfg.model, messages)
         if key not in self._cache:
             text = self._post(messages)
             self._cache[key] = text
-            self._append_cache(key, metric, text)
+            self._append_cache(key, tag, text)
         return self._cache[key]
+
+    def reply(self, metric: str, prediction: str, reference: str) -> str:
+        """The judge's raw reply to one EMER judgement."""
+        return self.chat(build_messages(metric, prediction, reference), metric)
 
     def score(self, metric: str, prediction: str, reference: str) -> float | None:
         return extract_score(self.reply(metric, prediction, reference))

@@ -135,12 +135,14 @@ def markdown_summary(result: Mapping[str, Any]) -> str:
     """A markdown table of `result["metrics"]` (and per-fold rows when there are folds)."""
     metrics: Mapping[str, float] = result["metrics"]
     lines = [f"## {result.get('dataset', 'evaluation')}", ""]
-    for key in ("source", "judge", "labels"):
+    for key in ("source", "judge", "labels", "grouping"):
         if result.get(key):
             value = result[key]
             lines.append(f"- {key}: {', '.join(value) if isinstance(value, list) else value}")
     if result.get("note"):
         lines.append(f"- note: {result['note']}")
+    if result.get("parse_note"):
+        lines.append(f"- parses: {result['parse_note']}")
     lines += ["", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(k, v)} |" for k, v in metrics.items()]
     folds: Mapping[str, Mapping[str, float]] = result.get("folds") or {}
