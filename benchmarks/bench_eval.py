@@ -1,20 +1,24 @@
-"""Evaluation throughput: batched generation (batch 32) vs one sample at a time, same items.
+"""Evaluation throughput: our batched generation vs the release's one clip at a time, same protocol and cap.
 
-    .venv/bin/python benchmarks/bench_eval.py                        # synthetic test split made on the fly, random weights
+    .venv/bin/python benchmarks/bench_eval.py                        # release protocol, 500-token cap, random weights
+    .venv/bin/python benchmarks/bench_eval.py --protocol clean --max-new-tokens 16   # today's prompt and cap
     .venv/bin/python benchmarks/bench_eval.py --cfg-path eval_configs/demo_tiny.yaml --dataset synthetic \
         --checkpoint outputs/demo/stage2/best/trainable.safetensors  # after `make demo`
 
-Both runs go through `minigpt4.eval.generation.predict` (the code eval_emotion.py runs) on the
-same model object, the same items and the same `max_new_tokens`; one untimed warm-up call comes
-first. Speed does not depend on training, except that a trained model can stop at EOS early
-(random weights rarely do; the JSON records the mean answer length). Batched decoding runs each
-batch until its longest answer ends, so with a trained checkpoint the ratio is the honest one
-for real answers. Results: benchmarks/results/eval_cpu.json (or --json).
+The released evaluation answered one clip per `generate` call with up to 500 new tokens. Both runs
+here go through `eval_emotion.generate_records` (the code eval_emotion.py runs: the protocol's
+dataset settings, prompt layout and token limit, `predict`) on the same model object and the same
+items; only `run.batch_size` differs (1 = the release's loop, `--batch-size` = ours). One untimed
+warm-up call comes first. Speed does not depend on training, except that a trained model stops at
+EOS early (random weights rarely do, so every answer runs to the cap; the JSON records the mean
+answer length). Batched decoding runs each batch until its longest answer ends. Results:
+benchmarks/results/eval_cpu.json (or --json).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import shlex
@@ -29,11 +33,11 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from minigpt4.data.datasets import build_dataset  # noqa: E402
-from minigpt4.eval.generation import predict  # noqa: E402
+from eval_emotion import generate_records  # noqa: E402
+from minigpt4.data.prompts import PROTOCOLS, max_new_tokens_for  # noqa: E402
 from minigpt4.models.builder import build_model  # noqa: E402
-from minigpt4.processors import EvaImageTransform  # noqa: E402
 from minigpt4.run_config import EvalRunConfig, load_eval_config  # noqa: E402
+from minigpt4.training.distributed import DistInfo  # noqa: E402
 
 
 def make_synthetic_split(work: Path, clips: int, seed: int) -> list[str]:
@@ -56,9 +60,12 @@ def make_synthetic_split(work: Path, clips: int, seed: int) -> list[str]:
     ]
 
 
-def timed_predict(model, dataset, batch_size: int, max_new_tokens: int) -> tuple[float, list[dict]]:
+def timed_records(model, cfg: EvalRunConfig, key: str, batch_size: int) -> tuple[float, list[dict]]:
+    """Seconds and records of eval_emotion's generation with `run.batch_size` = `batch_size`."""
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, batch_size=batch_size))
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     start = time.perf_counter()
-    records = predict(model, dataset, batch_size=batch_size, max_new_tokens=max_new_tokens, num_workers=0, progress=False)
+    records = generate_records(model, cfg, key, [None], info)
     return time.perf_counter() - start, records
 
 
@@ -69,7 +76,10 @@ def main() -> int:
     p.add_argument("--checkpoint", help="trainable weights (default: the config's; random weights when no config)")
     p.add_argument("--items", type=int, default=64, help="clips to evaluate (the first N of the split)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--protocol", choices=PROTOCOLS, default="release",
+                   help="prompt layout, frame and token limit of eval_emotion.py --protocol (default: the release's)")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="cap for every task (default: the protocol's: 500 for release, the config's for clean)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--clips", type=int, default=440, help="synthetic corpus size (its test split is ~15%%)")
     p.add_argument("--seed", type=int, default=0)
@@ -84,22 +94,28 @@ def main() -> int:
             t0 = time.perf_counter()
             cfg_path, overrides = str(REPO / "eval_configs/demo_tiny.yaml"), make_synthetic_split(Path(tmp), args.clips, args.seed)
             print(f"synthetic split + tiny models made in {time.perf_counter() - t0:.1f}s")
-        overrides += [f"datasets.{args.dataset}.limit={args.items}", f"datasets.{args.dataset}.tasks=[emotion]"]
+        overrides += [f"datasets.{args.dataset}.limit={args.items}", f"datasets.{args.dataset}.tasks=[emotion]",
+                      f"run.protocol={args.protocol}", "run.num_workers=0"]
         if args.checkpoint:
             overrides.append(f"model.checkpoint={args.checkpoint}")
         cfg: EvalRunConfig = load_eval_config(cfg_path, overrides)
+        if args.max_new_tokens is not None:
+            cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, max_new_tokens={"emotion": args.max_new_tokens}))
+        cap = max_new_tokens_for(args.protocol, cfg.run.max_new_tokens)["emotion"]
+        if args.max_new_tokens is not None and cap != args.max_new_tokens:
+            p.error(f"--max-new-tokens {args.max_new_tokens}: the {args.protocol} protocol fixes the cap at {cap}")
         torch.manual_seed(args.seed)
         model = build_model(cfg.model).eval()
-        dataset = build_dataset(cfg.datasets[args.dataset], EvaImageTransform(cfg.model.vision.image_size), train=False)
-        n = len(dataset)
-        predict(model, torch.utils.data.Subset(dataset, [0]), batch_size=1, max_new_tokens=args.max_new_tokens, progress=False)
-        with torch.inference_mode():
-            batched_s, batched = timed_predict(model, dataset, args.batch_size, args.max_new_tokens)
-            single_s, single = timed_predict(model, dataset, 1, args.max_new_tokens)
+        warm = dataclasses.replace(cfg, datasets={args.dataset: dataclasses.replace(cfg.datasets[args.dataset], limit=1)})
+        timed_records(model, warm, args.dataset, 1)  # warm-up, untimed
+        batched_s, batched = timed_records(model, cfg, args.dataset, args.batch_size)
+        single_s, single = timed_records(model, cfg, args.dataset, 1)
+        n = len(single)
 
     same = sum(a["answer"] == b["answer"] for a, b in zip(batched, single))
     words = sum(len(r["answer"].split()) for r in single) / n
     rows = [("batch 1", single_s), (f"batch {args.batch_size}", batched_s)]
+    print(f"protocol {args.protocol}, cap {cap} new tokens")
     print(f"\n{'mode':<10} {'items':>6} {'seconds':>9} {'items/s':>9} {'ratio':>7}")
     for mode, secs in rows:
         print(f"{mode:<10} {n:>6} {secs:>9.2f} {n / secs:>9.2f} {single_s / secs:>6.2f}x")
@@ -109,13 +125,15 @@ def main() -> int:
         "config": cfg_path if args.cfg_path else "eval_configs/demo_tiny.yaml (synthetic split made on the fly)",
         "checkpoint": cfg.model.checkpoint or "none (random trainable weights)",
         "items": n,
-        "max_new_tokens": args.max_new_tokens,
+        "protocol": args.protocol,
+        "max_new_tokens": cap,
         "batch_size": args.batch_size,
         "single": {"seconds": round(single_s, 3), "items_per_s": round(n / single_s, 3)},
         "batched": {"seconds": round(batched_s, 3), "items_per_s": round(n / batched_s, 3)},
         "speedup": round(single_s / batched_s, 2),
         "identical_answers": same,
         "mean_answer_words": round(words, 2),
+        "baseline": "the release's loop: one clip per generate call (run.batch_size=1), same protocol, items and cap",
         "torch_threads": args.threads,
         "device": "cpu",
         "platform": platform.platform(),

@@ -130,3 +130,56 @@ def test_memory_estimate_orders_the_options():
     assert by[("nf4 (QLoRA)", True)]["activations"] == by[("bf16", True)]["activations"]
     assert 12 < by[("bf16", True)]["llm_weights"] < 13  # 6.74 B parameters x 2 bytes
     assert by[("bf16", True)]["fits_24gb"]
+
+
+@pytest.mark.slow
+def test_bench_real_size_tiny(tmp_path):
+    """The real-size script's code path at tiny size: every phase runs and records time and peak memory."""
+    out = tmp_path / "real_size.json"
+    proc = run_script("bench_real_size.py", "--tiny", "--gen-tokens", "3", "--json", str(out))
+    assert "train_step_ckpt_on" in proc.stdout
+    result = json.loads(out.read_text())
+    check_header(result)
+    assert result["settings"]["seq_len"] == 1 + result["settings"]["visual_tokens"] + 24
+    phases = {p["phase"]: p for p in result["phases"]}
+    assert list(phases) == ["build", "train_step_ckpt_on", "train_step_ckpt_off", "answer"]
+    for phase in phases.values():
+        assert phase["status"] == "ok"
+        assert positive(phase["seconds"]) and positive(phase["peak_memory_gib"])
+        assert phase["peak_memory_gib"] >= phase["rss_gib"] * 0.99  # a peak, not below the current RSS
+    assert phases["build"]["dtypes"] == ["bfloat16", "float32"]  # frozen bf16, trainables fp32, nothing else
+    assert phases["train_step_ckpt_on"]["gradient_checkpointing"] is True
+    for name in ("train_step_ckpt_on", "train_step_ckpt_off"):
+        assert math.isfinite(phases[name]["loss"]) and positive(phases[name]["grad_norm"])
+        assert positive(phases[name]["estimated_gib"])
+    assert 1 <= phases["answer"]["new_tokens"] <= 3  # generate from embeddings returns the new tokens only
+    assert result["memory_check"]["available_gib"] > result["memory_check"]["estimate_gib"]["on"]["total"]
+
+
+def test_bench_real_size_refuses_without_memory(tmp_path):
+    """Short of memory (here: an impossible margin) it stops with one error line before building anything."""
+    out = tmp_path / "real_size.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/bench_real_size.py"), "--tiny", "--margin-gib",
+                           "1000000", "--json", str(out)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0
+    assert "error: not enough memory for the tiny model" in proc.stderr
+    assert "peak" not in proc.stdout and not out.exists()  # no phase ran
+
+
+def test_forward_under_bf16_autocast_with_bf16_weights():
+    """The GPU training setting (bf16 frozen weights, fp32 projections, bf16 autocast) runs; here on a CPU."""
+    from benchmarks.bench_gpu import build_random_model, synthetic_batch
+    from benchmarks.bench_real_size import model_config, parse_args
+
+    cfg = model_config(parse_args(["--tiny"]))
+    torch.manual_seed(0)
+    model = build_random_model(cfg, torch.device("cpu")).train()
+    batch = synthetic_batch(cfg, model.llama_model.config.vocab_size, 2, 24, 12, True, torch.device("cpu"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(batch).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.llama_proj.weight.dtype == torch.float32 and model.llama_proj.weight.grad is not None
+    assert model.llama_proj.weight.grad.abs().sum() > 0

@@ -116,10 +116,12 @@ class EmotionLLaMA(nn.Module):
             )
         vis = self.ln_vision(vis.to(proj_weight.device).float()).to(proj_weight.dtype)
         grouped = vis[:, 1:, :].reshape(vis.shape[0], n_patch, self.cfg.patches_per_token * vis.shape[2])  # 4 raster-order patches
-        patch_tokens = proj_weight.new_zeros(batch_size, n_patch, proj_weight.shape[0])
-        patch_tokens = patch_tokens.index_put((image_present,), self.llama_proj(grouped))
-        cls_tokens = proj_weight.new_zeros(batch_size, proj_weight.shape[0])
-        cls_tokens = cls_tokens.index_put((image_present,), self.cls_tk_llama_proj(vis[:, 0]))
+        # Zeros in the projections' output dtype: under autocast that is the autocast dtype, not the weights'.
+        projected, cls_projected = self.llama_proj(grouped), self.cls_tk_llama_proj(vis[:, 0])
+        patch_tokens = projected.new_zeros(batch_size, n_patch, projected.shape[-1])
+        patch_tokens = patch_tokens.index_put((image_present,), projected)
+        cls_tokens = cls_projected.new_zeros(batch_size, cls_projected.shape[-1])
+        cls_tokens = cls_tokens.index_put((image_present,), cls_projected)
 
         features = features.to(proj_weight.device, proj_weight.dtype)
         feature_tokens = torch.stack([proj(features[:, i]) for i, proj in enumerate(self.feature_projections)], 1)
