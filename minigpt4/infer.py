@@ -208,7 +208,7 @@ class EmotionPredictor:
         self.labels = label_set(cfg.label_set)
         self.device = pick_device(cfg.device)
         checkpoint = cfg.model.checkpoint
-        if checkpoint and not Path(checkpoint).is_file():
+        if checkpoint and not Path(checkpoint).exists():
             raise FileNotFoundError(
                 f"model.checkpoint {checkpoint} does not exist. Train it first (the tiny demo: `make demo`), "
                 f"point model.checkpoint at your trained weights, or pass --options model.checkpoint=null "
