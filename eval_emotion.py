@@ -36,6 +36,7 @@ import torch
 
 from minigpt4.common.config import ConfigError, to_yaml
 from minigpt4.data.config import DatasetConfig
+from minigpt4.data.prompts import check_protocol
 from minigpt4.eval.report import markdown_summary, write_predictions
 from minigpt4.eval.scoring import DATASETS as BENCHMARKS
 from minigpt4.eval.scoring import score_main, score_predictions, write_score_outputs
@@ -94,21 +95,26 @@ def output_dir(cfg: EvalRunConfig, key: str, folds: Sequence[int | None]) -> Pat
 def generate_records(model, cfg: EvalRunConfig, key: str, folds: Sequence[int | None], info: DistInfo) -> list[dict]:
     """Prediction records of every fold (each tagged with its ``fold`` when there is one)."""
     from minigpt4.data.datasets import build_dataset, describe
+    from minigpt4.data.prompts import RELEASE_FRAME_CHOICE, max_new_tokens_for
     from minigpt4.eval.generation import predict
     from minigpt4.models.builder import DTYPES
     from minigpt4.processors import EvaImageTransform
 
     amp = DTYPES[cfg.model.dtype] if info.device.type == "cuda" else torch.float32
     records: list[dict] = []
+    protocol = cfg.run.protocol
     for fold in folds:
         dcfg = dataclasses.replace(cfg.datasets[key], fold=fold) if fold is not None else cfg.datasets[key]
+        dcfg = dataclasses.replace(dcfg, protocol=protocol)  # the protocol's instruction pools
+        if protocol == "release":
+            dcfg = dataclasses.replace(dcfg, frame_choice=RELEASE_FRAME_CHOICE)
         dataset = build_dataset(dcfg, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=cfg.run.seed)
         log.info("%s%s: %s", key, f" fold {fold}" if fold is not None else "", describe(dataset))
         autocast = torch.autocast(info.device.type, dtype=amp) if amp != torch.float32 else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             part = predict(
-                model, dataset, batch_size=cfg.run.batch_size, max_new_tokens=dict(cfg.run.max_new_tokens),
-                info=info, num_workers=cfg.run.num_workers,
+                model, dataset, batch_size=cfg.run.batch_size, max_new_tokens=max_new_tokens_for(protocol, cfg.run.max_new_tokens),
+                info=info, num_workers=cfg.run.num_workers, protocol=protocol,
             )
         if fold is not None:
             for record in part:
@@ -156,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", help=f"scorer to use ({', '.join(BENCHMARKS)}); default: see the module docstring")
     p.add_argument("--all-folds", action="store_true", help="evaluate every fold (DFEW sets / IEMOCAP sessions) and average")
     p.add_argument("--folds", default=",".join(map(str, DEFAULT_FOLDS)), help="folds for --all-folds (default 1,2,3,4,5)")
+    p.add_argument("--protocol", help="clean (default) or release: the released evaluation's prompt, first frame and "
+                   "500-token limit, to compare with published numbers (sets run.protocol; docs/release_protocol.md)")
     p.add_argument("--score", metavar="PREDICTIONS.jsonl", help="score an existing predictions file; no model is loaded")
     p.add_argument("--out", help="--score mode: output folder (default <stem>_scores next to the file)")
     return p
@@ -186,8 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.cfg_path:
         parser.error("--cfg-path is required (or --score PREDICTIONS.jsonl to score without a model)")
     overrides = list(args.options) + ([f"model.checkpoint={args.checkpoint}"] if args.checkpoint else [])
+    overrides += [f"run.protocol={args.protocol}"] if args.protocol else []
     try:
         cfg = load_eval_config(args.cfg_path, overrides)
+        check_protocol(cfg.run.protocol)
         if args.dataset not in cfg.datasets:
             known = ", ".join(cfg.datasets) or "(none)"
             raise EvalError(
@@ -207,14 +217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise EvalError(f"--all-folds: dataset {args.dataset!r} has no folds (its annotation path has no {{fold}})")
         else:
             folds = [dcfg.fold]
-    except (ConfigError, EvalError) as err:
+    except (ConfigError, EvalError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
     info = init_distributed(cfg.run.device)
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format=f"%(asctime)s [rank {info.rank}] %(name)s: %(message)s")
-    log.info("dataset %s scored as %s (from %s)%s", args.dataset, benchmark, why, f", folds {folds}" if folds != [None] else "")
+    log.info("dataset %s scored as %s (from %s)%s, protocol %s", args.dataset, benchmark, why,
+             f", folds {folds}" if folds != [None] else "", cfg.run.protocol)
     try:
         result = evaluate(cfg, args.dataset, benchmark, folds, info)
         barrier(info)

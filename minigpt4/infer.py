@@ -33,6 +33,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from minigpt4.common.config import ConfigError, load_config
+from minigpt4.data.prompts import check_protocol
 from minigpt4.features.config import FeatureConfig
 from minigpt4.features.media import MediaError, choose_frame_index, video_info
 from minigpt4.models.config import ModelConfig
@@ -93,6 +94,7 @@ class InferConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     label_set: str = "merr"  # the labels the model was trained to name (minigpt4.data.labels)
+    protocol: str = "clean"  # clean | release: the release's evaluation prompt, first frame, 500 tokens (--protocol)
     device: str = "auto"  # auto | cpu | cuda, for the model and the encoders (features.device is ignored)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -204,6 +206,10 @@ class EmotionPredictor:
         from minigpt4.processors import EvaImageTransform
         from minigpt4.training.distributed import pick_device
 
+        from minigpt4.data.prompts import RELEASE_FRAME_CHOICE
+
+        if check_protocol(cfg.protocol) == "release":
+            cfg = dataclasses.replace(cfg, features=dataclasses.replace(cfg.features, frame_choice=RELEASE_FRAME_CHOICE))
         self.cfg = cfg
         self.labels = label_set(cfg.label_set)
         self.device = pick_device(cfg.device)
@@ -219,7 +225,7 @@ class EmotionPredictor:
         torch.manual_seed(cfg.generation.seed)  # projections a checkpoint does not cover start the same every run
         self.model = build_model(cfg.model).to(self.device).eval()
         self.collator = EmotionCollator(self.model.tokenizer, cfg.model.num_patch_tokens, train=False,
-                                        max_txt_len=cfg.model.max_txt_len)
+                                        max_txt_len=cfg.model.max_txt_len, protocol=cfg.protocol)
         self.image_transform = EvaImageTransform(cfg.model.vision.image_size)
         self._lock = threading.Lock()
         self._torch = torch
@@ -270,19 +276,15 @@ class EmotionPredictor:
     # ---- inputs -> answer -----------------------------------------------------------------
 
     def instruction(self, task: str, question: Optional[str] = None) -> str:
-        """`question`, or the question evaluation asks (`EmotionDataset.instruction` with
-        train=False): the first of the task's training pool, whose emotion entry lists the MERR
-        labels; a label set outside MERR is asked with its own list, in training as here."""
-        from minigpt4.data.labels import MERR_LABELS
-        from minigpt4.data.prompts import emotion_instruction, pick_instruction
+        """`question`, or the question evaluation asks: `prompts.instruction_for`, the one
+        decision `EmotionDataset.instruction` also makes (same labels, same protocol)."""
+        from minigpt4.data.prompts import instruction_for
 
         if task not in INFER_TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {', '.join(INFER_TASKS)}")
         if question and question.strip():
             return question.strip()
-        if task == "emotion" and not set(self.labels) <= set(MERR_LABELS):
-            return emotion_instruction(self.labels)
-        return pick_instruction(task, None)
+        return instruction_for(task, self.labels, self.cfg.protocol)
 
     def build_batch(self, inputs: ClipInputs, task: str = "emotion", question: Optional[str] = None,
                     transcript: str = "") -> dict[str, Any]:
@@ -307,6 +309,8 @@ class EmotionPredictor:
     def answer(self, inputs: ClipInputs, task: str = "emotion", question: Optional[str] = None,
                transcript: str = "", sample: Optional[bool] = None) -> Prediction:
         """Generate for already prepared inputs (ask several questions about one clip cheaply)."""
+        from minigpt4.data.prompts import max_new_tokens_for
+
         gen = self.cfg.generation
         sample = gen.sample if sample is None else sample
         transcript = " ".join((transcript or "").split())
@@ -317,7 +321,8 @@ class EmotionPredictor:
             if sample:
                 self._torch.manual_seed(gen.seed)
             text = self.model.generate(self.collator.to_device(batch, self.device),
-                                       max_new_tokens=gen.max_new_tokens.get(task, 200), **gen.kwargs(sample))[0]
+                                       max_new_tokens=max_new_tokens_for(self.cfg.protocol, gen.max_new_tokens).get(task, 200),
+                                       **gen.kwargs(sample))[0]
         seconds = dict(inputs.seconds)
         seconds["generate"] = time.perf_counter() - start
         return self._prediction(inputs, task, instruction, text, transcript, seconds)
@@ -361,6 +366,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--sample", action="store_true",
                         help="sample like the demo (temperature 0.2, top-p 0.9, repetition penalty 1.05) "
                              "instead of greedy decoding")
+    parser.add_argument("--protocol", help="clean (default) or release: the released evaluation's prompt, first frame "
+                        "and 500-token limit (sets `protocol` in the config; docs/release_protocol.md)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. model.checkpoint=path device=cpu")
@@ -384,7 +391,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     quiet_libraries()
     try:
-        cfg = load_infer_config(args.cfg_path, args.options)
+        cfg = load_infer_config(args.cfg_path, list(args.options) + ([f"protocol={args.protocol}"] if args.protocol else []))
+        check_protocol(cfg.protocol)
         check_video(args.video, cfg.limits)  # seconds, not the minutes a 7B model takes to load
         predictor = EmotionPredictor(cfg)
         prediction = predictor.predict(args.video, args.task, args.question, args.transcript,

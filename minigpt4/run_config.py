@@ -71,6 +71,7 @@ class EvalConfig:
     device: str = "auto"
     max_new_tokens: dict[str, int] = field(default_factory=lambda: {"emotion": 16, "reason": 200, "reason_v2": 200})
     judge: dict[str, str] = field(default_factory=dict)  # EMER judge: url, model, api_key_env, cache, kind
+    protocol: str = "clean"  # clean | release: the released evaluation's prompt, first frame, 500 tokens (--protocol)
     seed: int = 0
 
 

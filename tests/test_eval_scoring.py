@@ -129,3 +129,42 @@ def test_cli_as_module_with_offline_emer(tmp_path):
     metrics = json.loads((tmp_path / "o/metrics.json").read_text())["metrics"]
     assert metrics["label_overlap_offline"] == 10.0 and 1.0 < metrics["clue_overlap_offline"] <= 10.0
     assert not (tmp_path / "o/confusion.png").exists()
+
+
+def test_release_parse_beside_strict_hand_case(tmp_path, capsys):
+    """The release's rule: last space-separated word as is; a non-label word becomes neutral."""
+    from minigpt4.eval.parsing import parse_release
+
+    labels = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
+    assert parse_release("The emotion is happy", labels) == "happy"
+    assert parse_release("happy.", labels) == "neutral"  # punctuation kept: not a label
+    assert parse_release("Happy", labels) == "neutral"  # case kept
+    assert parse_release("sad or happy", labels) == "happy"
+    assert parse_release("", labels) == "neutral"
+    assert parse_release("fear", ["happy", "sad"]) is None  # no neutral to fall back on
+    # MER: m1 "...: Happy." -> neutral (gold happy); m2 "sadness" -> neutral (sad); m3 "...tell." -> neutral (sad);
+    # m4 "worried" -> worried (angry); m5 "happy or sad" -> sad (happy): release predictions
+    y_true = ["happy", "sad", "sad", "angry", "happy"]
+    y_rel = ["neutral", "neutral", "neutral", "worried", "sad"]
+    result = score_predictions(MER, "mer2023")
+    m = result["metrics"]
+    assert m["accuracy"] == pytest.approx(0.4)  # strict, unchanged
+    assert m["accuracy_release_parse"] == 0.0
+    assert m["weighted_f1_release_parse"] == pytest.approx(
+        f1_score(y_true, y_rel, labels=labels, average="weighted", zero_division=0))
+    assert m["n_invalid_release_parse"] == 0.0
+    right = [dict(r, answer=f"I think the person is {r['label']}") for r in MER]
+    assert score_predictions(right, "mer2023")["metrics"]["accuracy_release_parse"] == 1.0
+    only = score_predictions(MER, "mer2023", parse="release")["metrics"]
+    assert "accuracy" not in only and only["accuracy_release_parse"] == 0.0
+    # folded datasets carry both parses per fold
+    dfew = score_predictions([dict(r, fold=1) for r in right[:2]] + [dict(r, fold=2) for r in MER[3:]], "dfew",
+                             labels=["neutral", "angry", "happy", "sad", "worried"])
+    assert dfew["folds"]["1"]["war_release_parse"] == 1.0 and dfew["folds"]["2"]["war_release_parse"] == 0.0
+    # CLI: --parse release; a bad parse name is one error line naming the choices
+    pred = write_predictions(MER, tmp_path / "pred.jsonl")
+    assert score_main(["--score", str(pred), "--dataset", "mer2023", "--parse", "release", "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o/metrics.json").read_text())["metrics"]["accuracy_release_parse"] == 0.0
+    assert score_main(["--score", str(pred), "--dataset", "mer2023", "--parse", "lenient"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: unknown parse 'lenient'; choose one of strict, release, both"]

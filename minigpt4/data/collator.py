@@ -7,6 +7,12 @@ hold the pad id (any valid id works: the scatter overwrites their embeddings).
 
 Training batches are right-padded with loss on the target and `</s>` only; generation batches
 are left-padded and carry no target.
+
+`protocol="release"` (generation only) builds the released evaluation's batch instead: its
+prompt string (`prompts.prompt_text`), a BOS in front of the literal ``<s>`` (the release
+tokenized the first segment with special tokens, so ids start ``bos, bos``), and every slot at
+`<VideoHere>` in the model's token order [patches, local, temporal, audio, CLS]; `<FeatureHere>`
+is tokenized as text. Only the slot positions differ: the model and the merge are the same.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
-from minigpt4.data.prompts import FEATURE_MARKER, VIDEO_MARKER, prompt_text
+from minigpt4.data.prompts import FEATURE_MARKER, VIDEO_MARKER, check_protocol, prompt_text
 
 IGNORE_INDEX = -100
 
@@ -29,15 +35,24 @@ class EmotionCollator:
         train: bool,
         max_txt_len: int = 1024,
         max_transcript_words: int = 200,
+        protocol: str = "clean",
     ):
         self.tokenizer = tokenizer
         self.num_patch_tokens = num_patch_tokens
         self.train = train
         self.max_txt_len = max_txt_len
         self.max_transcript_words = max_transcript_words
+        self.protocol = check_protocol(protocol)
         self.slot_id = tokenizer.pad_token_id
         if self.slot_id is None:
             raise ValueError("the tokenizer needs a pad token (build it with minigpt4.models.builder.load_tokenizer)")
+        if protocol == "release":
+            if train:
+                raise ValueError("protocol 'release' is the release's evaluation prompt; training uses the "
+                                 "clean layout (so did the release): build the training collator with protocol='clean'")
+            if self._ids(tokenizer.bos_token) != [tokenizer.bos_token_id]:
+                raise ValueError(f"protocol 'release' needs a tokenizer that reads the literal {tokenizer.bos_token!r} "
+                                 "as its BOS token (Llama's does); this one splits it into ordinary tokens")
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
@@ -45,16 +60,20 @@ class EmotionCollator:
     def encode(self, sample: dict[str, Any]) -> tuple[list[int], list[bool], list[int]]:
         """(input ids, slot mask, labels) of one sample."""
         transcript = " ".join((sample.get("transcript") or "").split()[: self.max_transcript_words])
-        text = prompt_text(transcript, sample["task"], sample["instruction"])
-        before_video, rest = text.split(VIDEO_MARKER)
-        between, after = rest.split(FEATURE_MARKER)
+        text = prompt_text(transcript, sample["task"], sample["instruction"], self.protocol)
         has_image = sample.get("image") is not None or sample.get("image_embeds") is not None
         n_video = self.num_patch_tokens if has_image else 0
         n_feature = int(torch.as_tensor(sample["feature_present"]).sum()) + int(has_image)
+        before_video, rest = text.split(VIDEO_MARKER)
+        if self.protocol == "release":  # all slots at <VideoHere>; <FeatureHere> stays text
+            segments = ((before_video, n_video + n_feature), (rest, 0))
+        else:
+            between, after = rest.split(FEATURE_MARKER)
+            segments = ((before_video, n_video), (between, n_feature), (after, 0))
 
         ids = [self.tokenizer.bos_token_id]
         slots = [False]
-        for segment, n_slots in ((before_video, n_video), (between, n_feature), (after, 0)):
+        for segment, n_slots in segments:
             seg = self._ids(segment)
             ids += seg + [self.slot_id] * n_slots
             slots += [False] * len(seg) + [True] * n_slots

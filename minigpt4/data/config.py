@@ -40,3 +40,4 @@ class DatasetConfig:
     max_words: int = 200  # target text cap, as the release
     limit: Optional[int] = None  # keep only the first N clips (smoke tests)
     on_bad_item: str = "error"  # error | skip
+    protocol: str = "clean"  # clean | release: whose instruction pools (docs/release_protocol.md); eval's --protocol sets it

@@ -41,8 +41,8 @@ from .annotations import (
     read_transcripts,
 )
 from .config import DatasetConfig
-from .labels import MERR_LABELS, label_key, label_set
-from .prompts import INSTRUCTION_POOLS, TASKS, emotion_instruction, pick_instruction
+from .labels import label_key, label_set
+from .prompts import TASKS, check_protocol, instruction_for
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +302,7 @@ class EmotionDataset(torch.utils.data.Dataset):
             raise ValueError(f"tasks {cfg.tasks} must be a non-empty list of {', '.join(TASKS)}")
         if unknown_drops:
             raise ValueError(f"drop_modalities has unknown {unknown_drops}; valid: {', '.join(MODALITIES)}")
+        check_protocol(cfg.protocol)
         self.drop = set(cfg.drop_modalities)
         self.tasks = list(cfg.tasks)
 
@@ -335,12 +336,9 @@ class EmotionDataset(torch.utils.data.Dataset):
         return normalise_text(text, self.cfg.max_words)
 
     def instruction(self, task: str, index: int) -> str:
-        if task == "emotion" and (not self.labels or not set(self.labels) <= set(MERR_LABELS)):
-            # The release's emotion pool lists the MERR labels; other label sets get their own question.
-            # Train and eval ask the same way: a question the model never saw in training is a confound.
-            return emotion_instruction(self.labels)
+        """The question of item `index` (`prompts.instruction_for`: the same decision as inference)."""
         rng = random.Random(f"{self.seed}:{self.epoch}:{index}") if self.train else None
-        return pick_instruction(task, rng)
+        return instruction_for(task, self.labels, self.cfg.protocol, rng)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record, task = self.item(index)

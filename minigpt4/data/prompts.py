@@ -1,6 +1,8 @@
-"""Prompt layout and instruction pools (DESIGN.md section 2, "prompt (training)").
+"""Prompt layout, instruction pools and the question asked for each task.
 
-The layout is the training layout of the release, used for training *and* inference:
+Two protocols (docs/release_protocol.md explains both and why their numbers differ):
+
+``clean`` (the default) -- the release's *training* layout, used for training and inference:
 
     [INST] <video><VideoHere></video> <feature><FeatureHere></feature> The person in video says:
     {transcript}. [{task}] {instruction} [/INST]
@@ -8,16 +10,33 @@ The layout is the training layout of the release, used for training *and* infere
 `<VideoHere>` receives the image patch tokens and `<FeatureHere>` the feature tokens followed
 by the CLS token. The collator expands both markers into placeholder slots; the model fills the
 slots with a single masked scatter.
+
+``release`` -- the string the released evaluation script built, byte for byte (MiniGPT-v2's
+chat template around the release's user text):
+
+    <s>[INST] <video><VideoHere></video> <feature><FeatureHere></feature> The person in video
+    says: {transcript}.  [{task}] {instruction}  [/INST]
+
+(two spaces before ``[{task}]`` and before ``[/INST]``, the transcript as it is, so one ending in
+``.`` gives ``..``). The collator puts *all* visual tokens at `<VideoHere>`; `<FeatureHere>`
+stays ordinary text, and the literal ``<s>`` becomes a second BOS.
+
+`instruction_for` is the one place deciding the question of a task; training, evaluation and
+`minigpt4.infer` all call it.
 """
 
 from __future__ import annotations
 
 import random
+from typing import Mapping
+
+from minigpt4.data.labels import MERR_LABELS
 
 VIDEO_MARKER = "<VideoHere>"
 FEATURE_MARKER = "<FeatureHere>"
 
 TASKS = ("emotion", "reason", "reason_v2")
+PROTOCOLS = ("clean", "release")
 
 # Pools follow the wording of the release; one is drawn per sample at training time and the first
 # is used at evaluation time so that evaluation is deterministic.
@@ -42,6 +61,22 @@ INSTRUCTION_POOLS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The release's pools as trained (its dataset class): one emotion question naming the nine MERR
+# labels, whatever the dataset's labels are, and one pool of five for both reasoning tasks.
+RELEASE_EMOTION_INSTRUCTION = INSTRUCTION_POOLS["emotion"][0]
+_RELEASE_REASON_POOL = (
+    "Please analyze all the clues in the video and reason out the emotional label of the person in the video.",
+    "What is the emotional state of the person in the video? Please tell me the reason.",
+    "What are the facial expressions and vocal tone used in the video? What is the intended meaning behind his words? Which emotion does this reflect?",
+    "Please integrate information from various modalities to infer the emotional category of the person in the video.",
+    "Could you describe the emotion-related features of the individual in the video? What emotional category do they fall into?",
+)
+RELEASE_INSTRUCTION_POOLS: dict[str, tuple[str, ...]] = {
+    "emotion": (RELEASE_EMOTION_INSTRUCTION,),
+    "reason": _RELEASE_REASON_POOL,
+    "reason_v2": _RELEASE_REASON_POOL,
+}
+
 OPEN_VOCABULARY_INSTRUCTION = (
     "Please recognize all possible emotional states of the person in the video and list them, separated by commas."
 )
@@ -54,17 +89,62 @@ def emotion_instruction(labels: tuple[str, ...] | list[str]) -> str:
     return f"Please determine which emotion label in the video represents: {', '.join(labels)}."
 
 
-def pick_instruction(task: str, rng: random.Random | None) -> str:
+# What else the release's evaluation fixed: the first frame of the clip, and up to 500 new tokens
+# for every task (greedy, stopping at EOS) even when the answer is one word.
+RELEASE_FRAME_CHOICE = "first"
+RELEASE_MAX_NEW_TOKENS = 500
+
+
+def max_new_tokens_for(protocol: str, configured: Mapping[str, int]) -> dict[str, int]:
+    """Per-task generation limits: `configured` under ``clean``, 500 for every task under ``release``."""
+    if check_protocol(protocol) == "release":
+        return {task: RELEASE_MAX_NEW_TOKENS for task in set(TASKS) | set(configured)}
+    return dict(configured)
+
+
+def check_protocol(protocol: str) -> str:
+    """`protocol` if it is one of PROTOCOLS, else a ValueError naming the choices."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    return protocol
+
+
+def pick_instruction(task: str, rng: random.Random | None, protocol: str = "clean") -> str:
     """A random instruction of `task` (training) or the first one when `rng` is None (evaluation)."""
+    pools = RELEASE_INSTRUCTION_POOLS if check_protocol(protocol) == "release" else INSTRUCTION_POOLS
     try:
-        pool = INSTRUCTION_POOLS[task]
+        pool = pools[task]
     except KeyError:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}") from None
     return pool[0] if rng is None else rng.choice(pool)
 
 
-def prompt_text(transcript: str, task: str, instruction: str) -> str:
-    """The user turn with both markers still in place (the collator expands them)."""
+def instruction_for(
+    task: str, labels: tuple[str, ...] | list[str], protocol: str = "clean", rng: random.Random | None = None
+) -> str:
+    """The question asked for `task` on a dataset with label set `labels` (empty = open vocabulary).
+
+    The single decision used by training (`rng` draws from the pool), evaluation and inference
+    (`rng=None`: the first of the pool), so a model is never asked at test time a question it
+    was not trained with. ``clean``: the emotion pool lists the MERR labels, so another label
+    set (DFEW, IEMOCAP) or an open vocabulary (MER2024-OV) gets its own question.
+    ``release``: the release's pools; its one emotion question names the nine MERR labels on
+    every dataset, as the released evaluation did.
+    """
+    if check_protocol(protocol) == "clean" and task == "emotion" and (not labels or not set(labels) <= set(MERR_LABELS)):
+        return emotion_instruction(labels)
+    return pick_instruction(task, rng, protocol)
+
+
+def prompt_text(transcript: str, task: str, instruction: str, protocol: str = "clean") -> str:
+    """The whole prompt with both markers still in place (the collator expands them)."""
+    if check_protocol(protocol) == "release":
+        user = (
+            f"<video>{VIDEO_MARKER}</video> <feature>{FEATURE_MARKER}</feature> "
+            f"The person in video says: {transcript or ''}. "
+            f" [{task}] {instruction} "
+        )
+        return f"<s>[INST] {user} [/INST]"
     transcript = (transcript or "").strip()
     said = f" The person in video says: {transcript.rstrip('.')}." if transcript else ""
     return (

@@ -28,9 +28,12 @@ def predict(
     num_workers: int = 0,
     progress: bool = True,
     generation: Optional[dict[str, Any]] = None,
+    protocol: str = "clean",
 ) -> list[dict[str, Any]]:
+    """Answers for every item of `dataset`; `protocol` is the collator's prompt layout (clean | release)."""
     info = info or SINGLE_PROCESS
-    collator = EmotionCollator(model.tokenizer, model.cfg.num_patch_tokens, train=False, max_txt_len=model.cfg.max_txt_len)
+    collator = EmotionCollator(model.tokenizer, model.cfg.num_patch_tokens, train=False, max_txt_len=model.cfg.max_txt_len,
+                               protocol=protocol)
     indices = list(range(info.rank, len(dataset), info.world_size))
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, indices), batch_size=batch_size, collate_fn=collator, num_workers=num_workers

@@ -22,6 +22,11 @@ newlines; filler words (``a bit``, ``very``, ``seems`` ...) are removed; every k
 is mapped to its synonym group; an item with no known word is kept as its normalised text, so
 unmatched predictions still count in |P| and lower accuracy instead of vanishing.
 
+Release rule (`parse_release`, what the released evaluation script did, reported beside the
+strict parse as ``*_release_parse``): the last space-separated word of the answer, as it is (no
+lower-casing, punctuation kept); a word that is not one of the dataset's labels counts as
+``neutral`` -- so an answer naming no label, or ``happy.``, scores as ``neutral``.
+
 Synonyms: the annotation spellings of `minigpt4.data.labels.SYNONYMS` plus `ANSWER_WORD_FORMS`,
 the extra word forms that appear in generated sentences (``happily``, ``afraid``, ``nervous``).
 """
@@ -165,6 +170,28 @@ def parse_label(answer: str, labels: Sequence[str], synonyms: Mapping[str, str] 
             distinct = set(mentioned)
             return mentioned[0] if len(distinct) == 1 else None
     return None
+
+
+PARSES = ("strict", "release", "both")
+RELEASE_FALLBACK = "neutral"
+
+
+def check_parse(parse: str) -> str:
+    """`parse` if it is one of PARSES, else a ValueError naming the choices."""
+    if parse not in PARSES:
+        raise ValueError(f"unknown parse {parse!r}; choose one of {', '.join(PARSES)}")
+    return parse
+
+
+def parse_release(answer: str, labels: Sequence[str]) -> str | None:
+    """The release's answer parse (module docstring): last word if it is a label, else ``neutral``.
+
+    A label set without ``neutral`` has nothing to fall back on: such answers are invalid (None).
+    """
+    word = (answer or "").split(" ")[-1]
+    if word in labels:
+        return word
+    return RELEASE_FALLBACK if RELEASE_FALLBACK in labels else None
 
 
 def default_vocabulary() -> dict[str, str]:

@@ -141,6 +141,8 @@ def markdown_summary(result: Mapping[str, Any]) -> str:
             lines.append(f"- {key}: {', '.join(value) if isinstance(value, list) else value}")
     if result.get("note"):
         lines.append(f"- note: {result['note']}")
+    if result.get("parse_note"):
+        lines.append(f"- parses: {result['parse_note']}")
     lines += ["", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(k, v)} |" for k, v in metrics.items()]
     folds: Mapping[str, Mapping[str, float]] = result.get("folds") or {}

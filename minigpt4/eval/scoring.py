@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 from minigpt4.data.labels import LABEL_SETS, SET_MERGES
 from minigpt4.eval import metrics as M
 from minigpt4.eval.judge import Judge, JudgeConfig, JudgeError, make_judge
-from minigpt4.eval.parsing import EMOTION_SYNONYMS, parse_label, parse_label_set
+from minigpt4.eval.parsing import EMOTION_SYNONYMS, PARSES, check_parse, parse_label, parse_label_set, parse_release
 from minigpt4.eval.report import (
     PredictionsFileError,
     confusion_counts,
@@ -40,6 +40,7 @@ DEFAULT_LABELS: Mapping[str, tuple[str, ...]] = {"mer2023": LABEL_SETS["mer2023"
 DATASETS = ("mer2023", "dfew", "iemocap", "mer2024_ov", "emer")
 _FOLDED = {"dfew": M.dfew_metrics, "iemocap": M.iemocap_metrics}
 EMER_EMPTY_ANSWER_SCORE = 1.0
+RELEASE_SUFFIX = "_release_parse"  # metric names of the release's answer parse
 
 
 def _require(records: Sequence[Mapping[str, Any]], key: str, dataset: str) -> None:
@@ -81,12 +82,42 @@ def _labels_for(
 
 
 def _classification(
-    dataset: str, records: Sequence[Mapping[str, Any]], labels: list[str], synonyms: Mapping[str, str]
+    dataset: str, records: Sequence[Mapping[str, Any]], labels: list[str], synonyms: Mapping[str, str],
+    parse: str = "both",
 ) -> dict[str, Any]:
+    """Metrics of the strict parse (unsuffixed names) and/or the release parse (``*_release_parse``)."""
     _require(records, "label", dataset)
     y_true = [str(r["label"]) for r in records]
-    y_pred = [parse_label(r["answer"], labels, synonyms) for r in records]
-    result: dict[str, Any] = {"labels": labels}
+    preds: dict[str, list[str | None]] = {}
+    if parse in ("strict", "both"):
+        preds[""] = [parse_label(r["answer"], labels, synonyms) for r in records]
+    if parse in ("release", "both"):
+        preds[RELEASE_SUFFIX] = [parse_release(r["answer"], labels) for r in records]
+    result: dict[str, Any] = {"labels": labels, "parse": parse}
+    for suffix, y_pred in preds.items():
+        part = _classification_metrics(dataset, records, y_true, y_pred, labels)
+        for key in ("metrics", "pooled"):
+            if key in part:
+                result.setdefault(key, {}).update({k + suffix: v for k, v in part[key].items()})
+        for fold, values in part.get("folds", {}).items():
+            result.setdefault("folds", {}).setdefault(fold, {}).update({k + suffix: v for k, v in values.items()})
+        if "note" in part:
+            result["note"] = part["note"]
+        if "confusion" not in result:  # the strict parse's when it is scored
+            result["invalid"] = [str(r["name"]) for r, p in zip(records, y_pred) if p is None]
+            result["confusion"] = {"labels": labels, "counts": confusion_counts(y_true, y_pred, labels).tolist()}
+    if parse == "both":
+        result["parse_note"] = (
+            "unsuffixed metrics: strict parse (an answer naming no single label is invalid); *_release_parse: "
+            "the release's parse (last word; a non-label counts as neutral), to compare with published numbers"
+        )
+    return result
+
+
+def _classification_metrics(
+    dataset: str, records: Sequence[Mapping[str, Any]], y_true: list[str], y_pred: list[str | None], labels: list[str]
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
     if dataset == "mer2023":
         has_true = [r.get("valence") is not None for r in records]
         has_pred = [r.get("valence_pred") is not None for r in records]
@@ -119,8 +150,6 @@ def _classification(
             result["note"] = "metrics = mean over folds (the standard protocol); 'pooled' = all clips at once"
         else:
             result["metrics"] = metric_fn(y_true, y_pred, labels)
-    result["invalid"] = [str(r["name"]) for r, p in zip(records, y_pred) if p is None]
-    result["confusion"] = {"labels": labels, "counts": confusion_counts(y_true, y_pred, labels).tolist()}
     return result
 
 
@@ -170,6 +199,7 @@ def score_predictions(
     task: str | None = None,
     judge: Judge | None = None,
     vocabulary: Mapping[str, str] | None = None,
+    parse: str = "both",
 ) -> dict[str, Any]:
     """All metrics of `dataset` for prediction records (schema: `minigpt4.eval.report`).
 
@@ -182,11 +212,12 @@ def score_predictions(
     dataset = dataset.lower().replace("-", "_")
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    check_parse(parse)
     records = _select_task(records, task)
     if not records:
         raise ValueError("no prediction records to score")
     if dataset in ("mer2023", "dfew", "iemocap"):
-        result = _classification(dataset, records, *_labels_for(dataset, records, labels))
+        result = _classification(dataset, records, *_labels_for(dataset, records, labels), parse=parse)
     elif dataset == "mer2024_ov":
         result = _mer2024_ov(records, vocabulary)
     else:
@@ -217,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: <stem>_scores next to the predictions file)")
     p.add_argument("--labels", help="label set name (mer2023, dfew, iemocap4, ...) or comma-separated labels (default: the dataset's; IEMOCAP: gold labels present)")
     p.add_argument("--task", help="score only records of this task (needed when a file mixes tasks)")
+    p.add_argument("--parse", default="both", help=f"classification answer parse: {', '.join(PARSES)} (default both; "
+                   "release = the released script's last-word rule, metrics named *_release_parse)")
     p.add_argument("--judge", choices=("llm", "offline"), default="llm", help="EMER judge (offline = a different, lexical metric)")
     p.add_argument("--judge-url", default="", help="OpenAI-compatible base URL (default: $EMER_JUDGE_URL)")
     p.add_argument("--judge-model", default="", help="judge model name (default: $EMER_JUDGE_MODEL)")
@@ -241,7 +274,8 @@ def score_main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None
     )
     try:
         records = read_predictions(pred_path)
-        result = score_predictions(records, args.dataset, labels, judge_cfg, task=args.task)
+        check_parse(args.parse)
+        result = score_predictions(records, args.dataset, labels, judge_cfg, task=args.task, parse=args.parse)
         result = {"source": str(pred_path), **result}
         paths = write_score_outputs(result, out_dir)
     except (PredictionsFileError, ValueError, JudgeError) as err:
