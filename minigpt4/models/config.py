@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-
-PROMPT_FORMATS = ("llama2_inst", "chat_template")
+from minigpt4.data.prompts import PROMPT_FORMATS
 
 
 @dataclass

@@ -110,7 +110,7 @@ def model_card(cfg: ModelConfig, checkpoint: Path, counts: dict[str, int], metri
         "-> visual tokens merged into the prompt of a LoRA-tuned causal LM.", "",
         "| part | value |", "|---|---|",
         f"| base LLM | `{base}` |",
-        f"| prompt format | `{getattr(cfg, 'prompt_format', 'llama2_inst')}` |",
+        f"| prompt format | `{cfg.prompt_format}` |",
         f"| LoRA | r={cfg.lora.r}, alpha={cfg.lora.alpha}, dropout={cfg.lora.dropout}, "
         f"targets {', '.join(cfg.lora.target_modules)} |",
         f"| LoRA parameters | {counts['lora']:,} |",
@@ -131,10 +131,11 @@ def model_card(cfg: ModelConfig, checkpoint: Path, counts: dict[str, int], metri
         "",
         f"llm = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({base!r}), 'THIS_FOLDER')",
         "```", "",
-        "The whole model (encoders, projections and LLM), with this repository's code: set "
-        "`model.checkpoint: THIS_FOLDER` in a config, e.g.", "",
+        "The whole model (encoders, projections and LLM), with the Emotion-LLaMA code: `model.checkpoint: "
+        "THIS_FOLDER` in any config, or the exported model section itself "
+        "(`model: {includes: [THIS_FOLDER/model_config.yaml]}`), e.g.", "",
         "```bash",
-        "python -m minigpt4.infer --cfg-path THIS_FOLDER/model_config.yaml ...  # or --options model.checkpoint=THIS_FOLDER",
+        "python -m minigpt4.infer --cfg-path eval_configs/infer_real.yaml --video clip.mp4 --options model.checkpoint=THIS_FOLDER",
         "```", "",
         "## Metrics", "",
     ]
