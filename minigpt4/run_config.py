@@ -16,6 +16,9 @@ from minigpt4.data.config import DatasetConfig
 from minigpt4.models.config import ModelConfig
 
 
+SCHEDULES = ("cosine_after_warmup", "release")
+
+
 @dataclass
 class OptimConfig:
     """AdamW and the warm-up + cosine schedule of the release (DESIGN.md section 4)."""
@@ -28,6 +31,11 @@ class OptimConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     max_grad_norm: float = 1.0  # the release did not clip; 0 disables
+    schedule: str = "cosine_after_warmup"  # or "release": its cosine counts from step 0 (minigpt4/training/optim.py)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optim.schedule {self.schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}")
 
 
 @dataclass

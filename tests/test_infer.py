@@ -271,3 +271,34 @@ def test_configs_load_with_the_documented_generation_settings():
     real = load_infer_config(REPO / "eval_configs/infer_real.yaml")
     assert real.model.dtype == "bf16" and real.model.feature_dim == 1024 and real.label_set == "merr"
     assert real.features.face_size == 224 and real.features.frame_choice == "first"
+
+
+def test_open_vocabulary_question_and_release_protocol(workspace, predictor, monkeypatch, capsys):
+    """One function decides the question (open vocabulary too); --protocol release: first frame, BOS BOS."""
+    import dataclasses
+
+    from minigpt4.data.config import DatasetConfig
+    from minigpt4.data.datasets import build_dataset
+    from minigpt4.data.labels import OPEN, label_set
+    from minigpt4.infer import EmotionPredictor, main
+
+    data = workspace["data"]
+    monkeypatch.setattr(predictor, "labels", label_set(OPEN))
+    dataset = build_dataset(DatasetConfig(reader="merr", annotation=str(data / "all.txt"), frames=str(data / "frames"),
+                                          label_set=OPEN), train=False)
+    assert predictor.instruction("emotion") == dataset.instruction("emotion", 0)
+    assert "all possible emotional states" in predictor.instruction("emotion")
+    monkeypatch.undo()
+
+    release = EmotionPredictor(dataclasses.replace(predictor.cfg, protocol="release"))
+    video = next(iter(workspace["videos"].values()))
+    inputs = release.prepare(video)
+    assert inputs.frame_index == 0  # the release's first frame, whatever features.frame_choice says
+    batch = release.build_batch(inputs, "emotion", transcript="I am fine")
+    bos = release.model.tokenizer.bos_token_id
+    assert batch["input_ids"][0, :2].tolist() == [bos, bos]
+    assert batch["instructions"][0].endswith("worried, surprise, fear, contempt, doubt.")
+
+    assert main(["--cfg-path", str(TINY_CFG), "--video", str(video), "--protocol", "paper",
+                 "--options", *workspace["options"]]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: unknown protocol 'paper'; choose one of clean, release"]

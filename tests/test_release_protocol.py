@@ -151,3 +151,78 @@ def test_release_generation_stops_at_eos(tiny_model):
     limit = max_new_tokens_for("release", {})["emotion"]
     tiny_model.generate(batch, max_new_tokens=limit, logits_processor=LogitsProcessorList([EosAtThirdStep()]))
     assert limit == 500 and len(steps) == 3  # stopped at EOS, far below the limit
+
+
+def test_release_schedule_hand_values():
+    """MiniGPT-v2's scheduler: warm-up, then a cosine whose phase counts from step 0 over all steps."""
+    import math
+
+    from minigpt4.run_config import OptimConfig
+    from minigpt4.training.optim import learning_rate
+
+    cfg = OptimConfig(init_lr=1e-5, min_lr=1e-6, warmup_lr=1e-6, warmup_steps=1000, schedule="release")
+    assert learning_rate(0, 30_000, cfg) == pytest.approx(1e-6)
+    assert learning_rate(500, 30_000, cfg) == pytest.approx(5.5e-6)
+    assert learning_rate(1000, 30_000, cfg) == pytest.approx(1e-6 + 9e-6 * 0.5 * (1 + math.cos(math.pi / 30)))
+    assert learning_rate(15_000, 30_000, cfg) == pytest.approx(5.5e-6)
+    assert learning_rate(1000, 30_000, OptimConfig(init_lr=1e-5, min_lr=1e-6, warmup_lr=1e-6)) == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize("stage", ["stage1_coarse", "stage2_fine"])
+def test_release_train_configs_load(stage):
+    from minigpt4.run_config import load_train_config
+
+    cfg = load_train_config(f"train_configs/release/emotion_llama_{stage}.yaml")
+    assert cfg.run.optim.max_grad_norm == 0.0 and cfg.run.optim.schedule == "release"
+    assert all(d.protocol == "release" for d in cfg.datasets.values())
+    assert cfg.run.batch_size == 1 and cfg.model.dtype == "fp16"
+    tasks = next(iter(cfg.datasets.values())).tasks
+    assert tasks == (["emotion", "reason"] if stage == "stage1_coarse" else ["reason_v2"])
+
+
+def test_bad_protocol_and_schedule_names_are_config_errors():
+    from minigpt4.common.config import ConfigError
+    from minigpt4.run_config import load_train_config
+
+    with pytest.raises(ConfigError, match="choose one of cosine_after_warmup, release"):
+        load_train_config("train_configs/release/emotion_llama_stage1_coarse.yaml", ["run.optim.schedule=step"])
+
+
+def test_release_dataset_uses_release_pools(tmp_path):
+    from conftest import write_tiny_corpus
+    from minigpt4.data.config import DatasetConfig
+    from minigpt4.data.datasets import build_dataset
+
+    corpus = write_tiny_corpus(tmp_path / "c", dim=32)
+    base = dict(reader="merr", annotation=str(corpus / "train.txt"), captions=str(corpus / "coarse.json"),
+                transcripts=str(corpus / "transcripts.csv"), frames=str(corpus / "frames"), label_set="mer2023",
+                tasks=["emotion", "reason"])
+    release = build_dataset(DatasetConfig(**base, protocol="release"), train=True)
+    assert {release.instruction("reason", i) for i in range(200)} == set(RELEASE_INSTRUCTION_POOLS["reason"])
+    assert {release[i]["instruction"] for i in range(0, len(release), 2)} == {NINE}
+    with pytest.raises(ValueError, match="choose one of clean, release"):
+        build_dataset(DatasetConfig(**base, protocol="paper"), train=True)
+
+
+@pytest.mark.slow
+def test_eval_emotion_release_protocol_end_to_end(tiny_dir, tmp_path):
+    """`eval_emotion.py --protocol release`: release questions, 500-token limit, both parses reported."""
+    import json
+
+    from test_eval_emotion import run_script, write_config, write_tiny_dataset
+
+    data = write_tiny_dataset(tmp_path / "data", n=4)
+    cfg = write_config(tmp_path / "eval.yaml", tiny_dir, data, tmp_path / "out")
+    proc = run_script("--cfg-path", str(cfg), "--dataset", "synthetic", "--protocol", "release", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "out/synthetic"
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert "weighted_f1" in metrics and "weighted_f1_release_parse" in metrics
+    assert "accuracy_release_parse" in proc.stdout  # the printed summary shows both parses
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert {r["instruction"] for r in records} == {NINE}
+    assert "protocol: release" in (out / "config.yaml").read_text()
+
+    bad = run_script("--cfg-path", str(cfg), "--dataset", "synthetic", "--protocol", "paper")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == ["error: unknown protocol 'paper'; choose one of clean, release"]

@@ -47,8 +47,9 @@ TASKS = ("emotion", "reason", "reason_v2")
 PROTOCOLS = ("clean", "release")
 PROMPT_FORMATS = ("llama2_inst", "chat_template")
 
-# Pools follow the wording of the release; one is drawn per sample at training time and the first
-# is used at evaluation time so that evaluation is deterministic.
+# Our pools (protocol clean): each starts with the release's question, followed by paraphrases in
+# its style. One is drawn per sample at training time and the first is asked at evaluation time,
+# so that evaluation is deterministic.
 INSTRUCTION_POOLS: dict[str, tuple[str, ...]] = {
     "emotion": (
         "Please determine which emotion label in the video represents: happy, sad, neutral, angry, worried, surprise, fear, contempt, doubt.",

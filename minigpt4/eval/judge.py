@@ -2,8 +2,8 @@
 
 The published EMER numbers (Clue Overlap, Label Overlap, 1-10) come from gpt-3.5-turbo-16k at
 temperature 0; any other judge model gives a *different* number, so reports always carry the
-judge model. `HTTPJudge` talks to any chat-completions endpoint (vLLM, Ollama, OpenAI) with the
-standard library only, retries transient failures with exponential backoff, and caches every
+judge model. `HTTPJudge` talks to any chat-completions endpoint (vLLM, Ollama, OpenAI) through the
+shared `minigpt4.common.openai_client`, retries transient failures with exponential backoff, and caches every
 reply in a JSONL file keyed by ``sha256(model + messages)`` so re-scoring costs nothing.
 
 `OfflineJudge` needs no network and is deterministic, but it measures lexical overlap, not what
@@ -25,18 +25,15 @@ and a lone number, and returns ``None`` for anything else (counted as a judge fa
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import re
-import socket
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Protocol
 
+from minigpt4.common.openai_client import EndpointConfig, EndpointError, OpenAIClient
 from minigpt4.eval.parsing import default_vocabulary, normalise_text
 
 SYSTEM_PROMPT = "You are an expert in affective computing who evaluates emotion explanations strictly and consistently."
@@ -176,8 +173,11 @@ class HTTPJudge:
         self.cfg = cfg
         self.name = cfg.model
         self.url = _chat_url(cfg.url)
-        self.sleep = sleep
-        self.n_requests = 0  # HTTP requests actually sent, for reports and tests
+        self._client = OpenAIClient(
+            EndpointConfig(url=cfg.url, model=cfg.model, api_key_env="", timeout_s=cfg.timeout_s,
+                           max_retries=cfg.max_retries, backoff_s=cfg.backoff_s, max_tokens=cfg.max_tokens,
+                           temperature=0.0),
+            name="judge", hint="check the URL, EMER_JUDGE_MODEL and OPENAI_API_KEY", api_key=cfg.api_key, sleep=sleep)
         self.cache_path = Path(cfg.cache_path)
         self._cache = self._load_cache()
 
@@ -203,45 +203,30 @@ class HTTPJudge:
         with self.cache_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"key": key, "model": self.cfg.model, "metric": metric, "reply": reply}, ensure_ascii=False) + "\n")
 
-    def _post(self, messages: list[dict[str, str]]) -> str:
-        body = json.dumps(
-            {"model": self.cfg.model, "messages": messages, "temperature": 0, "max_tokens": self.cfg.max_tokens}
-        ).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.cfg.api_key:
-            headers["Authorization"] = f"Bearer {self.cfg.api_key}"
-        last_error = ""
-        for attempt in range(self.cfg.max_retries + 1):
-            if attempt:
-                self.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
-            self.n_requests += 1
-            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as resp:
-                    payload = json.loads(resp.read().decode("utf-8"))
-                return payload["choices"][0]["message"]["content"] or ""
-            except urllib.error.HTTPError as err:
-                if err.code not in (408, 409, 429) and err.code < 500:
-                    raise JudgeError(
-                        f"judge at {self.url} answered HTTP {err.code} ({err.reason}); check the URL, "
-                        "EMER_JUDGE_MODEL and OPENAI_API_KEY"
-                    ) from None
-                last_error = f"HTTP {err.code}"
-            except (urllib.error.URLError, http.client.HTTPException, socket.timeout, TimeoutError, ConnectionError) as err:
-                last_error = f"{type(err).__name__}: {err}"
-            except (json.JSONDecodeError, KeyError, IndexError, TypeError) as err:
-                last_error = f"malformed response ({type(err).__name__}: {err})"
-        raise JudgeError(f"judge at {self.url} failed {self.cfg.max_retries + 1} times; last error: {last_error}")
+    @property
+    def n_requests(self) -> int:
+        """HTTP requests actually sent (retries included), for reports and tests."""
+        return self._client.n_requests
 
-    def reply(self, metric: str, prediction: str, reference: str) -> str:
-        """The judge's raw reply, from the cache when this exact request was made before."""
-        messages = build_messages(metric, prediction, reference)
+    def _post(self, messages: list[dict[str, str]]) -> str:
+        try:
+            return self._client.chat(messages)
+        except EndpointError as err:
+            raise JudgeError(str(err)) from None
+
+    def chat(self, messages: list[dict[str, str]], tag: str) -> str:
+        """The reply to `messages`, from the cache when this exact request was made before
+        (`tag` names the use in the cache file; MER2024-OV grouping uses this client too)."""
         key = cache_key(self.cfg.model, messages)
         if key not in self._cache:
             text = self._post(messages)
             self._cache[key] = text
-            self._append_cache(key, metric, text)
+            self._append_cache(key, tag, text)
         return self._cache[key]
+
+    def reply(self, metric: str, prediction: str, reference: str) -> str:
+        """The judge's raw reply to one EMER judgement."""
+        return self.chat(build_messages(metric, prediction, reference), metric)
 
     def score(self, metric: str, prediction: str, reference: str) -> float | None:
         return extract_score(self.reply(metric, prediction, reference))

@@ -205,10 +205,11 @@ def default_vocabulary() -> dict[str, str]:
 def parse_label_set(answer: str | Iterable[str], vocabulary: Mapping[str, str] | None = None) -> set[str]:
     """The set of emotion groups in an open-vocabulary answer (or a gold list). Rule: module docstring.
 
-    `vocabulary` maps surface words to their synonym group (default: `default_vocabulary()`).
+    `vocabulary` maps surface words to their synonym group (default: `default_vocabulary()`; ``{}``
+    keeps every item as its own words, the raw open set MER2024-OV's per-clip grouping needs).
     Words outside it are kept as their normalised text so they still count as predictions.
     """
-    vocab = {normalise_text(k).strip(): v for k, v in (vocabulary or default_vocabulary()).items()}
+    vocab = {normalise_text(k).strip(): v for k, v in (default_vocabulary() if vocabulary is None else vocabulary).items()}
     if isinstance(answer, str):
         text = normalise_text(answer)
         if ":" in text:

@@ -22,8 +22,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 from minigpt4.data.labels import LABEL_SETS, SET_MERGES
 from minigpt4.eval import metrics as M
+from minigpt4.eval import openset
 from minigpt4.eval.judge import Judge, JudgeConfig, JudgeError, make_judge
-from minigpt4.eval.parsing import EMOTION_SYNONYMS, PARSES, check_parse, parse_label, parse_label_set, parse_release
+from minigpt4.eval.parsing import (
+    EMOTION_SYNONYMS, PARSES, check_parse, normalise_text, parse_label, parse_label_set, parse_release,
+)
 from minigpt4.eval.report import (
     PredictionsFileError,
     confusion_counts,
@@ -84,6 +87,9 @@ def _labels_for(
 def _classification(
     dataset: str, records: Sequence[Mapping[str, Any]], labels: list[str], synonyms: Mapping[str, str],
     parse: str = "both",
+    grouping: str | Path | None = None,
+    group_with_llm: bool = False,
+    grouping_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Metrics of the strict parse (unsuffixed names) and/or the release parse (``*_release_parse``)."""
     _require(records, "label", dataset)
@@ -98,7 +104,7 @@ def _classification(
         part = _classification_metrics(dataset, records, y_true, y_pred, labels)
         for key in ("metrics", "pooled"):
             if key in part:
-                result.setdefault(key, {}).update({k + suffix: v for k, v in part[key].items()})
+                result.setdefault(key, {}).update({k + suffix: v for k, v in part[key].items() if not (suffix and k == "n")})
         for fold, values in part.get("folds", {}).items():
             result.setdefault("folds", {}).setdefault(fold, {}).update({k + suffix: v for k, v in values.items()})
         if "note" in part:
@@ -153,14 +159,40 @@ def _classification_metrics(
     return result
 
 
-def _mer2024_ov(records: Sequence[Mapping[str, Any]], vocabulary: Mapping[str, str] | None) -> dict[str, Any]:
+def _open_words(value: Any) -> list[str]:
+    """The raw open-set words of an answer (free text is split into items) or of a word list."""
+    if isinstance(value, str):
+        return sorted(parse_label_set(value, {}))
+    return [normalise_text(str(w)).strip() for w in value if str(w).strip()]
+
+
+def _mer2024_ov(
+    records: Sequence[Mapping[str, Any]], vocabulary: Mapping[str, str] | None,
+    grouping: str | Path | None = None, grouping_judge: Any = None, grouping_out: str | Path | None = None,
+) -> dict[str, Any]:
+    """``*_offline``: our fixed synonym table, always. ``set_accuracy / set_recall / score``: the
+    owners' rule (`minigpt4.eval.openset`), only with a per-clip grouping -- a folder, or an LLM."""
     _require(records, "label", "mer2024_ov")
     gold = [parse_label_set(r["label"], vocabulary) for r in records]
     pred = [parse_label_set(r["answer"], vocabulary) for r in records]
-    return {
-        "metrics": M.mer2024_ov_metrics(gold, pred),
-        "invalid": [str(r["name"]) for r, p in zip(records, pred) if not p],
-    }
+    offline = M.mer2024_ov_metrics(gold, pred)
+    metrics = {k if k.startswith("n") else f"{k}_offline": v for k, v in offline.items()}
+    result: dict[str, Any] = {"invalid": [str(r["name"]) for r, p in zip(records, pred) if not p]}
+    if grouping is None and grouping_judge is None:
+        result["note"] = ("score_offline groups synonyms with a fixed table and is NOT the official MER2024-OV score; "
+                          "for `score` give the per-clip grouping folder (--grouping DIR) or an LLM (--group-with-llm)")
+    else:
+        gold_words = {str(r["name"]): _open_words(r["label"]) for r in records}
+        pred_words = {str(r["name"]): _open_words(r["answer"]) for r in records}
+        if grouping is not None:
+            groupings = openset.read_grouping_folder(grouping, gold_words)
+            result["grouping"] = str(grouping)
+        else:
+            groupings = openset.group_with_llm(gold_words, pred_words, grouping_judge, grouping_out or "grouping")
+            result["grouping"] = f"{grouping_out or 'grouping'} (LLM: {grouping_judge.name})"
+        metrics.update(openset.openset_metrics(gold_words, pred_words, groupings))
+    result["metrics"] = metrics
+    return result
 
 
 def _emer(records: Sequence[Mapping[str, Any]], judge: Judge) -> dict[str, Any]:
@@ -200,6 +232,9 @@ def score_predictions(
     judge: Judge | None = None,
     vocabulary: Mapping[str, str] | None = None,
     parse: str = "both",
+    grouping: str | Path | None = None,
+    group_with_llm: bool = False,
+    grouping_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """All metrics of `dataset` for prediction records (schema: `minigpt4.eval.report`).
 
@@ -219,7 +254,10 @@ def score_predictions(
     if dataset in ("mer2023", "dfew", "iemocap"):
         result = _classification(dataset, records, *_labels_for(dataset, records, labels), parse=parse)
     elif dataset == "mer2024_ov":
-        result = _mer2024_ov(records, vocabulary)
+        llm = (judge if judge is not None else make_judge(judge_cfg)) if group_with_llm else None
+        if llm is not None and llm.offline:
+            raise ValueError("--group-with-llm needs an LLM (--judge llm with --judge-url / --judge-model)")
+        result = _mer2024_ov(records, vocabulary, grouping, llm, grouping_out)
     else:
         result = _emer(records, judge if judge is not None else make_judge(judge_cfg))
     return {"dataset": dataset, "n_records": len(records), **result}
@@ -250,11 +288,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="score only records of this task (needed when a file mixes tasks)")
     p.add_argument("--parse", default="both", help=f"classification answer parse: {', '.join(PARSES)} (default both; "
                    "release = the released script's last-word rule, metrics named *_release_parse)")
+    p.add_argument("--gold", help="mer2024_ov with a predictions CSV: the ground-truth `name, openset` CSV")
+    p.add_argument("--grouping", help="mer2024_ov: folder of per-clip synonym groupings <name>.npy (MERTools format) -> official `score`")
+    p.add_argument("--group-with-llm", action="store_true",
+                   help="mer2024_ov: group each clip's words with the LLM at --judge-url/--judge-model (cached; written to <out>/grouping)")
     p.add_argument("--judge", choices=("llm", "offline"), default="llm", help="EMER judge (offline = a different, lexical metric)")
     p.add_argument("--judge-url", default="", help="OpenAI-compatible base URL (default: $EMER_JUDGE_URL)")
     p.add_argument("--judge-model", default="", help="judge model name (default: $EMER_JUDGE_MODEL)")
     p.add_argument("--judge-cache", default="", help="judge reply cache JSONL (default: <out>/emer_judge_cache.jsonl)")
     return p
+
+
+def _openset_csv_records(pred_path: Path, gold_path: str | None) -> list[dict[str, Any]]:
+    """Records from MERTools `name, openset` CSVs (predictions and --gold): one per gold clip."""
+    if not gold_path:
+        raise ValueError(f"{pred_path} is a CSV: give the ground-truth `name, openset` CSV with --gold")
+    gold, pred = openset.read_openset_csv(gold_path), openset.read_openset_csv(pred_path)
+    missing = [name for name in gold if name not in pred]
+    if missing:
+        raise ValueError(f"{pred_path}: no prediction for {len(missing)} clip(s) of {gold_path} (first: {missing[:3]})")
+    return [{"name": name, "task": "emotion", "answer": pred[name], "label": words} for name, words in gold.items()]
 
 
 def score_main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = print) -> int:
@@ -273,12 +326,14 @@ def score_main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None
         cache_path=args.judge_cache or str(out_dir / "emer_judge_cache.jsonl"),
     )
     try:
-        records = read_predictions(pred_path)
+        records = _openset_csv_records(pred_path, args.gold) if pred_path.suffix.lower() == ".csv" else read_predictions(pred_path)
         check_parse(args.parse)
-        result = score_predictions(records, args.dataset, labels, judge_cfg, task=args.task, parse=args.parse)
+        result = score_predictions(records, args.dataset, labels, judge_cfg, task=args.task, parse=args.parse,
+                                   grouping=args.grouping, group_with_llm=args.group_with_llm,
+                                   grouping_out=out_dir / "grouping")
         result = {"source": str(pred_path), **result}
         paths = write_score_outputs(result, out_dir)
-    except (PredictionsFileError, ValueError, JudgeError) as err:
+    except (PredictionsFileError, ValueError, JudgeError) as err:  # OpensetFormatError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
     print_fn(markdown_summary(result))

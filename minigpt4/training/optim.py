@@ -24,15 +24,20 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Ada
 
 
 def learning_rate(step: int, total_steps: int, cfg: OptimConfig) -> float:
-    """LR for optimizer step `step` (0-based): linear warm-up, then cosine from init_lr to min_lr.
+    """LR for optimizer step `step` (0-based): linear warm-up from warmup_lr to init_lr, then cosine to min_lr.
 
-    The release decays once per epoch; this decays per optimizer step between the same end
-    points, which is smoother and independent of how an "epoch" is defined.
+    Like the release, the LR is set at every step (the release's scheduler ran every iteration,
+    not once per epoch). ``schedule: cosine_after_warmup`` (ours) runs the cosine over the steps
+    after the warm-up, so it starts exactly at init_lr. ``schedule: release`` is MiniGPT-v2's
+    formula: the cosine's phase counts from step 0 over all `total_steps` (30 x 1000), so just
+    after warm-up the LR is already slightly below init_lr.
     """
     if step < cfg.warmup_steps:
-        return cfg.warmup_lr + (cfg.init_lr - cfg.warmup_lr) * step / max(1, cfg.warmup_steps)
-    decay_steps = max(1, total_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
+        return min(cfg.init_lr, cfg.warmup_lr + (cfg.init_lr - cfg.warmup_lr) * step / max(1, cfg.warmup_steps))
+    if cfg.schedule == "release":
+        progress = min(1.0, step / max(1, total_steps))
+    else:
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
     return cfg.min_lr + (cfg.init_lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
