@@ -12,9 +12,12 @@ of the config (`limits:`), is reported in the page; the server keeps serving.
 
 The predictor is built once in `main` and handed to the request handler; there is no
 module-level state.
-"""
 
-from __future__ import annotations
+Programs use the HTTP API endpoint `/predict` of the same server (documented in
+docs/http_api.md): one clip in, the JSON object of `python -m minigpt4.infer --json` out.
+(No `from __future__ import annotations` here: gradio reads the endpoint's parameter types
+from its annotations at run time.)
+"""
 
 import argparse
 import functools
@@ -93,6 +96,25 @@ def analyse(predictor: EmotionPredictor, video: Optional[str], task: str, questi
             for_display(prediction.frame), for_display(prediction.face))
 
 
+def predict_json(predictor: EmotionPredictor, video: dict[str, Any], task: str = "emotion", question: str = "",
+                 transcript: str = "", sample: bool = False) -> dict[str, Any]:
+    """The `/predict` endpoint: `Prediction.to_json()`, i.e. what `python -m minigpt4.infer --json`
+    prints, for one uploaded clip. Greedy unless `sample`, as on the command line. `video` is
+    gradio's file payload; the result names the file as uploaded, not the server's temporary
+    copy. A bad clip or task raises `gradio.Error` (the client gets the message, naming the file)."""
+    import gradio as gr
+
+    path = video.get("path") if isinstance(video, dict) else None
+    if not path:
+        raise gr.Error("no video: send the clip as a file (gradio_client.handle_file(path))")
+    name = video.get("orig_name") or Path(path).name
+    try:
+        result = predictor.predict(path, task, question or None, transcript or "", sample=bool(sample)).to_json()
+    except (MediaError, ValueError) as err:  # unreadable, too long, too large, bad task
+        raise gr.Error(f"error: {str(err).replace(str(path), name)}") from None
+    return {**result, "video": name}
+
+
 def build_demo(predictor: EmotionPredictor, examples: Sequence[str]):
     """The page. `predictor` is bound into the handler; nothing is global."""
     import gradio as gr
@@ -129,7 +151,21 @@ def build_demo(predictor: EmotionPredictor, examples: Sequence[str]):
                     "Command line: `python -m minigpt4.infer --video clip.mp4`.")
         run.click(functools.partial(analyse, predictor), inputs=[video, task, question, transcript],
                   outputs=[status, label, answer, used, frame, face])
+        add_api(predictor)
     return demo
+
+
+def add_api(predictor: EmotionPredictor) -> None:
+    """Register `/predict` (see `predict_json`) in the Blocks being built; the page does not show it."""
+    import gradio as gr
+    from gradio.data_classes import FileData
+
+    def predict(video: FileData, task: str = "emotion", question: str = "", transcript: str = "",
+                sample: bool = False) -> dict:
+        """One clip -> the JSON of `python -m minigpt4.infer --json` (task: emotion | reason | reason_v2)."""
+        return predict_json(predictor, video, task, question, transcript, sample)
+
+    gr.api(predict, api_name="predict")
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:

@@ -77,7 +77,8 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
         name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed)
         for name, d in cfg.val_datasets.items()
     }
-    collator = EmotionCollator(model.tokenizer, cfg.model.num_patch_tokens, train=True, max_txt_len=cfg.model.max_txt_len)
+    collator = EmotionCollator(model.tokenizer, cfg.model.num_patch_tokens, train=True, max_txt_len=cfg.model.max_txt_len,
+                               prompt_format=cfg.model.prompt_format)
     optimizer = build_optimizer(model, run.optim)
     amp_dtype = DTYPES[cfg.model.dtype] if run.amp and info.device.type == "cuda" else torch.float32
     scaler = torch.amp.GradScaler(info.device.type, enabled=amp_dtype == torch.float16)

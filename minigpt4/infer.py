@@ -214,7 +214,7 @@ class EmotionPredictor:
         self.labels = label_set(cfg.label_set)
         self.device = pick_device(cfg.device)
         checkpoint = cfg.model.checkpoint
-        if checkpoint and not Path(checkpoint).is_file():
+        if checkpoint and not Path(checkpoint).exists():
             raise FileNotFoundError(
                 f"model.checkpoint {checkpoint} does not exist. Train it first (the tiny demo: `make demo`), "
                 f"point model.checkpoint at your trained weights, or pass --options model.checkpoint=null "
@@ -225,7 +225,8 @@ class EmotionPredictor:
         torch.manual_seed(cfg.generation.seed)  # projections a checkpoint does not cover start the same every run
         self.model = build_model(cfg.model).to(self.device).eval()
         self.collator = EmotionCollator(self.model.tokenizer, cfg.model.num_patch_tokens, train=False,
-                                        max_txt_len=cfg.model.max_txt_len, protocol=cfg.protocol)
+                                        max_txt_len=cfg.model.max_txt_len, protocol=cfg.protocol,
+                                        prompt_format=cfg.model.prompt_format)
         self.image_transform = EvaImageTransform(cfg.model.vision.image_size)
         self._lock = threading.Lock()
         self._torch = torch

@@ -44,6 +44,20 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
     return build_config(schema, layers)
 
 
+def load_section(schema: type[T], path: str | Path, section: str, overrides: Sequence[str] = ()) -> T:
+    """Build `schema` from one section of a YAML (e.g. the `model:` of any train or eval config);
+    a file without that section is read whole. `overrides` are relative to the section."""
+    layers = _read_yaml_with_includes(Path(path), seen=())
+    if any(section in values for _, values in layers):
+        layers = [(source, values.get(section) or {}) for source, values in layers]
+    if overrides:
+        try:
+            layers.append(("--options", OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)))))
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"bad --options {list(overrides)}: {err}") from None
+    return build_config(schema, layers)
+
+
 def build_config(schema: type[T], layers: Sequence[tuple[str, dict]]) -> T:
     """Merge plain-dict `layers` (source name, values) over the schema defaults and validate."""
     merged = OmegaConf.structured(schema)

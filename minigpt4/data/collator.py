@@ -13,6 +13,11 @@ prompt string (`prompts.prompt_text`), a BOS in front of the literal ``<s>`` (th
 tokenized the first segment with special tokens, so ids start ``bos, bos``), and every slot at
 `<VideoHere>` in the model's token order [patches, local, temporal, audio, CLS]; `<FeatureHere>`
 is tokenized as text. Only the slot positions differ: the model and the merge are the same.
+
+`prompt_format` (the model's `prompt_format`) wraps the user turn: ``llama2_inst`` puts a BOS in
+front of ``[INST] ... [/INST]`` and ends targets with ``</s>``; ``chat_template`` uses the
+tokenizer's chat template (which writes its own BOS, if the model has one) and ends targets with
+the template's end-of-turn token (`prompts.end_of_turn_id`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,14 @@ from typing import Any, Sequence
 
 import torch
 
-from minigpt4.data.prompts import FEATURE_MARKER, VIDEO_MARKER, check_protocol, prompt_text
+from minigpt4.data.prompts import (
+    FEATURE_MARKER,
+    VIDEO_MARKER,
+    check_prompt_format,
+    check_protocol,
+    end_of_turn_id,
+    prompt_text,
+)
 
 IGNORE_INDEX = -100
 
@@ -36,6 +48,7 @@ class EmotionCollator:
         max_txt_len: int = 1024,
         max_transcript_words: int = 200,
         protocol: str = "clean",
+        prompt_format: str = "llama2_inst",
     ):
         self.tokenizer = tokenizer
         self.num_patch_tokens = num_patch_tokens
@@ -43,6 +56,8 @@ class EmotionCollator:
         self.max_txt_len = max_txt_len
         self.max_transcript_words = max_transcript_words
         self.protocol = check_protocol(protocol)
+        self.prompt_format = check_prompt_format(prompt_format, protocol)
+        self.end_id = end_of_turn_id(tokenizer, prompt_format)
         self.slot_id = tokenizer.pad_token_id
         if self.slot_id is None:
             raise ValueError("the tokenizer needs a pad token (build it with minigpt4.models.builder.load_tokenizer)")
@@ -60,7 +75,8 @@ class EmotionCollator:
     def encode(self, sample: dict[str, Any]) -> tuple[list[int], list[bool], list[int]]:
         """(input ids, slot mask, labels) of one sample."""
         transcript = " ".join((sample.get("transcript") or "").split()[: self.max_transcript_words])
-        text = prompt_text(transcript, sample["task"], sample["instruction"], self.protocol)
+        text = prompt_text(transcript, sample["task"], sample["instruction"], self.protocol, self.prompt_format,
+                           self.tokenizer)
         has_image = sample.get("image") is not None or sample.get("image_embeds") is not None
         n_video = self.num_patch_tokens if has_image else 0
         n_feature = int(torch.as_tensor(sample["feature_present"]).sum()) + int(has_image)
@@ -71,15 +87,15 @@ class EmotionCollator:
             between, after = rest.split(FEATURE_MARKER)
             segments = ((before_video, n_video), (between, n_feature), (after, 0))
 
-        ids = [self.tokenizer.bos_token_id]
-        slots = [False]
+        ids = [self.tokenizer.bos_token_id] if self.prompt_format == "llama2_inst" else []  # a template writes its own
+        slots = [False] * len(ids)
         for segment, n_slots in segments:
             seg = self._ids(segment)
             ids += seg + [self.slot_id] * n_slots
             slots += [False] * len(seg) + [True] * n_slots
         labels = [IGNORE_INDEX] * len(ids)
         if self.train:
-            target = self._ids(sample["target"])[: self.max_txt_len] + [self.tokenizer.eos_token_id]
+            target = self._ids(sample["target"])[: self.max_txt_len] + [self.end_id]
             ids += target
             slots += [False] * len(target)
             labels += target

@@ -23,6 +23,14 @@ stays ordinary text, and the literal ``<s>`` becomes a second BOS.
 
 `instruction_for` is the one place deciding the question of a task; training, evaluation and
 `minigpt4.infer` all call it.
+
+Two prompt formats (`model.prompt_format`) wrap the same user turn (`user_turn`) for the LLM:
+``llama2_inst`` is the ``[INST] ... [/INST]`` above (Llama-2-chat, the release); ``chat_template``
+renders it with the tokenizer's own chat template (Llama-3, Qwen2.5, ... instruct models), with
+the markers inside, so the collator and the visual-token merge are the same for any backbone.
+An answer ends with `end_of_turn_id`: ``</s>`` for ``llama2_inst``, the template's end-of-turn
+token for ``chat_template`` (Llama-3 ``<|eot_id|>``, Qwen ``<|im_end|>``); training appends it to
+the target and generation stops at it.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ FEATURE_MARKER = "<FeatureHere>"
 
 TASKS = ("emotion", "reason", "reason_v2")
 PROTOCOLS = ("clean", "release")
+PROMPT_FORMATS = ("llama2_inst", "chat_template")
 
 # Our pools (protocol clean): each starts with the release's question, followed by paraphrases in
 # its style. One is drawn per sample at training time and the first is asked at evaluation time,
@@ -137,8 +146,20 @@ def instruction_for(
     return pick_instruction(task, rng, protocol)
 
 
-def prompt_text(transcript: str, task: str, instruction: str, protocol: str = "clean") -> str:
-    """The whole prompt with both markers still in place (the collator expands them)."""
+def user_turn(transcript: str, task: str, instruction: str) -> str:
+    """What the user says in the clean layout, both markers in place (any prompt format wraps it)."""
+    transcript = (transcript or "").strip()
+    said = f" The person in video says: {transcript.rstrip('.')}." if transcript else ""
+    return f"<video>{VIDEO_MARKER}</video> <feature>{FEATURE_MARKER}</feature>{said} [{task}] {instruction}"
+
+
+def prompt_text(transcript: str, task: str, instruction: str, protocol: str = "clean",
+                prompt_format: str = "llama2_inst", tokenizer=None) -> str:
+    """The whole prompt with both markers still in place (the collator expands them).
+
+    `tokenizer` is needed for ``chat_template`` only: its chat template wraps the user turn.
+    """
+    check_prompt_format(prompt_format, protocol)
     if check_protocol(protocol) == "release":
         user = (
             f"<video>{VIDEO_MARKER}</video> <feature>{FEATURE_MARKER}</feature> "
@@ -146,9 +167,47 @@ def prompt_text(transcript: str, task: str, instruction: str, protocol: str = "c
             f" [{task}] {instruction} "
         )
         return f"<s>[INST] {user} [/INST]"
-    transcript = (transcript or "").strip()
-    said = f" The person in video says: {transcript.rstrip('.')}." if transcript else ""
-    return (
-        f"[INST] <video>{VIDEO_MARKER}</video> <feature>{FEATURE_MARKER}</feature>"
-        f"{said} [{task}] {instruction} [/INST]"
-    )
+    user = user_turn(transcript, task, instruction)
+    if prompt_format == "chat_template":
+        return chat_prompt(tokenizer, user)
+    return f"[INST] {user} [/INST]"
+
+
+def check_prompt_format(prompt_format: str, protocol: str = "clean") -> str:
+    """`prompt_format` if it is one of PROMPT_FORMATS and fits `protocol`, else a ValueError."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"unknown prompt format {prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}")
+    if prompt_format != "llama2_inst" and protocol == "release":
+        raise ValueError("protocol 'release' reproduces the released Llama-2 evaluation prompt; it needs "
+                         "model.prompt_format=llama2_inst (use protocol clean with chat_template backbones)")
+    return prompt_format
+
+
+def chat_prompt(tokenizer, user: str) -> str:
+    """`user` as the one user turn of the tokenizer's chat template, ready for the answer."""
+    require_chat_template(tokenizer)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False)
+    if text.count(VIDEO_MARKER) != 1 or text.count(FEATURE_MARKER) != 1:
+        raise ValueError(f"the chat template of {tokenizer.name_or_path} does not keep the user text as it is "
+                         f"({VIDEO_MARKER} / {FEATURE_MARKER} lost or repeated); use prompt_format=llama2_inst")
+    return text
+
+
+def require_chat_template(tokenizer) -> None:
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        name = getattr(tokenizer, "name_or_path", None) or "the tokenizer"
+        raise ValueError(f"model.prompt_format is chat_template but {name} has no chat template; use an "
+                         "instruct model's tokenizer (tokenizer_config.json with chat_template) or prompt_format=llama2_inst")
+
+
+def end_of_turn_id(tokenizer, prompt_format: str) -> int:
+    """The token ending an answer: EOS for ``llama2_inst``; for ``chat_template``, the first token
+    the template writes after the assistant's text (found by rendering a one-word answer)."""
+    if check_prompt_format(prompt_format) == "llama2_inst":
+        return tokenizer.eos_token_id
+    require_chat_template(tokenizer)
+    answer = "EMOTIONANSWER"
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "question"}, {"role": "assistant", "content": answer}], tokenize=False)
+    ids = tokenizer(text.split(answer, 1)[-1].strip(), add_special_tokens=False)["input_ids"]
+    return ids[0] if ids else tokenizer.eos_token_id

@@ -33,7 +33,7 @@ def predict(
     """Answers for every item of `dataset`; `protocol` is the collator's prompt layout (clean | release)."""
     info = info or SINGLE_PROCESS
     collator = EmotionCollator(model.tokenizer, model.cfg.num_patch_tokens, train=False, max_txt_len=model.cfg.max_txt_len,
-                               protocol=protocol)
+                               protocol=protocol, prompt_format=model.cfg.prompt_format)
     indices = list(range(info.rank, len(dataset), info.world_size))
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, indices), batch_size=batch_size, collate_fn=collator, num_workers=num_workers

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import peft
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from minigpt4.common.registry import Registry
 from minigpt4.models.config import LLMConfig, LoraConfig, ModelConfig
@@ -47,23 +47,25 @@ def build_emotion_llama(cfg: ModelConfig, *, meta: bool = False) -> EmotionLLaMA
 
 
 def build_llm(cfg: LLMConfig, dtype: torch.dtype, *, meta: bool = False) -> torch.nn.Module:
-    """The frozen causal LM: from `cfg.path` (Hugging Face folder), or random from `cfg.architecture`."""
+    """The frozen causal LM (any Hugging Face architecture: Llama-2/3, Qwen2, ...): from `cfg.path`,
+    or random from `cfg.architecture` (its `model_type`, default llama, picks the architecture)."""
     if cfg.load_in_4bit and not meta:
         return build_llm_4bit(cfg, dtype)
     if cfg.path is not None and not meta:
         path = Path(cfg.path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
-                f"no Hugging Face model at {path} (config.json missing). Put Llama-2-7b-chat-hf there "
+                f"no Hugging Face model at {path} (config.json missing). Put the LLM there "
                 "(see checkpoints/README.md) or set model.llm.path"
             )
         llm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     else:
         if cfg.path is not None and (Path(cfg.path) / "config.json").is_file():  # meta: real folder's shape
-            config = LlamaConfig.from_pretrained(cfg.path)
+            config = AutoConfig.from_pretrained(cfg.path)
         else:
-            config = LlamaConfig(**cfg.architecture)
-        llm = LlamaForCausalLM(config).to(dtype)
+            architecture = dict(cfg.architecture)
+            config = AutoConfig.for_model(architecture.pop("model_type", "llama"), **architecture)
+        llm = AutoModelForCausalLM.from_config(config).to(dtype)
     llm.requires_grad_(False)
     return llm
 
@@ -113,12 +115,13 @@ def apply_lora(llm: torch.nn.Module, cfg: LoraConfig) -> torch.nn.Module:
 
 
 def load_tokenizer(cfg: LLMConfig):
-    """The LLM's tokenizer with a pad token (Llama-2 has none; its `<unk>` is never produced)."""
+    """The LLM's tokenizer with a pad token: Llama-2 has none (its `<unk>`, never produced, is used),
+    Llama-3 has neither (its end-of-sequence token is used: padding is masked out anyway)."""
     if cfg.path is None:
         return None
     tokenizer = AutoTokenizer.from_pretrained(cfg.path)
     if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.unk_token
+        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
     return tokenizer
 
 

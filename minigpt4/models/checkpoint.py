@@ -5,10 +5,17 @@ optimizer / config / epoch entries. Pickles can execute code, so they are read w
 `torch.load(weights_only=True)` and nothing beyond `RELEASE_SAFE_GLOBALS` is allowed.
 Older peft wrote LoRA keys without the adapter name (`lora_A.weight`); newer with it
 (`lora_A.default.weight`); both load.
+
+A folder loads too: a training checkpoint folder (`best/`, `checkpoints/step_*/`, holding
+`trainable.safetensors`) or an exported folder (`python -m minigpt4.tools.export`): a standard
+PEFT adapter (`adapter_config.json` + `adapter_model.safetensors`, keys relative to the LLM)
+plus `projections.safetensors`. The adapter's settings are checked against `model.lora`, since
+a different `alpha` has the same tensor shapes but scales the update differently.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -26,6 +33,13 @@ log = logging.getLogger(__name__)
 # Globals a release checkpoint may reference besides tensors and plain containers. Empty on
 # purpose: the released files hold only tensors, dicts, lists, numbers and strings.
 RELEASE_SAFE_GLOBALS: tuple = ()
+
+
+# Files of an exported folder (written by minigpt4.tools.export).
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+PROJECTIONS = "projections.safetensors"
+LLM_PREFIX = "llama_model."  # where the LLM (the PEFT model) sits inside EmotionLLaMA
 
 
 class CheckpointError(ValueError):
@@ -46,8 +60,10 @@ def normalise_key(key: str) -> str:
 
 
 def read_trainable(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a `.safetensors` file or of a release `.pth`, with normalised keys."""
+    """Tensors of a `.safetensors` file, a release `.pth` or a folder (see the module doc), with normalised keys."""
     path = Path(path)
+    if path.is_dir():
+        return read_folder(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
@@ -69,6 +85,56 @@ def read_trainable(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors (or one under 'model'), got {type(obj).__name__}")
     return {normalise_key(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def read_folder(path: Path) -> dict[str, torch.Tensor]:
+    """A training checkpoint folder, or an exported one: projections + the PEFT adapter (if any)."""
+    if (path / "trainable.safetensors").is_file():
+        return read_trainable(path / "trainable.safetensors")
+    if not (path / PROJECTIONS).is_file():
+        raise CheckpointError(
+            f"{path}: a folder without trainable.safetensors or {PROJECTIONS}; pass a trained weights file, "
+            "a training checkpoint folder, or a folder written by `python -m minigpt4.tools.export`"
+        )
+    state = read_trainable(path / PROJECTIONS)
+    if (path / ADAPTER_WEIGHTS).is_file():
+        adapter = read_trainable(path / ADAPTER_WEIGHTS)
+        state.update({normalise_key(LLM_PREFIX + k): v for k, v in adapter.items()})
+    return state
+
+
+def read_adapter_config(path: Path) -> dict | None:
+    """`adapter_config.json` of an exported folder, or None when `path` holds no adapter."""
+    config = path / ADAPTER_CONFIG if path.is_dir() else None
+    if config is None or not config.is_file():
+        return None
+    try:
+        return json.loads(config.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{config}: not valid JSON ({err})") from None
+
+
+def check_adapter_config(path: Path, lora) -> None:
+    """Refuse an exported adapter whose LoRA settings differ from `lora` (a LoraConfig of ours)."""
+    adapter = read_adapter_config(path)
+    if adapter is None:
+        return
+    if lora.r == 0:
+        raise CheckpointError(
+            f"{path} holds a LoRA adapter but model.lora.r is 0, so it would be ignored: set model.lora.r="
+            f"{adapter.get('r')}, or load the merged export instead (model.llm.path=<export>/merged "
+            "model.checkpoint=<export>/merged)"
+        )
+    ours = {"r": lora.r, "lora_alpha": lora.alpha, "target_modules": sorted(lora.target_modules)}
+    theirs = {"r": adapter.get("r"), "lora_alpha": adapter.get("lora_alpha"),
+              "target_modules": sorted(adapter.get("target_modules") or [])}
+    for key, value in ours.items():
+        if theirs[key] != value:
+            raise CheckpointError(
+                f"{path / ADAPTER_CONFIG}: {key} is {theirs[key]} but the model config has {value}; "
+                f"set model.lora to the adapter's settings (r={theirs['r']}, alpha={theirs['lora_alpha']}, "
+                f"target_modules={theirs['target_modules']})"
+            )
 
 
 def match_trainable(
@@ -98,6 +164,7 @@ def match_trainable(
 
 def load_trainable(model: torch.nn.Module, path: str | Path, *, partial: bool = False) -> LoadReport:
     """Load projections + LoRA from `path` into `model`; report what was missing / ignored."""
+    check_adapter_config(Path(path), model.cfg.lora)
     state = read_trainable(path)
     report = match_trainable(model.trainable_state_dict(), state, str(path), partial=partial)
     model.load_state_dict({k: state[k] for k in report.loaded}, strict=False)

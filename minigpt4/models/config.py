@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from minigpt4.data.prompts import PROMPT_FORMATS
+
 
 @dataclass
 class VisionConfig:
@@ -23,10 +25,13 @@ class VisionConfig:
 
 @dataclass
 class LLMConfig:
-    """The language model: a Hugging Face Llama folder, or an architecture to build without weights."""
+    """The language model: any Hugging Face causal-LM folder, or an architecture to build without weights."""
 
-    path: Optional[str] = None  # folder with config.json, weights and tokenizer (Llama-2-7b-chat-hf)
-    # Architecture used when `path` is None (e.g. `inspect_model --meta`): LlamaConfig keyword arguments.
+    # folder with config.json, weights and tokenizer (Llama-2-7b-chat-hf, Meta-Llama-3-8B-Instruct,
+    # Qwen2.5-7B-Instruct, ...)
+    path: Optional[str] = None
+    # Architecture used when `path` holds no config.json (e.g. `inspect_model --meta`): keyword
+    # arguments of the transformers config; `model_type` (default llama, e.g. qwen2) picks the class.
     architecture: dict[str, Any] = field(
         default_factory=lambda: {
             "vocab_size": 32000,
@@ -69,8 +74,14 @@ class ModelConfig:
     # "token": mean over all target tokens of the batch (the release). "sample": mean per sample,
     # then over samples, so a one-word label counts as much as a 50-token explanation.
     loss_reduction: str = "token"
+    # How the user turn is wrapped (minigpt4/data/prompts.py): "llama2_inst" = `[INST] ... [/INST]`
+    # (Llama-2-chat, the release); "chat_template" = the tokenizer's own chat template (Llama-3,
+    # Qwen2.5, ... instruct models). Markers and visual tokens are the same in both.
+    prompt_format: str = "llama2_inst"
 
     def __post_init__(self) -> None:
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"model.prompt_format must be one of {', '.join(PROMPT_FORMATS)}, not {self.prompt_format!r}")
         if self.loss_reduction not in ("token", "sample"):
             raise ValueError(f"model.loss_reduction must be token or sample, not {self.loss_reduction!r}")
         if self.dtype not in ("fp32", "bf16", "fp16"):

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from minigpt4.data.prompts import end_of_turn_id
 from minigpt4.models.config import ModelConfig
 
 Batch = dict[str, Any]
@@ -156,6 +157,11 @@ class EmotionLLaMA(nn.Module):
             output.loss = sample_mean_loss(output.logits, labels)
         return output
 
+    def stop_ids(self) -> list[int]:
+        """Generation stops at the end-of-turn token of the prompt format (and at EOS, if different)."""
+        end = end_of_turn_id(self.tokenizer, self.cfg.prompt_format)
+        return [end] + [i for i in (self.tokenizer.eos_token_id,) if i is not None and i != end]
+
     @torch.no_grad()
     def generate(self, batch: Batch, max_new_tokens: int = 32, **generation: Any) -> list[str]:
         """Answers for a left-padded batch. Greedy with one beam unless `generation` says otherwise."""
@@ -169,7 +175,7 @@ class EmotionLLaMA(nn.Module):
             inputs_embeds=self.embed_inputs(batch),
             attention_mask=batch["attention_mask"],
             max_new_tokens=max_new_tokens,
-            eos_token_id=self.tokenizer.eos_token_id,
+            eos_token_id=self.stop_ids(),
             pad_token_id=self.tokenizer.pad_token_id,
             **generation,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from minigpt4.common.config import load_config
+from minigpt4.common.config import load_section
 from minigpt4.models.builder import build_model, count_parameters
 from minigpt4.models.config import ModelConfig
 
@@ -49,15 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def load_model_config(path: str, overrides: list[str]) -> ModelConfig:
-    """A model config from a model YAML or from the `model:` section of a run YAML."""
-    from omegaconf import OmegaConf
-
-    raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
-    if "model" in raw and isinstance(raw["model"], dict):
-        from minigpt4.run_config import load_train_config as load_run_config
-
-        return load_run_config(path, [f"model.{o}" if not o.startswith("model.") else o for o in overrides]).model
-    return load_config(ModelConfig, path, overrides)
+    """A model config from a model YAML or from the `model:` section of a train / eval YAML."""
+    return load_section(ModelConfig, path, "model", [o.removeprefix("model.") for o in overrides])
 
 
 if __name__ == "__main__":

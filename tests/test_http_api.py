@@ -1,0 +1,105 @@
+"""The HTTP API of the web demo: app.py in a subprocess, called with gradio_client like any program.
+
+`/predict` must return exactly the JSON object of `python -m minigpt4.infer --json` for the same
+clip (timings aside), on the tiny model `test_infer` trains (it has memorised each clip's label).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_infer import ENV, REPO, TINY_CFG, run_cli, workspace  # noqa: F401  (the fixture: trained tiny model + clips)
+
+pytestmark = pytest.mark.slow
+TIMING_KEYS = ("seconds", "timings")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(workspace, tmp_path_factory):  # noqa: F811
+    from gradio_client import Client
+
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("api") / "app.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([sys.executable, "app.py", "--cfg-path", str(TINY_CFG), "--port", str(port),
+                                   "--options", *workspace["options"]],
+                                  cwd=REPO, env={**ENV, "GRADIO_ANALYTICS_ENABLED": "False"},
+                                  stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"app.py exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"app.py did not answer on {url}:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield Client(url, verbose=False)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_api_documents_the_predict_endpoint(client):
+    endpoint = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/predict"]
+    params = {p["parameter_name"]: p for p in endpoint["parameters"]}
+    assert list(params) == ["video", "task", "question", "transcript", "sample"]
+    assert params["video"]["python_type"]["type"] == "filepath"
+    assert params["task"]["parameter_default"] == "emotion" and params["sample"]["parameter_default"] is False
+
+
+@pytest.mark.parametrize("task, transcript", [("emotion", ""), ("reason", "I took the bus to work")])
+def test_predict_returns_the_json_of_the_command_line(client, workspace, task, transcript):  # noqa: F811
+    from gradio_client import handle_file
+
+    name, label = list(workspace["labels"].items())[-1]
+    video = workspace["videos"][name]
+    done = run_cli("--cfg-path", str(TINY_CFG), "--video", str(video), "--task", task, "--transcript", transcript,
+                   "--json", "--options", *workspace["options"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    cli = json.loads(done.stdout)
+    api = client.predict(handle_file(str(video)), task, "", transcript, False, api_name="/predict")
+    assert isinstance(api, dict) and api["video"] == video.name == Path(cli["video"]).name
+    assert api["seconds"] > 0 and set(api["timings"]) == set(cli["timings"])
+    strip = lambda d: {k: v for k, v in d.items() if k not in (*TIMING_KEYS, "video")}  # noqa: E731
+    assert strip(api) == strip(cli)
+    if task == "emotion":
+        assert api["label"] == label
+
+
+def test_a_broken_upload_is_an_error_naming_the_file_and_the_server_keeps_answering(client, workspace, tmp_path):  # noqa: F811
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    bad = tmp_path / "broken clip.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(AppError) as err:
+        client.predict(handle_file(str(bad)), api_name="/predict")
+    message = str(err.value)
+    assert message.startswith("error:") and "broken clip.mp4" in message and "/tmp/gradio" not in message
+    with pytest.raises(AppError, match="unknown task 'mood'"):
+        client.predict(handle_file(str(next(iter(workspace["videos"].values())))), "mood", api_name="/predict")
+    name, label = next(iter(workspace["labels"].items()))
+    assert client.predict(handle_file(str(workspace["videos"][name])), api_name="/predict")["label"] == label
