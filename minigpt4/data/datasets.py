@@ -302,6 +302,11 @@ class EmotionDataset(torch.utils.data.Dataset):
             raise ValueError(f"tasks {cfg.tasks} must be a non-empty list of {', '.join(TASKS)}")
         if unknown_drops:
             raise ValueError(f"drop_modalities has unknown {unknown_drops}; valid: {', '.join(MODALITIES)}")
+        bad_dropout = {k: v for k, v in cfg.modality_dropout.items() if k not in MODALITIES or not 0.0 <= v <= 1.0}
+        if bad_dropout:
+            raise ValueError(
+                f"modality_dropout {bad_dropout}: keys must be among {', '.join(MODALITIES)} and values probabilities in [0, 1]"
+            )
         self.drop = set(cfg.drop_modalities)
         self.tasks = list(cfg.tasks)
 
@@ -342,10 +347,24 @@ class EmotionDataset(torch.utils.data.Dataset):
         rng = random.Random(f"{self.seed}:{self.epoch}:{index}") if self.train else None
         return pick_instruction(task, rng)
 
+    def dropped(self, index: int) -> set[str]:
+        """Inputs item `index` goes without: `drop_modalities` always, plus (training only) a
+        `modality_dropout` draw seeded like the instruction draw, so a model learns to answer from
+        any subset of its inputs. The draw never removes every remaining input: one is kept."""
+        drop = set(self.drop)
+        if not (self.train and self.cfg.modality_dropout):
+            return drop
+        rng = random.Random(f"{self.seed}:{self.epoch}:{index}:modality_dropout")
+        drawn = [m for m in MODALITIES if m not in drop and rng.random() < self.cfg.modality_dropout.get(m, 0.0)]
+        if drawn and drop.union(drawn) >= set(MODALITIES):
+            drawn.remove(rng.choice(drawn))
+        return drop.union(drawn)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         record, task = self.item(index)
+        drop = self.dropped(index)
         sample: dict[str, Any] = {"name": record.name, "image": None}
-        if "image" not in self.drop:
+        if "image" not in drop:
             tokens = self.media.eva(record)
             if tokens is not None:  # cached frozen EVA tokens: no need to decode the frame at all
                 sample["image_embeds"] = torch.from_numpy(tokens)
@@ -354,12 +373,12 @@ class EmotionDataset(torch.utils.data.Dataset):
                 sample["image"] = None if frame is None else self.image_transform(frame)
         feats, present = self.media.features(record)
         for row, kind in enumerate(FEATURE_ORDER):
-            if kind in self.drop:
+            if kind in drop:
                 feats[row] = 0.0
                 present[row] = False
         sample["features"] = torch.from_numpy(feats)
         sample["feature_present"] = torch.from_numpy(present)
-        sample["transcript"] = "" if "text" in self.drop else (record.transcript or "")
+        sample["transcript"] = "" if "text" in drop else (record.transcript or "")
         sample["task"] = task
         sample["instruction"] = self.instruction(task, index)
         sample["target"] = self.target(record, task)
