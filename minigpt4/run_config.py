@@ -72,6 +72,9 @@ class EvalConfig:
     max_new_tokens: dict[str, int] = field(default_factory=lambda: {"emotion": 16, "reason": 200, "reason_v2": 200})
     judge: dict[str, str] = field(default_factory=dict)  # EMER judge: url, model, api_key_env, cache, kind
     seed: int = 0
+    # generate: parse the generated text; score_labels: the most likely label of the label set (with
+    # probabilities); both: generate, and report the metrics of both modes side by side
+    answer_mode: str = "generate"
 
 
 @dataclass

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
 from omegaconf import OmegaConf
+
+from minigpt4.common.errors import UserError
 from omegaconf.errors import OmegaConfBaseException
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or override that does not fit its schema."""
 
 

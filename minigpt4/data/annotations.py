@@ -35,12 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..common.errors import UserError
 from .labels import DFEW_LABELS, LabelError, normalise_label, normalise_labels
 
 log = logging.getLogger(__name__)
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError):
     """An annotation file, line or referenced file that cannot become a correct sample."""
 
 

@@ -21,6 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from minigpt4.common.errors import UserError
+
 log = logging.getLogger(__name__)
 
 # Globals a release checkpoint may reference besides tensors and plain containers. Empty on
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 RELEASE_SAFE_GLOBALS: tuple = ()
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
@@ -49,7 +51,10 @@ def read_trainable(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a `.safetensors` file or of a release `.pth`, with normalised keys."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(
+            f"checkpoint not found: {path} (fix the path: model.checkpoint / --checkpoint, or run.init_from in a"
+            " train config; train first if it does not exist yet)"
+        )
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
