@@ -69,6 +69,9 @@ def validate(model, cfg: TrainRunConfig, val_sets: dict, info: DistInfo) -> dict
 
 def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
     run, run_dir = cfg.run, Path(cfg.run.output_dir)
+    if run.init_from and not Path(run.init_from).is_file():  # user errors before minutes of loading
+        raise ConfigError(f"run.init_from {run.init_from} does not exist (train the previous stage first, or fix the path)")
+    resume_from = find_resume_checkpoint(run_dir, run.resume)
     train_set = build_train_set(cfg, cfg.model.vision.image_size)  # data errors before minutes of model loading
     val_sets = {
         name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed)
@@ -89,7 +92,6 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
     weights = class_balanced_weights(train_set) if run.class_balanced else None
 
     state = TrainState()
-    resume_from = find_resume_checkpoint(run_dir, run.resume)
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, scaler, info)
         log.info("resumed from %s at epoch %d, step %d", resume_from, state.epoch, state.step)

@@ -47,7 +47,8 @@ EVAL_DROPS = {"all inputs": [], "no frame": ["image"], "no local face": ["local"
 
 
 class StepFailed(Exception):
-    """A demo step exited with an error (its own message is above)."""
+    """The demo cannot go on: a step exited with an error (its message is above), or it was
+    started outside the repository."""
 
 
 def run(cmd: list[str], log: list[dict]) -> None:
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ablations", action="store_true",
                         help="also train and evaluate one emotion-only model per input subset (about 4 more minutes)")
     args = parser.parse_args(argv)
+    if not Path("train.py").is_file():
+        raise StepFailed(f"run the demo from the repository root (the folder with train.py), not {Path.cwd()}")
     started = time.perf_counter()
     steps: list[dict] = []
 

@@ -50,7 +50,7 @@ INPUT_NAMES = ("image", "local", "temporal", "audio", "text")
 
 @dataclass
 class GenerationConfig:
-    """Decoding settings (DESIGN.md section 2). Greedy with one beam unless sampling is asked
+    """Decoding settings (docs/model.md, "Answers"). Greedy with one beam unless sampling is asked
     for; sampling uses the release demo's temperature / top-p / repetition penalty."""
 
     max_new_tokens: dict[str, int] = field(

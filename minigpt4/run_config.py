@@ -18,7 +18,7 @@ from minigpt4.models.config import ModelConfig
 
 @dataclass
 class OptimConfig:
-    """AdamW and the warm-up + cosine schedule of the release (DESIGN.md section 4)."""
+    """AdamW and the warm-up + cosine schedule of the release (docs/training.md)."""
 
     init_lr: float = 1e-5
     min_lr: float = 1e-6

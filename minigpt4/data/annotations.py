@@ -5,7 +5,7 @@ Each reader parses one file format exactly as it is published and returns plain 
 `AnnotationError` naming the file and the line, or -- when the dataset config says
 ``on_bad_item: skip`` -- it is recorded in a `BadItems` collector whose count the dataset exposes.
 
-Formats (DESIGN.md section 3 plus the benchmarks' own files):
+Formats (docs/data_formats.md plus the benchmarks' own files):
 
 * list ``.txt`` (MERR coarse / fine, MER2023 train / test3): ``name frame_count label [valence]``
   separated by whitespace, e.g. ``samplenew_00006611 125 sad -10``. A multi-label entry writes its

@@ -1,4 +1,4 @@
-"""Prompt layout and instruction pools (DESIGN.md section 2, "prompt (training)").
+"""Prompt layout and instruction pools (docs/model.md, "Prompt").
 
 The layout is the training layout of the release, used for training *and* inference:
 

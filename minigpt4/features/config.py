@@ -14,7 +14,7 @@ from minigpt4.features.media import FRAME_CHOICES
 
 FEATURE_NAMES = ("audio", "local", "temporal")
 
-# Release folder names (see DESIGN.md section 3): they sit beside the annotation file.
+# Release folder names (see docs/data_formats.md): they sit beside the annotation file.
 FEATURE_FOLDERS = {"audio": "HL-UTT", "local": "mae_340_UTT", "temporal": "maeV_399_UTT"}
 
 

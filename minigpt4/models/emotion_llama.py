@@ -1,6 +1,6 @@
 """Emotion-LLaMA: frozen encoders -> linear projections -> tokens merged into a LoRA-tuned Llama.
 
-Visual tokens per clip, in prompt order (DESIGN.md section 2):
+Visual tokens per clip, in prompt order (docs/model.md):
 
     [ patch tokens (P) | local, temporal, audio feature tokens (3) | CLS token (1) ]
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
-from minigpt4.common.config import load_config
+from minigpt4.common.config import ConfigError, load_config
+from minigpt4.common.errors import run_cli
 from minigpt4.models.builder import build_model, count_parameters
 from minigpt4.models.config import ModelConfig
 
@@ -52,7 +55,12 @@ def load_model_config(path: str, overrides: list[str]) -> ModelConfig:
     """A model config from a model YAML or from the `model:` section of a run YAML."""
     from omegaconf import OmegaConf
 
-    raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
+    if not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path} (give a model YAML such as minigpt4/configs/models/emotion_llama.yaml)")
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
+    except Exception as err:  # yaml.YAMLError and friends
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if "model" in raw and isinstance(raw["model"], dict):
         from minigpt4.run_config import load_train_config as load_run_config
 
@@ -61,4 +69,5 @@ def load_model_config(path: str, overrides: list[str]) -> ModelConfig:
 
 
 if __name__ == "__main__":
-    main()
+    result = run_cli(main)  # a user error: one `error:` line, exit status 2
+    sys.exit(result if isinstance(result, int) else 0)
