@@ -1,8 +1,9 @@
 """Every entry point turns a user error into ONE `error:` line naming the file / key, exit status 2.
 
 Each case runs the real command as a subprocess (what a user types) and fails before any model
-is built, so the whole table takes seconds per case. A traceback here means a user error was
-treated as a bug.
+is built, so a case costs about the import time of its script. The cases are those users hit:
+a misspelt key, a bad value, a missing or invalid config file, missing weights, data or video.
+A traceback here means a user error was treated as a bug.
 """
 
 from __future__ import annotations
@@ -51,30 +52,20 @@ CASES = [
                                  "run.output_dir={out}"], "annotation list file not found"),
     ("eval-typo-key", ["eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic", "--options", "run.batch_sise=2"],
      "did you mean 'run.batch_size'"),
-    ("eval-bad-answer-mode", ["eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic", "--options",
-                              "run.answer_mode=vote"], "answer_mode"),
-    ("eval-missing-cfg", ["eval_emotion.py", "--cfg-path", f"{NOWHERE}/eval.yaml", "--dataset", "x"], "config file not found"),
-    ("eval-score-missing-file", ["eval_emotion.py", "--score", f"{NOWHERE}/predictions.jsonl", "--dataset", "mer2023"],
-     "no such predictions file"),
     ("infer-missing-video", ["-m", "minigpt4.infer", "--cfg-path", INFER_CFG, "--video", f"{NOWHERE}/clip.mp4"],
      "file not found"),
     ("infer-typo-key", ["-m", "minigpt4.infer", "--cfg-path", INFER_CFG, "--video", "x.mp4", "--options",
                         "generation.temprature=1"], "did you mean 'generation.temperature'"),
-    ("infer-invalid-yaml", ["-m", "minigpt4.infer", "--cfg-path", "{bad_yaml}", "--video", "x.mp4"], "not valid YAML"),
     ("features-missing-folder", ["-m", "minigpt4.features", "extract", "--videos", NOWHERE, "--out", "{out}",
                                  "--cfg-path", FEATURE_CFG], NOWHERE),
-    ("features-missing-cfg", ["-m", "minigpt4.features", "extract", "--videos", NOWHERE, "--out", "{out}",
-                              "--cfg-path", f"{NOWHERE}/f.yaml"], "config file not found"),
     ("convert-missing-src", ["-m", "minigpt4.tools.convert_checkpoint", "--src", f"{NOWHERE}/r.pth", "--dst",
                              "{out}/w.safetensors"], "checkpoint not found"),
     ("holdout-missing-annotation", ["-m", "minigpt4.tools.holdout_split", "--annotation", f"{NOWHERE}/train.txt",
                                     "--train-out", "{out}/t.txt", "--val-out", "{out}/v.txt"], "--annotation"),
     ("inspect-missing-cfg", ["-m", "minigpt4.tools.inspect_model", "--cfg-path", f"{NOWHERE}/m.yaml", "--meta"],
      "config file not found"),
-    ("inspect-invalid-yaml", ["-m", "minigpt4.tools.inspect_model", "--cfg-path", "{bad_yaml}", "--meta"], "not valid YAML"),
     ("tiny-models-out-is-a-file", ["-m", "minigpt4.tools.make_tiny_models", "--out", "{file}"], "is a file"),
     ("demo-outside-the-repo", ["-m", "minigpt4.demo"], "repository root"),
-    ("app-missing-cfg", ["app.py", "--cfg-path", f"{NOWHERE}/infer.yaml"], "config file not found"),
     ("app-bad-answer-mode", ["app.py", "--cfg-path", INFER_CFG, "--options", "answer_mode=vote"], "answer_mode"),
 ]
 

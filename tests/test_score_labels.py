@@ -54,3 +54,32 @@ def test_one_sample_batch_and_errors(tiny_model):
         [sample, make_sample(seed=6, transcript="")])
     with pytest.raises(ValueError, match="left-padded"):
         tiny_model.score_labels(right_padded, LABELS)
+
+
+def test_predict_answer_modes_side_by_side(tiny_model, tmp_path):
+    """`both` keeps the generated answer and adds the scored one; `score_labels` never answers invalid."""
+    from conftest import write_tiny_corpus
+    from minigpt4.data.config import DatasetConfig
+    from minigpt4.data.datasets import build_dataset
+    from minigpt4.eval.generation import predict, scored_view
+    from minigpt4.eval.scoring import score_predictions
+
+    corpus = write_tiny_corpus(tmp_path / "corpus", n=12)
+    dataset = build_dataset(DatasetConfig(reader="merr", annotation=str(corpus / "train.txt"), frames=str(corpus / "frames"),
+                                          label_set="mer2023", tasks=["emotion"]), train=False)
+    generated = predict(tiny_model, dataset, batch_size=3, max_new_tokens=4, progress=False)
+    both = predict(tiny_model, dataset, batch_size=3, max_new_tokens=4, progress=False, answer_mode="both")
+    scored = predict(tiny_model, dataset, batch_size=3, max_new_tokens=4, progress=False, answer_mode="score_labels")
+    assert [r["answer"] for r in both] == [r["answer"] for r in generated]  # generation untouched
+    assert [r["scored_answer"] for r in both] == [r["answer"] for r in scored]
+    for record in scored:
+        probs = record["label_probs"]
+        assert list(probs) == list(dataset.labels) and abs(sum(probs.values()) - 1) < 1e-4
+        assert record["answer"] == max(probs, key=probs.get)
+    result = score_predictions(scored_view(both), "mer2023", labels="mer2023", task="emotion")
+    assert result["metrics"]["n_invalid"] == 0 and result["metrics"]["n"] == len(dataset)
+    with pytest.raises(ValueError, match="closed label set"):
+        open_set = build_dataset(DatasetConfig(reader="merr", annotation=str(corpus / "train.txt"),
+                                               frames=str(corpus / "frames"), label_set="open", tasks=["emotion"]),
+                                 train=False)
+        predict(tiny_model, open_set, answer_mode="score_labels", progress=False)
