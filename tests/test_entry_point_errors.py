@@ -76,7 +76,7 @@ def test_user_error_is_one_line_and_exit_2(files, args, expected):
     if args[0].endswith(".py"):
         args[0] = str(REPO / args[0])
     cwd = files["cwd"] if args[:2] == ["-m", "minigpt4.demo"] else REPO  # the demo run from the wrong folder
-    done = subprocess.run([sys.executable, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=180)
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
