@@ -140,7 +140,7 @@ def test_cli_score_labels_json_carries_probabilities_of_every_label(workspace):
     result = json.loads(done.stdout)
     probs = result["label_probs"]
     assert result["answer_mode"] == "score_labels" and set(probs) == set(result["label_set"])
-    assert abs(sum(probs.values()) - 1) < 1e-4 and all(0 < p < 1 for p in probs.values())
+    assert abs(sum(probs.values()) - 1) < 1e-4 and all(0 <= p <= 1 for p in probs.values())  # 6 decimals: tiny ones read 0
     assert result["label"] == result["answer"] == max(probs, key=probs.get) == label
 
 
