@@ -5,8 +5,9 @@
 
 The page runs the very pipeline of `python -m minigpt4.infer` (minigpt4/infer.py): the chosen
 frame for EVA, face crops for the local and temporal encoders, the audio track for HuBERT and
-the transcript you type, and shows the frame and the face crop it used and which inputs were
-present. Answers are sampled with the release demo's settings (temperature 0.2, top-p 0.9,
+the transcript you type, and shows the frame and the face crop it used, which inputs were
+present, and a bar chart of the label probabilities (`EmotionLLaMA.score_labels`: the model's
+likelihood of answering each label of the set, so it always names valid labels). Answers are sampled with the release demo's settings (temperature 0.2, top-p 0.9,
 repetition penalty 1.05). A file that cannot be read, or one over the size / duration limits
 of the config (`limits:`), is reported in the page; the server keeps serving.
 
@@ -27,7 +28,9 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from minigpt4.common.config import ConfigError
+from minigpt4.common.errors import report, user_errors
+from minigpt4.data.labels import label_set
+from minigpt4.eval.generation import check_answer_mode
 from minigpt4.features.media import MediaError
 from minigpt4.infer import INPUT_NAMES, EmotionPredictor, InferConfig, load_infer_config, quiet_libraries
 
@@ -76,24 +79,28 @@ def for_display(image, min_side: int = 192):
 
 def analyse(predictor: EmotionPredictor, video: Optional[str], task: str, question: str,
             transcript: str) -> tuple[Any, ...]:
-    """The click handler: (status, label, answer, inputs, frame, face). Never raises, so a bad
-    upload becomes a message in the page instead of a broken request."""
-    empty = ("", "", "", None, None)
+    """The click handler: (status, label, answer, inputs, frame, face, label probabilities).
+    Never raises, so a bad upload becomes a message in the page instead of a broken request."""
+    empty = ("", "", "", None, None, None)
     if not video:
         return ("Upload a video clip or pick an example first.", *empty)
     name = Path(video).name
     try:
-        prediction = predictor.predict(video, task, question or None, transcript or "", sample=True)
+        mode = "score_labels" if predictor.cfg.answer_mode == "score_labels" else "both"  # always the chart
+        prediction = predictor.predict(video, task, question or None, transcript or "", sample=True, answer_mode=mode)
     except (MediaError, ValueError) as err:  # unreadable, too long, too large, bad task
         return (f"**Error:** {str(err).replace(str(video), name)}", *empty)
     except Exception as err:  # a demo must survive anything one request does; the log has the details
         log.exception("request for %s failed", video)
         return (f"**Error:** could not analyse {name}: {type(err).__name__}: {err}", *empty)
-    label = prediction.label or "(no single label in the answer)"
+    label = prediction.label
+    if label is None:
+        likeliest = max(prediction.label_probs, key=prediction.label_probs.get)
+        label = f"(no single label in the answer; most probable: {likeliest})"
     notes = "".join(f"\n- {note}" for note in prediction.notes)
     status = f"Analysed **{name}** in {prediction.seconds:.2f} s.{notes}"
     return (status, label, prediction.answer, inputs_markdown(prediction.inputs_used),
-            for_display(prediction.frame), for_display(prediction.face))
+            for_display(prediction.frame), for_display(prediction.face), prediction.label_probs)
 
 
 def predict_json(predictor: EmotionPredictor, video: dict[str, Any], task: str = "emotion", question: str = "",
@@ -141,6 +148,8 @@ def build_demo(predictor: EmotionPredictor, examples: Sequence[str]):
             with gr.Column():
                 status = gr.Markdown(elem_id="status")
                 label = gr.Textbox(label="Emotion", interactive=False, elem_id="label")
+                probs = gr.Label(label="Label probabilities (scored by the model)", num_top_classes=len(predictor.labels),
+                                 elem_id="probs")
                 answer = gr.Textbox(label="Answer", lines=4, interactive=False, elem_id="answer")
                 used = gr.Markdown(elem_id="inputs")
                 with gr.Row():
@@ -150,7 +159,7 @@ def build_demo(predictor: EmotionPredictor, examples: Sequence[str]):
                     f"repetition penalty {cfg.generation.repetition_penalty}. "
                     "Command line: `python -m minigpt4.infer --video clip.mp4`.")
         run.click(functools.partial(analyse, predictor), inputs=[video, task, question, transcript],
-                  outputs=[status, label, answer, used, frame, face])
+                  outputs=[status, label, answer, used, frame, face, probs])
         add_api(predictor)
     return demo
 
@@ -185,10 +194,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     quiet_libraries()
     try:
         cfg = load_infer_config(args.cfg_path, args.options)
+        check_answer_mode(cfg.answer_mode, label_set(cfg.label_set))
         predictor = EmotionPredictor(cfg)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except user_errors() as err:
+        return report(err)
     examples = find_examples(cfg)
     demo = build_demo(predictor, examples)
     allowed = sorted({str(Path(p).parent) for p in examples})

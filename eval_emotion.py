@@ -12,7 +12,8 @@ decoding, left padding, `run.max_new_tokens` per task) and rank 0 writes, under
 
     predictions.jsonl   one record per item (schema: minigpt4/eval/report.py)
     metrics.json        every metric of the benchmark (minigpt4/eval/scoring.py)
-    summary.md          the same as a table (also printed)
+    summary.md          the same as a table (also printed); with `run.answer_mode: both`, the
+                        metrics of `generate` and `score_labels` side by side
     confusion.png       classification benchmarks
     config.yaml         the fully resolved config of the run
 
@@ -35,8 +36,11 @@ from typing import Any, Sequence
 import torch
 
 from minigpt4.common.config import ConfigError, to_yaml
+from minigpt4.common.errors import UserError, report, run_cli
 from minigpt4.data.config import DatasetConfig
 from minigpt4.data.prompts import check_protocol
+from minigpt4.data.labels import label_set
+from minigpt4.eval.generation import check_answer_mode, scored_view
 from minigpt4.eval.report import markdown_summary, write_predictions
 from minigpt4.eval.scoring import DATASETS as BENCHMARKS
 from minigpt4.eval.scoring import score_main, score_predictions, write_score_outputs
@@ -52,7 +56,7 @@ CLASSIFICATION = ("mer2023", "dfew", "iemocap")
 DEFAULT_FOLDS = (1, 2, 3, 4, 5)  # DFEW sets 1..5; IEMOCAP sessions 1..5
 
 
-class EvalError(ValueError):
+class EvalError(UserError):
     """A command line or config that cannot run; the message names the fix."""
 
 
@@ -92,16 +96,13 @@ def output_dir(cfg: EvalRunConfig, key: str, folds: Sequence[int | None]) -> Pat
     return root / f"fold_{folds[0]}" if len(folds) == 1 and folds[0] is not None else root
 
 
-def generate_records(model, cfg: EvalRunConfig, key: str, folds: Sequence[int | None], info: DistInfo) -> list[dict]:
-    """Prediction records of every fold (each tagged with its ``fold`` when there is one)."""
+def build_eval_sets(cfg: EvalRunConfig, key: str, folds: Sequence[int | None], info: DistInfo) -> list:
+    """(fold, dataset) pairs, built before the model so that a data error shows in seconds."""
     from minigpt4.data.datasets import build_dataset, describe
-    from minigpt4.data.prompts import RELEASE_FRAME_CHOICE, max_new_tokens_for
-    from minigpt4.eval.generation import predict
-    from minigpt4.models.builder import DTYPES
+    from minigpt4.data.prompts import RELEASE_FRAME_CHOICE
     from minigpt4.processors import EvaImageTransform
 
-    amp = DTYPES[cfg.model.dtype] if info.device.type == "cuda" else torch.float32
-    records: list[dict] = []
+    sets = []
     protocol = cfg.run.protocol
     for fold in folds:
         dcfg = dataclasses.replace(cfg.datasets[key], fold=fold) if fold is not None else cfg.datasets[key]
@@ -110,11 +111,25 @@ def generate_records(model, cfg: EvalRunConfig, key: str, folds: Sequence[int | 
             dcfg = dataclasses.replace(dcfg, frame_choice=RELEASE_FRAME_CHOICE)
         dataset = build_dataset(dcfg, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=cfg.run.seed)
         log.info("%s%s: %s", key, f" fold {fold}" if fold is not None else "", describe(dataset))
+        sets.append((fold, dataset))
+    return sets
+
+
+def generate_records(model, cfg: EvalRunConfig, sets: list, info: DistInfo) -> list[dict]:
+    """Prediction records of every fold (each tagged with its ``fold`` when there is one)."""
+    from minigpt4.data.prompts import max_new_tokens_for
+    from minigpt4.eval.generation import predict
+    from minigpt4.models.builder import DTYPES
+
+    amp = DTYPES[cfg.model.dtype] if info.device.type == "cuda" else torch.float32
+    records: list[dict] = []
+    for fold, dataset in sets:
         autocast = torch.autocast(info.device.type, dtype=amp) if amp != torch.float32 else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             part = predict(
-                model, dataset, batch_size=cfg.run.batch_size, max_new_tokens=max_new_tokens_for(protocol, cfg.run.max_new_tokens),
-                info=info, num_workers=cfg.run.num_workers, protocol=protocol,
+                model, dataset, batch_size=cfg.run.batch_size,
+                max_new_tokens=max_new_tokens_for(cfg.run.protocol, cfg.run.max_new_tokens), info=info,
+                num_workers=cfg.run.num_workers, protocol=cfg.run.protocol, answer_mode=cfg.run.answer_mode,
             )
         if fold is not None:
             for record in part:
@@ -129,9 +144,10 @@ def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int |
 
     if cfg.model.checkpoint is None:
         log.warning("model.checkpoint is not set: evaluating UNTRAINED projections / LoRA (pass --checkpoint)")
+    sets = build_eval_sets(cfg, key, folds, info)
     torch.manual_seed(cfg.run.seed)  # identical random init on every rank when there is no checkpoint
     model = build_model(cfg.model).to(info.device)
-    records = generate_records(model, cfg, key, folds, info)
+    records = generate_records(model, cfg, sets, info)
     if not info.is_main:
         return None
     out = output_dir(cfg, key, folds)
@@ -145,9 +161,27 @@ def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int |
         records, benchmark, labels=dcfg.label_set if benchmark in CLASSIFICATION else None,
         judge_cfg=judge if benchmark == "emer" else None, task=scored_task(benchmark, dcfg),
     )
-    result = {"source": str(pred_path), "config_key": key, "checkpoint": cfg.model.checkpoint, **result}
+    result = {"source": str(pred_path), "config_key": key, "checkpoint": cfg.model.checkpoint,
+              "answer_mode": cfg.run.answer_mode, **result}
+    if cfg.run.answer_mode == "both":
+        scored = score_predictions(scored_view(records), benchmark, labels=dcfg.label_set, task="emotion")
+        result["by_answer_mode"] = {"generate": result["metrics"], "score_labels": scored["metrics"]}
     write_score_outputs(result, out)
+    if "by_answer_mode" in result:
+        with (out / "summary.md").open("a", encoding="utf-8") as fh:
+            fh.write("\n" + answer_mode_table(result["by_answer_mode"]))
     return result
+
+
+def answer_mode_table(by_mode: dict[str, dict[str, float]]) -> str:
+    """Markdown: one row per metric, one column per answer mode."""
+    modes = list(by_mode)
+    lines = ["| metric | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
+    for metric in by_mode[modes[0]]:
+        values = [by_mode[m].get(metric, float("nan")) for m in modes]
+        cells = [f"{int(v)}" if metric == "n" or metric.startswith("n_") else f"{v:.4f}" for v in values]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.score:
-        return _score_only(args, extra)
+        return run_cli(lambda: _score_only(args, extra))
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not args.cfg_path:
@@ -207,6 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         dcfg = cfg.datasets[args.dataset]
         benchmark, why = resolve_benchmark(args.dataset, dcfg, args.benchmark)
         scored_task(benchmark, dcfg)
+        if cfg.run.answer_mode != "generate" and benchmark not in CLASSIFICATION:
+            raise EvalError(f"run.answer_mode {cfg.run.answer_mode} scores a closed label set; {benchmark} needs "
+                            "answer_mode: generate")
+        check_answer_mode(cfg.run.answer_mode, label_set(dcfg.label_set))
+        if cfg.model.checkpoint and not Path(cfg.model.checkpoint).is_file():
+            raise EvalError(f"model.checkpoint {cfg.model.checkpoint} does not exist (pass --checkpoint with the "
+                            "trained weights, e.g. <train output_dir>/best/trainable.safetensors)")
         if args.all_folds:
             try:
                 folds: list[int | None] = [int(f) for f in args.folds.split(",") if f.strip()]
@@ -217,9 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise EvalError(f"--all-folds: dataset {args.dataset!r} has no folds (its annotation path has no {{fold}})")
         else:
             folds = [dcfg.fold]
-    except (ConfigError, EvalError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except UserError as err:
+        return report(err)
 
     info = init_distributed(cfg.run.device)
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
@@ -227,12 +267,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("dataset %s scored as %s (from %s)%s, protocol %s", args.dataset, benchmark, why,
              f", folds {folds}" if folds != [None] else "", cfg.run.protocol)
     try:
-        result = evaluate(cfg, args.dataset, benchmark, folds, info)
+        result = run_cli(lambda: evaluate(cfg, args.dataset, benchmark, folds, info))
+        if isinstance(result, int):  # a user error, already reported
+            return result
         barrier(info)
     finally:
         shutdown(info)
     if result is not None:
         print(markdown_summary(result))
+        if "by_answer_mode" in result:
+            print(answer_mode_table(result["by_answer_mode"]))
         print(f"wrote {Path(result['source']).parent}/{{predictions.jsonl, metrics.json, summary.md"
               f"{', confusion.png' if 'confusion' in result else ''}}}")
     return 0

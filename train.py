@@ -24,7 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from minigpt4.common.config import to_yaml
+from minigpt4.common.config import ConfigError, to_yaml
+from minigpt4.common.errors import run_cli
 from minigpt4.data.collator import EmotionCollator
 from minigpt4.data.datasets import build_dataset, class_balanced_weights, describe
 from minigpt4.eval.generation import predict
@@ -44,7 +45,7 @@ log = logging.getLogger("train")
 
 def build_train_set(cfg: TrainRunConfig, image_size: int) -> torch.utils.data.Dataset:
     if not cfg.datasets:
-        raise SystemExit("the config has no `datasets:` to train on")
+        raise ConfigError("the config has no `datasets:` to train on (add at least one dataset entry)")
     parts = [build_dataset(d, EvaImageTransform(image_size), train=True, seed=cfg.run.seed) for d in cfg.datasets.values()]
     for name, part in zip(cfg.datasets, parts):
         log.info("train %s: %s", name, describe(part))
@@ -68,15 +69,18 @@ def validate(model, cfg: TrainRunConfig, val_sets: dict, info: DistInfo) -> dict
 
 def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
     run, run_dir = cfg.run, Path(cfg.run.output_dir)
-    torch.manual_seed(run.seed)  # identical initial projections on every rank
-    model = build_model(cfg.model).to(info.device)
-    if run.init_from:
-        load_trainable(model, run.init_from)
-    train_set = build_train_set(cfg, cfg.model.vision.image_size)
+    if run.init_from and not Path(run.init_from).is_file():  # user errors before minutes of loading
+        raise ConfigError(f"run.init_from {run.init_from} does not exist (train the previous stage first, or fix the path)")
+    resume_from = find_resume_checkpoint(run_dir, run.resume)
+    train_set = build_train_set(cfg, cfg.model.vision.image_size)  # data errors before minutes of model loading
     val_sets = {
         name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed)
         for name, d in cfg.val_datasets.items()
     }
+    torch.manual_seed(run.seed)  # identical initial projections on every rank
+    model = build_model(cfg.model).to(info.device)
+    if run.init_from:
+        load_trainable(model, run.init_from)
     collator = EmotionCollator(model.tokenizer, cfg.model.num_patch_tokens, train=True, max_txt_len=cfg.model.max_txt_len,
                                prompt_format=cfg.model.prompt_format)
     optimizer = build_optimizer(model, run.optim)
@@ -89,7 +93,6 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
     weights = class_balanced_weights(train_set) if run.class_balanced else None
 
     state = TrainState()
-    resume_from = find_resume_checkpoint(run_dir, run.resume)
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, scaler, info)
         log.info("resumed from %s at epoch %d, step %d", resume_from, state.epoch, state.step)
@@ -222,4 +225,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    result = run_cli(lambda: main(sys.argv[1:]))  # a user error: one `error:` line, exit status 2
+    sys.exit(result if isinstance(result, int) else 0)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from eval_emotion import generate_records  # noqa: E402
+from eval_emotion import build_eval_sets, generate_records  # noqa: E402
 from minigpt4.data.prompts import PROTOCOLS, max_new_tokens_for  # noqa: E402
 from minigpt4.models.builder import build_model  # noqa: E402
 from minigpt4.run_config import EvalRunConfig, load_eval_config  # noqa: E402
@@ -62,10 +62,12 @@ def make_synthetic_split(work: Path, clips: int, seed: int) -> list[str]:
 
 def timed_records(model, cfg: EvalRunConfig, key: str, batch_size: int) -> tuple[float, list[dict]]:
     """Seconds and records of eval_emotion's generation with `run.batch_size` = `batch_size`."""
-    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, batch_size=batch_size))
+    # generated answers only (the release's way): no label scoring on top
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, batch_size=batch_size, answer_mode="generate"))
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    sets = build_eval_sets(cfg, key, [None], info)
     start = time.perf_counter()
-    records = generate_records(model, cfg, key, [None], info)
+    records = generate_records(model, cfg, sets, info)
     return time.perf_counter() - start, records
 
 

@@ -1,6 +1,11 @@
 """`make demo`: the whole method on a CPU in minutes, with nothing downloaded.
 
-    synthetic clips -> tiny models -> feature extraction -> stage 1 -> stage 2 -> evaluation -> ablations
+    synthetic clips -> tiny models -> feature extraction -> stage 1 -> stage 2 -> evaluation
+    -> evaluation with each input removed -> (--ablations) one model per input subset
+
+The demo configs train with modality dropout (each input left out of some samples, never all at
+once), so the model answers from any subset of its inputs; the evaluation with each input
+removed measures how well it does, in both answer modes (generated text, scored labels).
 
 Every step is the command a user would type (printed before it runs), so the demo doubles as a
 walk-through. Steps whose outputs exist are skipped or resumed, so a second `make demo` is quick.
@@ -40,10 +45,26 @@ ABLATIONS = {
 }
 
 
+# Ablation models see exactly their inputs: no random modality dropout on top.
+NO_DROPOUT = [f"datasets.synthetic_coarse.modality_dropout.{m}=0.0" for m in ("image", "local", "temporal", "audio", "text")]
+
+# Evaluation-time removal: the one demo model, each input taken away from every test clip.
+EVAL_DROPS = {"all inputs": [], "no frame": ["image"], "no local face": ["local"], "no temporal face": ["temporal"],
+              "no audio": ["audio"], "no transcript": ["text"]}
+
+
+class StepFailed(Exception):
+    """The demo cannot go on: a step exited with an error (its message is above), or it was
+    started outside the repository."""
+
+
 def run(cmd: list[str], log: list[dict]) -> None:
     print(f"\n$ {shlex.join(cmd)}", flush=True)
     start = time.perf_counter()
-    subprocess.run([sys.executable if c == "python" else c for c in cmd], check=True)
+    code = subprocess.run([sys.executable if c == "python" else c for c in cmd]).returncode
+    if code != 0:
+        raise StepFailed(f"demo step failed with exit status {code}: {shlex.join(cmd)} (its message is above; "
+                         "fix that and re-run `python -m minigpt4.demo`, finished steps are kept)")
     log.append({"command": shlex.join(cmd), "seconds": round(time.perf_counter() - start, 1)})
 
 
@@ -59,7 +80,8 @@ def run_ablations(steps: list[dict]) -> dict[str, dict]:
         drop = f"[{','.join(dropped)}]"
         run(["python", "train.py", "--cfg-path", "train_configs/demo_stage1.yaml", "--resume", "--options",
              f"run.output_dir={out}", "datasets.synthetic_coarse.tasks=[emotion]",
-             f"datasets.synthetic_coarse.drop_modalities={drop}", f"val_datasets.synthetic_val.drop_modalities={drop}"], steps)
+             f"datasets.synthetic_coarse.drop_modalities={drop}", f"val_datasets.synthetic_val.drop_modalities={drop}",
+             *NO_DROPOUT], steps)
         run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic", "--options",
              f"run.output_dir={out}/eval", f"model.checkpoint={out}/best/trainable.safetensors",
              f"datasets.synthetic.drop_modalities={drop}"], steps)
@@ -87,6 +109,21 @@ def run_backbone(backbone: str, steps: list[dict], started: float) -> dict:
     print(f"\nDemo ({backbone}, {prompt_format}) finished in {results['total_seconds']:.0f} s: weighted F1 "
           f"{full['weighted_f1']:.4f}, accuracy {full['accuracy']:.4f} on the synthetic test split. Written: {out / 'results.json'}")
     return results
+def run_eval_drops(steps: list[dict]) -> dict[str, dict]:
+    """The demo model evaluated with each input removed from every test clip, both answer modes."""
+    scores = {}
+    for name, dropped in EVAL_DROPS.items():
+        if not dropped:
+            path = OUT / "eval" / "synthetic" / "metrics.json"
+        else:
+            out = OUT / "eval_without" / dropped[0]
+            run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic", "--options",
+                 f"run.output_dir={out}", f"datasets.synthetic.drop_modalities=[{dropped[0]}]"], steps)
+            path = out / "synthetic" / "metrics.json"
+        by_mode = json.loads(path.read_text())["by_answer_mode"]
+        scores[name] = {"dropped": dropped, **{mode: {k: m[k] for k in ("weighted_f1", "accuracy", "n_invalid")}
+                                               for mode, m in by_mode.items()}}
+    return scores
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -98,6 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ablations", action="store_true",
                         help="also train and evaluate one emotion-only model per input subset (about 4 more minutes)")
     args = parser.parse_args(argv)
+    if not Path("train.py").is_file():
+        raise StepFailed(f"run the demo from the repository root (the folder with train.py), not {Path.cwd()}")
     started = time.perf_counter()
     steps: list[dict] = []
 
@@ -113,12 +152,14 @@ def main(argv: list[str] | None = None) -> dict:
     run(["python", "train.py", "--cfg-path", "train_configs/demo_stage2.yaml", "--resume"], steps)
     run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic"], steps)
     full = metrics(OUT / "eval" / "synthetic" / "metrics.json")
+    without = run_eval_drops(steps)
 
     ablations = run_ablations(steps) if args.ablations else {}
 
     results = {
         "test_split": "outputs/demo/data/test.txt",
         "all_inputs": {k: full[k] for k in ("weighted_f1", "accuracy", "n", "n_invalid")},
+        "eval_without_one_input": without,
         "ablations_emotion_only_training": ablations,
         "chance_weighted_f1": round(1 / 6, 3),
         "target_weighted_f1": TARGET_F1,
@@ -134,6 +175,13 @@ def main(argv: list[str] | None = None) -> dict:
         f"| all (frame, face, voice, words) | {full['weighted_f1']:.4f} | {full['accuracy']:.4f} |",
         *[f"| ablation, emotion task only: {k} | {v['weighted_f1']:.4f} | {v['accuracy']:.4f} |" for k, v in ablations.items()],
     ]
+    lines += [
+        "",
+        "| evaluated without | weighted F1 (generate) | invalid answers (generate) | weighted F1 (score_labels) |",
+        "|---|---|---|---|",
+        *[f"| {k} | {v['generate']['weighted_f1']:.4f} | {int(v['generate']['n_invalid'])} | "
+          f"{v['score_labels']['weighted_f1']:.4f} |" for k, v in without.items()],
+    ]
     table = "\n".join(lines)
     (OUT / "results.md").write_text(f"# Demo results (synthetic test split)\n\n{table}\n\nTotal {results['total_seconds']} s.\n")
     print(f"\nDemo finished in {results['total_seconds']:.0f} s. Synthetic test split:\n\n{table}\n")
@@ -144,4 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except StepFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -12,7 +12,9 @@ and the prompt is built in the training layout by the training collator. Nothing
 to disk.
 
 A clip without an audio track is still answered: the audio feature is marked absent (as in
-training data without one) and the result says so. A file that cannot be read is an error that
+training data without one) and the result says so. `--answer-mode score_labels` answers the
+emotion by scoring every label of the label set (`EmotionLLaMA.score_labels`): the answer is then
+always a valid label, and `--json` carries the probability of each label (``label_probs``). A file that cannot be read is an error that
 names the file; the command line then exits with status 2.
 
 `EmotionPredictor` loads the encoders and the model once; `app.py` (the web demo) uses it.
@@ -33,6 +35,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from minigpt4.common.config import ConfigError, load_config
+from minigpt4.common.errors import run_cli
 from minigpt4.data.prompts import check_protocol
 from minigpt4.features.config import FeatureConfig
 from minigpt4.features.media import MediaError, video_info
@@ -48,7 +51,7 @@ INPUT_NAMES = ("image", "local", "temporal", "audio", "text")
 
 @dataclass
 class GenerationConfig:
-    """Decoding settings (DESIGN.md section 2). Greedy with one beam unless sampling is asked
+    """Decoding settings (docs/model.md, "Answers"). Greedy with one beam unless sampling is asked
     for; sampling uses the release demo's temperature / top-p / repetition penalty."""
 
     max_new_tokens: dict[str, int] = field(
@@ -96,6 +99,9 @@ class InferConfig:
     label_set: str = "merr"  # the labels the model was trained to name (minigpt4.data.labels)
     protocol: str = "clean"  # clean | release: the release's evaluation prompt, first frame, 500 tokens (--protocol)
     device: str = "auto"  # auto | cpu | cuda, for the model and the encoders (features.device is ignored)
+    # generate: the label is parsed from generated text (it may name none); score_labels: the most
+    # likely label of the set, with probabilities; both: generated text plus the probabilities
+    answer_mode: str = "generate"
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     app: AppConfig = field(default_factory=AppConfig)
@@ -137,12 +143,15 @@ class Prediction:
     timings: dict[str, float]
     frame: np.ndarray = field(repr=False)
     face: np.ndarray = field(repr=False)
+    answer_mode: str = "generate"
+    label_probs: Optional[dict[str, float]] = None  # score_labels / both: P(label) over the label set
 
     def to_json(self) -> dict[str, Any]:
         """The --json object (the images are left out)."""
         return {
             "video": self.video, "task": self.task, "question": self.question, "answer": self.answer,
-            "label": self.label, "label_set": self.label_set, "inputs_used": self.inputs_used,
+            "label": self.label, "label_set": self.label_set, "answer_mode": self.answer_mode,
+            "label_probs": self.label_probs, "inputs_used": self.inputs_used,
             "notes": self.notes, "seconds": round(self.seconds, 3),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -157,6 +166,9 @@ class Prediction:
             lines.append(f"explanation: {self.answer}")
         else:
             lines.append(f"answer:  {self.answer}")
+        if self.label_probs:
+            ranked = sorted(self.label_probs.items(), key=lambda kv: -kv[1])
+            lines.append("probs:   " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
         lines.append(f"inputs:  {used}" + (f" (absent: {absent})" if absent else ""))
         lines += [f"note:    {note}" for note in self.notes]
         lines.append(f"time:    {self.seconds:.2f} s")
@@ -307,33 +319,50 @@ class EmotionPredictor:
         }
         return self.collator([item])
 
+    def label_probabilities(self, inputs: ClipInputs, transcript: str = "") -> dict[str, float]:
+        """P(label) for every label of the set: the emotion question, each label scored by the
+        model's likelihood of answering it (`EmotionLLaMA.score_labels`, as evaluation does)."""
+        batch = self.collator.to_device(self.build_batch(inputs, "emotion", None, transcript), self.device)
+        with self._lock, self._torch.inference_mode():
+            probs = self.model.score_labels(batch, list(self.labels)).softmax(-1)[0].tolist()
+        return {label: round(p, 6) for label, p in zip(self.labels, probs)}
+
     def answer(self, inputs: ClipInputs, task: str = "emotion", question: Optional[str] = None,
-               transcript: str = "", sample: Optional[bool] = None) -> Prediction:
-        """Generate for already prepared inputs (ask several questions about one clip cheaply)."""
+               transcript: str = "", sample: Optional[bool] = None, answer_mode: Optional[str] = None) -> Prediction:
+        """Answer for already prepared inputs (ask several questions about one clip cheaply)."""
         from minigpt4.data.prompts import max_new_tokens_for
+        from minigpt4.eval.generation import check_answer_mode
 
         gen = self.cfg.generation
         sample = gen.sample if sample is None else sample
+        mode = answer_mode or self.cfg.answer_mode
+        check_answer_mode(mode, self.labels)
         transcript = " ".join((transcript or "").split())
         instruction = self.instruction(task, question)
-        batch = self.build_batch(inputs, task, question, transcript)
         start = time.perf_counter()
-        with self._lock:
-            if sample:
-                self._torch.manual_seed(gen.seed)
-            text = self.model.generate(self.collator.to_device(batch, self.device),
-                                       max_new_tokens=max_new_tokens_for(self.cfg.protocol, gen.max_new_tokens).get(task, 200),
-                                       **gen.kwargs(sample))[0]
+        probs = self.label_probabilities(inputs, transcript) if mode != "generate" else None
+        text = None
+        if mode != "score_labels" or task != "emotion":
+            batch = self.build_batch(inputs, task, question, transcript)
+            limit = max_new_tokens_for(self.cfg.protocol, gen.max_new_tokens).get(task, 200)
+            with self._lock:
+                if sample:
+                    self._torch.manual_seed(gen.seed)
+                text = self.model.generate(self.collator.to_device(batch, self.device), max_new_tokens=limit,
+                                           **gen.kwargs(sample))[0]
+        best = max(probs, key=probs.get) if probs else None
         seconds = dict(inputs.seconds)
         seconds["generate"] = time.perf_counter() - start
-        return self._prediction(inputs, task, instruction, text, transcript, seconds)
+        return self._prediction(inputs, task, instruction, best if text is None else text, transcript, seconds,
+                                mode, probs, best if mode == "score_labels" else None)
 
     def _prediction(self, inputs: ClipInputs, task: str, instruction: str, text: str, transcript: str,
-                    seconds: dict[str, float]) -> Prediction:
+                    seconds: dict[str, float], mode: str = "generate", probs: Optional[dict[str, float]] = None,
+                    scored: Optional[str] = None) -> Prediction:
         from minigpt4.data.datasets import FEATURE_ORDER
         from minigpt4.eval.parsing import parse_label
 
-        label = parse_label(text, self.labels)
+        label = scored or parse_label(text, self.labels)
         notes = list(inputs.notes)
         if not transcript:
             notes.append("no transcript given: the text input is empty (pass what the person says)")
@@ -343,13 +372,13 @@ class EmotionPredictor:
                 "text": bool(transcript)}
         total = seconds.get("total_inputs", 0.0) + seconds["generate"]
         return Prediction(inputs.video, task, instruction, text, label, list(self.labels), used, notes, total,
-                          seconds, inputs.frame, inputs.face)
+                          seconds, inputs.frame, inputs.face, mode, probs)
 
     def predict(self, video_path: str | Path, task: str = "emotion", question: Optional[str] = None,
-                transcript: str = "", sample: Optional[bool] = None) -> Prediction:
+                transcript: str = "", sample: Optional[bool] = None, answer_mode: Optional[str] = None) -> Prediction:
         """Everything for one clip: `prepare` then `answer`."""
         self.instruction(task, question)  # reject a bad task before decoding the clip
-        return self.answer(self.prepare(video_path), task, question, transcript, sample)
+        return self.answer(self.prepare(video_path), task, question, transcript, sample, answer_mode)
 
 
 # ------------------------------------------------------------------------------------------
@@ -369,6 +398,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                              "instead of greedy decoding")
     parser.add_argument("--protocol", help="clean (default) or release: the released evaluation's prompt, first frame "
                         "and 500-token limit (sets `protocol` in the config; docs/release_protocol.md)")
+    parser.add_argument("--answer-mode", choices=("generate", "score_labels", "both"),
+                        help="generate: parse the generated answer; score_labels: the most likely label, with "
+                             "probabilities; both: the generated answer and the probabilities (default: the "
+                             "config's answer_mode)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. model.checkpoint=path device=cpu")
@@ -384,23 +417,28 @@ def quiet_libraries() -> None:
 
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds")
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Exit status 0 on an answer, 2 on a bad file or config (the message says which and why)."""
     args = parse_args(argv)
     quiet_libraries()
-    try:
+
+    def run() -> Prediction:
+        from minigpt4.data.labels import label_set
+        from minigpt4.eval.generation import check_answer_mode
+
         cfg = load_infer_config(args.cfg_path, list(args.options) + ([f"protocol={args.protocol}"] if args.protocol else []))
         check_protocol(cfg.protocol)
+        check_answer_mode(args.answer_mode or cfg.answer_mode, label_set(cfg.label_set))
         check_video(args.video, cfg.limits)  # seconds, not the minutes a 7B model takes to load
         predictor = EmotionPredictor(cfg)
-        prediction = predictor.predict(args.video, args.task, args.question, args.transcript,
-                                       sample=True if args.sample else None)
-    except (MediaError, ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return predictor.predict(args.video, args.task, args.question, args.transcript,
+                                 sample=True if args.sample else None, answer_mode=args.answer_mode)
+
+    prediction = run_cli(run)
+    if isinstance(prediction, int):  # a user error, reported on stderr
+        return prediction
     print(json.dumps(prediction.to_json(), ensure_ascii=False) if args.json else prediction.summary())
     return 0
 

@@ -21,7 +21,7 @@ SCHEDULES = ("cosine_after_warmup", "release")
 
 @dataclass
 class OptimConfig:
-    """AdamW and the warm-up + cosine schedule of the release (DESIGN.md section 4)."""
+    """AdamW and the warm-up + cosine schedule of the release (docs/training.md)."""
 
     init_lr: float = 1e-5
     min_lr: float = 1e-6
@@ -81,6 +81,9 @@ class EvalConfig:
     judge: dict[str, str] = field(default_factory=dict)  # EMER judge: url, model, api_key_env, cache, kind
     protocol: str = "clean"  # clean | release: the released evaluation's prompt, first frame, 500 tokens (--protocol)
     seed: int = 0
+    # generate: parse the generated text; score_labels: the most likely label of the label set (with
+    # probabilities); both: generate, and report the metrics of both modes side by side
+    answer_mode: str = "generate"
 
 
 @dataclass

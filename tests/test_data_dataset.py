@@ -144,6 +144,41 @@ def test_drop_modalities(merr):
         build_dataset(_cfg(merr, drop_modalities=["video"]), None)
 
 
+def _inputs(sample) -> set[str]:
+    """The inputs a sample carries."""
+    kinds = {k for k, p in zip(("local", "temporal", "audio"), sample["feature_present"].tolist()) if p}
+    return kinds | ({"image"} if sample["image"] is not None else set()) | ({"text"} if sample["transcript"] else set())
+
+
+def test_modality_dropout_reproducible_rates_never_all(merr):
+    everything = {"image", "local", "temporal", "audio", "text"}
+    rates = {"image": 0.5, "local": 0.5, "temporal": 0.5, "audio": 0.5, "text": 0.5}
+    ds = build_dataset(_cfg(merr, tasks=["emotion"], modality_dropout=rates), None, train=True, seed=3)
+    draws = [ds.dropped(i) for i in range(len(ds))]
+    assert draws == [ds.dropped(i) for i in range(len(ds))]  # same seed, epoch, index -> same inputs
+    ds.set_epoch(1)
+    assert [ds.dropped(i) for i in range(len(ds))] != draws or len(ds) < 2
+
+    # the rates hold and a sample never loses every input (at p=0.95 most draws would drop all)
+    dropped = [ds.dropped(i) for i in range(len(ds)) for ds.epoch in range(200)]
+    share = sum("text" in d for d in dropped) / len(dropped)
+    assert 0.4 < share < 0.6, share
+    heavy = build_dataset(_cfg(merr, tasks=["emotion"], modality_dropout={m: 0.95 for m in everything}), None, seed=0)
+    heavy_draws = [heavy.dropped(i) for i in range(len(heavy)) for heavy.epoch in range(100)]
+    assert all(len(d) <= 4 for d in heavy_draws) and any(len(d) == 4 for d in heavy_draws)
+
+    # the sample itself goes without the drawn inputs
+    for i in range(len(ds)):
+        assert _inputs(ds[i]) == everything - ds.dropped(i)
+    # evaluation never drops at random; drop_modalities still applies
+    test = build_dataset(_cfg(merr, tasks=["emotion"], modality_dropout=rates, drop_modalities=["audio"]), None, train=False)
+    assert all(test.dropped(i) == {"audio"} for i in range(len(test)))
+    with pytest.raises(ValueError, match="modality_dropout"):
+        build_dataset(_cfg(merr, modality_dropout={"voice": 0.2}), None)
+    with pytest.raises(ValueError, match="modality_dropout"):
+        build_dataset(_cfg(merr, modality_dropout={"text": 1.5}), None)
+
+
 def test_absent_feature_kind_is_zero(merr):
     ds = build_dataset(_cfg(merr, feature_dirs={"temporal": "", "audio": ""}), None)
     assert ds[0]["feature_present"].tolist() == [True, False, False] and ds[0]["features"].shape == (3, DIM)

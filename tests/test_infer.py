@@ -10,6 +10,7 @@ inference exactly as it did through extraction + training (same frame, features,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -131,6 +132,26 @@ def test_cli_config_errors_exit_2_with_the_fix(workspace, capsys):
     assert str(missing) in err and "make demo" in err
 
 
+def test_cli_score_labels_json_carries_probabilities_of_every_label(workspace):
+    name, label = list(workspace["labels"].items())[0]
+    done = run_cli("--cfg-path", str(TINY_CFG), "--video", str(workspace["videos"][name]), "--json",
+                   "--answer-mode", "score_labels", "--options", *workspace["options"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    probs = result["label_probs"]
+    assert result["answer_mode"] == "score_labels" and set(probs) == set(result["label_set"])
+    assert abs(sum(probs.values()) - 1) < 1e-4 and all(0 <= p <= 1 for p in probs.values())  # 6 decimals: tiny ones read 0
+    assert result["label"] == result["answer"] == max(probs, key=probs.get) == label
+
+
+def test_cli_missing_single_file_wording(workspace):
+    missing = workspace["root"] / "no such clip.mp4"
+    done = run_cli("--cfg-path", str(TINY_CFG), "--video", str(missing), "--options", *workspace["options"])
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert str(missing) in done.stderr and "file not found" in done.stderr
+    assert "--videos" not in done.stderr and "skipped" not in done.stderr
+
+
 # ---- the Python API ---------------------------------------------------------------------------
 
 def test_predictor_gives_back_each_clips_trained_label(workspace, predictor):
@@ -140,6 +161,20 @@ def test_predictor_gives_back_each_clips_trained_label(workspace, predictor):
         assert all(prediction.inputs_used[k] for k in ("image", "local", "temporal", "audio"))
     sampled = predictor.predict(workspace["videos"][name], sample=True)  # the demo's settings
     assert sampled.label in predictor.labels
+
+
+def test_score_labels_names_a_valid_label_from_any_subset_of_inputs(workspace, predictor):
+    """Whatever inputs are left, the scored answer is a label of the set, with a distribution."""
+    name, label = next(iter(workspace["labels"].items()))
+    inputs = predictor.prepare(workspace["videos"][name])
+    both = predictor.answer(inputs, answer_mode="both")
+    assert both.label == label and max(both.label_probs, key=both.label_probs.get) == label
+    for row in range(3):  # local, temporal, audio removed one at a time
+        partial = dataclasses.replace(inputs, features=inputs.features.copy(), present=inputs.present.copy())
+        partial.features[row], partial.present[row] = 0.0, False
+        scored = predictor.answer(partial, answer_mode="score_labels")
+        assert scored.label in predictor.labels and abs(sum(scored.label_probs.values()) - 1) < 1e-4
+        assert scored.inputs_used[("local", "temporal", "audio")[row]] is False
 
 
 def test_inputs_match_batch_extraction_and_the_evaluation_batch(workspace, predictor):
@@ -246,9 +281,11 @@ def test_app_handler_reports_errors_in_the_page_and_keeps_answering(tmp_path, wo
     from app import analyse  # the repository root is on pytest's pythonpath
 
     name, label = next(iter(workspace["labels"].items()))
-    status, shown_label, answer, inputs, frame, face = analyse(predictor, str(workspace["videos"][name]),
-                                                               "emotion", "", "")
+    status, shown_label, answer, inputs, frame, face, probs = analyse(predictor, str(workspace["videos"][name]),
+                                                                      "emotion", "", "")
     assert status.startswith("Analysed") and shown_label == label and "**audio**" in inputs
+    assert set(probs) == set(predictor.labels) and max(probs, key=probs.get) == label  # the bar chart's data
+    assert abs(sum(probs.values()) - 1) < 1e-4
     assert frame.shape[0] >= 192 and face.shape[0] >= 192  # enlarged for display
     bad = tmp_path / "upload" / "bad.mp4"
     bad.parent.mkdir()

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
 from omegaconf import OmegaConf
+
+from minigpt4.common.errors import UserError
 from omegaconf.errors import OmegaConfBaseException
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config file or override that does not fit its schema."""
 
 
@@ -66,11 +68,12 @@ def build_config(schema: type[T], layers: Sequence[tuple[str, dict]]) -> T:
         try:
             merged = OmegaConf.merge(merged, values)
         except OmegaConfBaseException as err:
-            raise ConfigError(f"{source}: {err.msg if hasattr(err, 'msg') else err}") from None
+            raise ConfigError(f"{source}: {_one_line(err)}") from None
     try:
         return OmegaConf.to_object(merged)
     except (OmegaConfBaseException, ValueError, TypeError) as err:
-        raise ConfigError(f"invalid config ({', '.join(s for s, _ in layers) or 'defaults'}): {err}") from None
+        detail = _one_line(err) if isinstance(err, OmegaConfBaseException) else str(err).strip().splitlines()[0]
+        raise ConfigError(f"invalid config ({', '.join(s for s, _ in layers) or 'defaults'}): {detail}") from None
 
 
 def check_keys(schema: Any, values: Any, source: str, prefix: str = "") -> None:
@@ -91,6 +94,13 @@ def check_keys(schema: Any, values: Any, source: str, prefix: str = "") -> None:
             item_type = _unwrap_optional(typing.get_args(field_type)[1])
             for item_key, item in value.items():
                 check_keys(item_type, item, source, f"{prefix}{key}.{item_key}.")
+
+
+def _one_line(err: OmegaConfBaseException) -> str:
+    """OmegaConf's message without its multi-line context, naming the key (errors are one line)."""
+    message = str(getattr(err, "msg", None) or err).strip().splitlines()[0]
+    key = getattr(err, "full_key", None)
+    return f"{message} (key {key})" if key and str(key) not in message else message
 
 
 def to_yaml(config: Any) -> str:

@@ -10,7 +10,16 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Generic, TypeVar
 
+from minigpt4.common.errors import UserError
+
 T = TypeVar("T", bound=Callable)
+
+
+class UnknownName(UserError, KeyError):
+    """A name no builder is registered under (a config value to fix)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
 
 
 class Registry(Generic[T]):
@@ -33,7 +42,7 @@ class Registry(Generic[T]):
         except KeyError:
             close = difflib.get_close_matches(name, self._builders, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise KeyError(
+            raise UnknownName(
                 f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._builders))}"
             ) from None
 

@@ -5,7 +5,7 @@ Each reader parses one file format exactly as it is published and returns plain 
 `AnnotationError` naming the file and the line, or -- when the dataset config says
 ``on_bad_item: skip`` -- it is recorded in a `BadItems` collector whose count the dataset exposes.
 
-Formats (DESIGN.md section 3 plus the benchmarks' own files):
+Formats (docs/data_formats.md plus the benchmarks' own files):
 
 * list ``.txt`` (MERR coarse / fine, MER2023 train / test3): ``name frame_count label [valence]``
   separated by whitespace, e.g. ``samplenew_00006611 125 sad -10``. A multi-label entry writes its
@@ -35,12 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..common.errors import UserError
 from .labels import DFEW_LABELS, LabelError, normalise_label, normalise_labels
 
 log = logging.getLogger(__name__)
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError):
     """An annotation file, line or referenced file that cannot become a correct sample."""
 
 

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import torch
 
+from minigpt4.common.config import ConfigError
 from minigpt4.data.prompts import (
     FEATURE_MARKER,
     VIDEO_MARKER,
@@ -63,10 +64,10 @@ class EmotionCollator:
             raise ValueError("the tokenizer needs a pad token (build it with minigpt4.models.builder.load_tokenizer)")
         if protocol == "release":
             if train:
-                raise ValueError("protocol 'release' is the release's evaluation prompt; training uses the "
+                raise ConfigError("protocol 'release' is the release's evaluation prompt; training uses the "
                                  "clean layout (so did the release): build the training collator with protocol='clean'")
             if self._ids(tokenizer.bos_token) != [tokenizer.bos_token_id]:
-                raise ValueError(f"protocol 'release' needs a tokenizer that reads the literal {tokenizer.bos_token!r} "
+                raise ConfigError(f"protocol 'release' needs a tokenizer that reads the literal {tokenizer.bos_token!r} "
                                  "as its BOS token (Llama's does); this one splits it into ordinary tokens")
 
     def _ids(self, text: str) -> list[int]:

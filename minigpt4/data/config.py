@@ -37,6 +37,9 @@ class DatasetConfig:
     split: Optional[str] = None  # fills {split}; default "train" when training, "test" otherwise
     fold: Optional[int] = None  # fills {fold}; IEMOCAP: the session held out (test = that session)
     drop_modalities: list[str] = field(default_factory=list)  # any of image, local, temporal, audio, text
+    # Training only: per-sample probability of dropping each input ({text: 0.3, audio: 0.2, ...}),
+    # drawn reproducibly from (seed, epoch, index); never all inputs at once. Empty = never drop.
+    modality_dropout: dict[str, float] = field(default_factory=dict)
     max_words: int = 200  # target text cap, as the release
     limit: Optional[int] = None  # keep only the first N clips (smoke tests)
     on_bad_item: str = "error"  # error | skip

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..common.config import ConfigError
 from ..common.registry import Registry
 from . import shards as shard_io
 from .annotations import (
@@ -79,7 +80,7 @@ def fill_path(path: str | None, cfg: DatasetConfig, split: str) -> Path | None:
     if path is None:
         return None
     if "{fold}" in path and cfg.fold is None:
-        raise ValueError(f"path {path!r} contains {{fold}} but the dataset config sets no `fold`")
+        raise ConfigError(f"path {path!r} contains {{fold}} but the dataset config sets no `fold`")
     return Path(path.format(split=split, fold=cfg.fold))
 
 
@@ -130,7 +131,7 @@ class FolderMedia:
         root = fill_path(cfg.feature_root, cfg, split) or annotation_dir
         unknown = set(cfg.feature_dirs) - set(FEATURE_ORDER)
         if unknown:
-            raise ValueError(f"feature_dirs has unknown key(s) {sorted(unknown)}; valid: {', '.join(FEATURE_ORDER)}")
+            raise ConfigError(f"feature_dirs has unknown key(s) {sorted(unknown)}; valid: {', '.join(FEATURE_ORDER)}")
         self.feature_dirs = {k: root / v for k, v in cfg.feature_dirs.items() if v}
         for kind, folder in self.feature_dirs.items():
             if not folder.is_dir():
@@ -209,7 +210,7 @@ class FolderMedia:
 def _annotation(cfg: DatasetConfig, split: str) -> Path:
     path = fill_path(cfg.annotation, cfg, split)
     if path is None:
-        raise ValueError(f"dataset reader {cfg.reader!r} needs `annotation` (the annotation file) in its config")
+        raise ConfigError(f"dataset reader {cfg.reader!r} needs `annotation` (the annotation file) in its config")
     return path
 
 
@@ -261,7 +262,7 @@ def read_shards(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[list[Rec
     """Webdataset tars written by `shards.write_shards` (records and media inside the tars)."""
     path = fill_path(cfg.shards, cfg, split)
     if path is None:
-        raise ValueError("dataset reader 'shards' needs `shards` (a folder of .tar files) in its config")
+        raise ConfigError("dataset reader 'shards' needs `shards` (a folder of .tar files) in its config")
     index = shard_io.ShardIndex(path, cfg.feature_dim)
     return index.records(), index
 
@@ -299,10 +300,15 @@ class EmotionDataset(torch.utils.data.Dataset):
         unknown_tasks = [t for t in cfg.tasks if t not in TASKS]
         unknown_drops = [m for m in cfg.drop_modalities if m not in MODALITIES]
         if unknown_tasks or not cfg.tasks:
-            raise ValueError(f"tasks {cfg.tasks} must be a non-empty list of {', '.join(TASKS)}")
+            raise ConfigError(f"tasks {cfg.tasks} must be a non-empty list of {', '.join(TASKS)}")
         if unknown_drops:
-            raise ValueError(f"drop_modalities has unknown {unknown_drops}; valid: {', '.join(MODALITIES)}")
+            raise ConfigError(f"drop_modalities has unknown {unknown_drops}; valid: {', '.join(MODALITIES)}")
         check_protocol(cfg.protocol)
+        bad_dropout = {k: v for k, v in cfg.modality_dropout.items() if k not in MODALITIES or not 0.0 <= v <= 1.0}
+        if bad_dropout:
+            raise ConfigError(
+                f"modality_dropout {bad_dropout}: keys must be among {', '.join(MODALITIES)} and values probabilities in [0, 1]"
+            )
         self.drop = set(cfg.drop_modalities)
         self.tasks = list(cfg.tasks)
 
@@ -340,10 +346,24 @@ class EmotionDataset(torch.utils.data.Dataset):
         rng = random.Random(f"{self.seed}:{self.epoch}:{index}") if self.train else None
         return instruction_for(task, self.labels, self.cfg.protocol, rng)
 
+    def dropped(self, index: int) -> set[str]:
+        """Inputs item `index` goes without: `drop_modalities` always, plus (training only) a
+        `modality_dropout` draw seeded like the instruction draw, so a model learns to answer from
+        any subset of its inputs. The draw never removes every remaining input: one is kept."""
+        drop = set(self.drop)
+        if not (self.train and self.cfg.modality_dropout):
+            return drop
+        rng = random.Random(f"{self.seed}:{self.epoch}:{index}:modality_dropout")
+        drawn = [m for m in MODALITIES if m not in drop and rng.random() < self.cfg.modality_dropout.get(m, 0.0)]
+        if drawn and drop.union(drawn) >= set(MODALITIES):
+            drawn.remove(rng.choice(drawn))
+        return drop.union(drawn)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         record, task = self.item(index)
+        drop = self.dropped(index)
         sample: dict[str, Any] = {"name": record.name, "image": None}
-        if "image" not in self.drop:
+        if "image" not in drop:
             tokens = self.media.eva(record)
             if tokens is not None:  # cached frozen EVA tokens: no need to decode the frame at all
                 sample["image_embeds"] = torch.from_numpy(tokens)
@@ -352,12 +372,12 @@ class EmotionDataset(torch.utils.data.Dataset):
                 sample["image"] = None if frame is None else self.image_transform(frame)
         feats, present = self.media.features(record)
         for row, kind in enumerate(FEATURE_ORDER):
-            if kind in self.drop:
+            if kind in drop:
                 feats[row] = 0.0
                 present[row] = False
         sample["features"] = torch.from_numpy(feats)
         sample["feature_present"] = torch.from_numpy(present)
-        sample["transcript"] = "" if "text" in self.drop else (record.transcript or "")
+        sample["transcript"] = "" if "text" in drop else (record.transcript or "")
         sample["task"] = task
         sample["instruction"] = self.instruction(task, index)
         sample["target"] = self.target(record, task)
@@ -417,7 +437,7 @@ def build_dataset(
 ) -> EmotionDataset:
     """Read, join and check one configured dataset split; errors name the file and the fix."""
     if cfg.reason_field not in ("smp_reason_caption", "reason_caption"):
-        raise ValueError(f"reason_field must be smp_reason_caption or reason_caption, got {cfg.reason_field!r}")
+        raise ConfigError(f"reason_field must be smp_reason_caption or reason_caption, got {cfg.reason_field!r}")
     label_set(cfg.label_set)
     split = cfg.split or ("train" if train else "test")
     bad = BadItems(cfg.on_bad_item)

@@ -15,6 +15,8 @@ IEMOCAP variants (the common ones in the literature; pick with `label_set: iemoc
 
 from __future__ import annotations
 
+from minigpt4.common.errors import UserError
+
 MER2023_LABELS = ("neutral", "angry", "happy", "sad", "worried", "surprise")
 MERR_LABELS = MER2023_LABELS + ("fear", "contempt", "doubt")
 # DFEW order matters: the split CSVs store labels as 1..7 in exactly this order.
@@ -64,7 +66,7 @@ SYNONYMS: dict[str, str] = {
 SET_MERGES: dict[str, dict[str, str]] = {"iemocap4": {"excited": "happy"}}
 
 
-class LabelError(ValueError):
+class LabelError(UserError):
     """A label that is not in the configured label set."""
 
 
@@ -79,7 +81,7 @@ def label_set(name: str) -> tuple[str, ...]:
     try:
         return LABEL_SETS[name]
     except KeyError:
-        raise ValueError(f"unknown label_set {name!r}; known: {', '.join(LABEL_SETS)}") from None
+        raise LabelError(f"unknown label_set {name!r}; known: {', '.join(LABEL_SETS)}") from None
 
 
 def normalise_label(raw: str, set_name: str, where: str = "") -> str:

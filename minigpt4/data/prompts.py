@@ -38,6 +38,7 @@ from __future__ import annotations
 import random
 from typing import Mapping
 
+from minigpt4.common.config import ConfigError
 from minigpt4.data.labels import MERR_LABELS
 
 VIDEO_MARKER = "<VideoHere>"
@@ -115,7 +116,7 @@ def max_new_tokens_for(protocol: str, configured: Mapping[str, int]) -> dict[str
 def check_protocol(protocol: str) -> str:
     """`protocol` if it is one of PROTOCOLS, else a ValueError naming the choices."""
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     return protocol
 
 
@@ -125,7 +126,7 @@ def pick_instruction(task: str, rng: random.Random | None, protocol: str = "clea
     try:
         pool = pools[task]
     except KeyError:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}") from None
+        raise ConfigError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}") from None
     return pool[0] if rng is None else rng.choice(pool)
 
 
@@ -176,9 +177,9 @@ def prompt_text(transcript: str, task: str, instruction: str, protocol: str = "c
 def check_prompt_format(prompt_format: str, protocol: str = "clean") -> str:
     """`prompt_format` if it is one of PROMPT_FORMATS and fits `protocol`, else a ValueError."""
     if prompt_format not in PROMPT_FORMATS:
-        raise ValueError(f"unknown prompt format {prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}")
+        raise ConfigError(f"unknown prompt format {prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}")
     if prompt_format != "llama2_inst" and protocol == "release":
-        raise ValueError("protocol 'release' reproduces the released Llama-2 evaluation prompt; it needs "
+        raise ConfigError("protocol 'release' reproduces the released Llama-2 evaluation prompt; it needs "
                          "model.prompt_format=llama2_inst (use protocol clean with chat_template backbones)")
     return prompt_format
 
@@ -188,7 +189,7 @@ def chat_prompt(tokenizer, user: str) -> str:
     require_chat_template(tokenizer)
     text = tokenizer.apply_chat_template([{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False)
     if text.count(VIDEO_MARKER) != 1 or text.count(FEATURE_MARKER) != 1:
-        raise ValueError(f"the chat template of {tokenizer.name_or_path} does not keep the user text as it is "
+        raise ConfigError(f"the chat template of {tokenizer.name_or_path} does not keep the user text as it is "
                          f"({VIDEO_MARKER} / {FEATURE_MARKER} lost or repeated); use prompt_format=llama2_inst")
     return text
 
@@ -196,7 +197,7 @@ def chat_prompt(tokenizer, user: str) -> str:
 def require_chat_template(tokenizer) -> None:
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         name = getattr(tokenizer, "name_or_path", None) or "the tokenizer"
-        raise ValueError(f"model.prompt_format is chat_template but {name} has no chat template; use an "
+        raise ConfigError(f"model.prompt_format is chat_template but {name} has no chat template; use an "
                          "instruct model's tokenizer (tokenizer_config.json with chat_template) or prompt_format=llama2_inst")
 
 

@@ -13,7 +13,7 @@ modality is right on ~80 %), while the strong cues of all modalities together al
 label. The captions and reasons mention only the clues that are present: explaining which
 clues carry the label is the "reasoning" the model has to learn.
 
-Layout written under ``--out`` (the release's formats, see DESIGN.md section 3):
+Layout written under ``--out`` (the release's formats, see docs/data_formats.md):
 
     train.txt, val.txt, test.txt   ``name frame_count label`` per line (stratified 70/15/15)
     MERR_coarse_grained.json       {name: {"caption": ...}}

@@ -3,7 +3,7 @@
 Modules, in the order data flows through them:
 
 - `parsing`: free-text answer -> label (or ``None`` = invalid) / label set (MER2024-OV).
-- `metrics`: the field's exact metric definitions (DESIGN.md section 5) as plain dicts.
+- `metrics`: the field's exact metric definitions (docs/metrics.md) as plain dicts.
 - `judge`: EMER scoring by an LLM judge over an OpenAI-compatible API, or an offline lexical
   judge that reports *differently named* metrics.
 - `report`: predictions JSONL, metrics JSON, markdown summary, confusion-matrix PNG.

@@ -1,4 +1,4 @@
-"""Benchmark metrics with the field's exact definitions (DESIGN.md section 5).
+"""Benchmark metrics with the field's exact definitions (docs/metrics.md).
 
 Conventions shared by every function here:
 

@@ -31,13 +31,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from minigpt4.common.errors import UserError
 from minigpt4.eval.metrics import INVALID
 
 REQUIRED_KEYS = ("name", "answer")
 INVALID_COLUMN = "invalid"
 
 
-class PredictionsFileError(ValueError):
+class PredictionsFileError(UserError):
     """A predictions file that cannot be scored; the message names the file and line."""
 
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 FEATURE_NAMES = ("audio", "local", "temporal")
 
-# Release folder names (see DESIGN.md section 3): they sit beside the annotation file.
+# Release folder names (see docs/data_formats.md): they sit beside the annotation file.
 FEATURE_FOLDERS = {"audio": "HL-UTT", "local": "mae_340_UTT", "temporal": "maeV_399_UTT"}
 
 # first: frame 0 (the release's protocol); middle: frame T // 2; peak: the tracked face's most

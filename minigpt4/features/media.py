@@ -22,6 +22,8 @@ from typing import Iterable, Iterator, Sequence
 import av
 import numpy as np
 
+from minigpt4.common.errors import UserError
+
 FRAME_CHOICES = ("first", "middle", "peak")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 
@@ -40,7 +42,7 @@ _CODECS_BY_SUFFIX: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-class MediaError(ValueError):
+class MediaError(UserError):
     """A media file that cannot be read or written; the message names the file and the fix."""
 
     def __init__(self, path: str | Path, problem: str, fix: str = ""):
@@ -61,7 +63,7 @@ class NoAudioError(MediaError):
 
 
 _CORRUPT_FIX = ("The file is damaged or incomplete: re-copy or re-download it, or re-encode it "
-                "with a tool that can still read it; it is skipped meanwhile")
+                "with a tool that can still read it")
 
 
 @dataclass(frozen=True)
@@ -436,7 +438,7 @@ def _leading_delay_seconds(container, stream, first_frame) -> float:
 def _existing_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise MediaError(path, "file not found", "check the --videos folder and the file name")
+        raise MediaError(path, "file not found", "Check the path and the file name")
     if os.path.getsize(path) == 0:
         raise MediaError(path, "the file is empty (0 bytes)", _CORRUPT_FIX)
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from pathlib import Path
 
 import peft
@@ -111,7 +112,15 @@ def apply_lora(llm: torch.nn.Module, cfg: LoraConfig) -> torch.nn.Module:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return peft.get_peft_model(llm, lora)
+    # Wrapping reads transformers' deprecated `is_gradient_checkpointing` property inside peft itself
+    # (peft 0.21.2, the newest release: PeftModel.__init__ does `getattr(model,
+    # "is_gradient_checkpointing", True)`); this code enables checkpointing with
+    # `gradient_checkpointing_enable` and never reads that property. The FutureWarning is about
+    # peft's source, not ours, so it is silenced here and only here; remove this once peft reads
+    # `is_activation_checkpointing`.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return peft.get_peft_model(llm, lora)
 
 
 def load_tokenizer(cfg: LLMConfig):

@@ -28,6 +28,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from minigpt4.common.errors import UserError
+
 log = logging.getLogger(__name__)
 
 # Globals a release checkpoint may reference besides tensors and plain containers. Empty on
@@ -42,7 +44,7 @@ PROJECTIONS = "projections.safetensors"
 LLM_PREFIX = "llama_model."  # where the LLM (the PEFT model) sits inside EmotionLLaMA
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
@@ -65,7 +67,10 @@ def read_trainable(path: str | Path) -> dict[str, torch.Tensor]:
     if path.is_dir():
         return read_folder(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(
+            f"checkpoint not found: {path} (fix the path: model.checkpoint / --checkpoint, or run.init_from in a"
+            " train config; train first if it does not exist yet)"
+        )
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))

@@ -1,4 +1,4 @@
-"""Model section of the configs. Defaults are the real-size Emotion-LLaMA (DESIGN.md section 2)."""
+"""Model section of the configs. Defaults are the real-size Emotion-LLaMA (docs/model.md)."""
 
 from __future__ import annotations
 

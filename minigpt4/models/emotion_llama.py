@@ -1,6 +1,6 @@
 """Emotion-LLaMA: frozen encoders -> linear projections -> tokens merged into a LoRA-tuned Llama.
 
-Visual tokens per clip, in prompt order (DESIGN.md section 2):
+Visual tokens per clip, in prompt order (docs/model.md):
 
     [ patch tokens (P) | local, temporal, audio feature tokens (3) | CLS token (1) ]
 
@@ -11,7 +11,7 @@ scatter, as Hugging Face LLaVA does, and refuses batches whose counts disagree.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -180,3 +180,56 @@ class EmotionLLaMA(nn.Module):
             **generation,
         )
         return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+
+    @torch.no_grad()
+    def score_labels(self, batch: Batch, labels: Sequence[str]) -> torch.Tensor:
+        """Log-likelihood [B, L] of answering each of `labels` (the label's tokens, then `</s>`).
+
+        The answer is then always a label of the set, and ``.softmax(-1)`` of the result is a
+        probability distribution over the labels. One forward runs the (left-padded) prompt once
+        and keeps its KV cache; the cache is repeated per label and one more forward scores
+        every label continuation of every sample together.
+        """
+        if self.tokenizer is None:
+            raise RuntimeError("label scoring needs a tokenizer; build the model from a folder with one (llm.path)")
+        if not labels:
+            raise ValueError("score_labels needs at least one label (an open-vocabulary label set has none)")
+        if (batch["attention_mask"][:, -1] == 0).any():
+            raise ValueError("label scoring needs a left-padded batch: build it with EmotionCollator(train=False)")
+        mask = batch["attention_mask"]
+        batch_size, n_labels = mask.shape[0], len(labels)
+        prefix_positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # as generate() numbers left-padded rows
+        prefix = self.llama_model(
+            inputs_embeds=self.embed_inputs(batch), attention_mask=mask, position_ids=prefix_positions,
+            use_cache=True, logits_to_keep=1,
+        )
+        first_logprobs = prefix.logits[:, -1].float().log_softmax(-1)  # [B, V]: the first answer token
+
+        # every label as token ids + </s>, right-padded to the longest: [L, T]
+        eos = self.tokenizer.eos_token_id
+        token_lists = [self.tokenizer(label, add_special_tokens=False)["input_ids"] + [eos] for label in labels]
+        width = max(len(ids) for ids in token_lists)
+        ids = mask.new_full((n_labels, width), self.tokenizer.pad_token_id)
+        keep = torch.zeros(n_labels, width, dtype=torch.bool, device=mask.device)
+        for row, tokens in enumerate(token_lists):
+            ids[row, : len(tokens)] = torch.tensor(tokens, device=mask.device)
+            keep[row, : len(tokens)] = True
+
+        # the first token is scored by the prompt's last logits; the rest by one cached forward
+        loglik = first_logprobs[:, ids[:, 0]]  # [B, L]
+        if width > 1:
+            cache = prefix.past_key_values
+            cache.batch_repeat_interleave(n_labels)  # row b*L + l continues sample b with label l
+            cont_ids = ids[:, :-1].repeat(batch_size, 1)  # [B*L, T-1]: inputs predicting tokens 1..T-1
+            cont_mask = torch.cat([mask.repeat_interleave(n_labels, 0), keep[:, :-1].long().repeat(batch_size, 1)], 1)
+            start = mask.sum(-1).repeat_interleave(n_labels)[:, None]
+            positions = start + torch.arange(width - 1, device=mask.device)
+            out = self.llama_model(
+                inputs_embeds=self.llama_model.get_input_embeddings()(cont_ids), attention_mask=cont_mask,
+                position_ids=positions, past_key_values=cache, use_cache=True,
+            )
+            logprobs = out.logits.float().log_softmax(-1)  # [B*L, T-1, V]
+            targets = ids[:, 1:].repeat(batch_size, 1)
+            token_ll = logprobs.gather(-1, targets[..., None])[..., 0] * keep[:, 1:].repeat(batch_size, 1)
+            loglik = loglik + token_ll.sum(-1).view(batch_size, n_labels)
+        return loglik

@@ -15,7 +15,8 @@ import argparse
 import json
 import sys
 
-from minigpt4.models.checkpoint import CheckpointError, LoadReport, match_trainable, read_trainable, write_safetensors
+from minigpt4.common.errors import run_cli
+from minigpt4.models.checkpoint import LoadReport, match_trainable, read_trainable, write_safetensors
 
 
 def convert(src: str, dst: str, cfg_path: str | None = None, partial: bool = False) -> LoadReport:
@@ -39,11 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cfg-path", help="model or run YAML to check names and shapes against")
     parser.add_argument("--partial", action="store_true", help="accept missing tensors (MiniGPT-v2 weights)")
     args = parser.parse_args(argv)
-    try:
-        report = convert(args.src, args.dst, args.cfg_path, args.partial)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    report = run_cli(lambda: convert(args.src, args.dst, args.cfg_path, args.partial))
+    if isinstance(report, int):  # a user error, reported on stderr
+        return report
     print(
         json.dumps(
             {"dst": args.dst, "tensors": len(report.loaded), "missing": report.missing, "unexpected": report.unexpected},

@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 from collections import defaultdict
 from pathlib import Path
+
+from minigpt4.common.errors import UserError, run_cli
 
 
 def holdout(lines: list[str], fraction: float, seed: int, source: str = "") -> tuple[list[str], list[str]]:
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"--fraction must be between 0 and 1, got {fraction}")
+        raise UserError(f"--fraction must be between 0 and 1, got {fraction}")
     by_label: dict[str, list[str]] = defaultdict(list)
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) < 3:
-            raise ValueError(f"{source}:{number}: expected `name frame_count label [valence]`, got {line!r}")
+            raise UserError(f"{source}:{number}: expected `name frame_count label [valence]`, got {line!r} (fix or delete the line)")
         by_label[fields[2]].append(line)
     rng = random.Random(seed)
     train, val = [], []
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     path = Path(args.annotation)
     if not path.is_file():
-        raise SystemExit(f"annotation file not found: {path}")
+        raise UserError(f"--annotation {path}: file not found (give the release list file to split)")
     train, val = holdout(path.read_text().splitlines(), args.fraction, args.seed, str(path))
     for out, rows in ((args.train_out, train), (args.val_out, val)):
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -57,4 +60,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from minigpt4.common.config import load_section
+from minigpt4.common.errors import run_cli
 from minigpt4.models.builder import build_model, count_parameters
 from minigpt4.models.config import ModelConfig
 
@@ -54,4 +56,5 @@ def load_model_config(path: str, overrides: list[str]) -> ModelConfig:
 
 
 if __name__ == "__main__":
-    main()
+    result = run_cli(main)  # a user error: one `error:` line, exit status 2
+    sys.exit(result if isinstance(result, int) else 0)

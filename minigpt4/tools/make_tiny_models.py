@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, Qwen2Config
 
+from minigpt4.common.errors import UserError, run_cli
 from minigpt4.data.prompts import INSTRUCTION_POOLS, prompt_text
 from minigpt4.models.config import VisionConfig
 from minigpt4.models.eva_vit import build_eva_vit
@@ -163,8 +165,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-encoders", action="store_true", help="skip the HuBERT / MAE / VideoMAE encoders")
     args = parser.parse_args(argv)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file; give a folder for the tiny models (e.g. checkpoints/tiny)")
     print(json.dumps(make_tiny_models(args.out, args.seed, with_encoders=not args.no_encoders), indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

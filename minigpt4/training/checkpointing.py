@@ -145,6 +145,11 @@ def find_resume_checkpoint(run_dir: Path, resume: Optional[str]) -> Optional[Pat
         return None
     if resume != "auto":
         path = Path(resume)
+        if not path.is_dir():
+            raise CheckpointError(
+                f"--resume {path}: no such checkpoint folder (give one of {run_dir / 'checkpoints'}/step_*, "
+                "or --resume alone for the newest there)"
+            )
         read_state(path)
         return path
     for candidate in sorted((run_dir / "checkpoints").glob("step_*"), reverse=True):

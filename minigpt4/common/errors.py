@@ -1,0 +1,40 @@
+"""User errors versus bugs, for every entry point.
+
+A *user error* is something the person running a command can fix: a missing or misspelt file,
+a config key or value that does not fit, an unreadable video. Each module raises its own subclass
+of `UserError` (ConfigError, AnnotationError, MediaError, CheckpointError, ...) with a message that
+names the file or key and the fix. Entry points run their body through `run_cli`, which prints
+such an error as one ``error: ...`` line and exits with status 2. Anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+
+class UserError(ValueError):
+    """Bad input the user can fix; the message says what and how (no traceback is shown)."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What an entry point reports as one line: `UserError` and a missing file or folder."""
+    return (UserError, FileNotFoundError, NotADirectoryError)
+
+
+def report(err: BaseException) -> int:
+    """Print `err` as the one ``error:`` line; the exit status for a user error."""
+    message = str(err)
+    if isinstance(err, FileNotFoundError) and err.filename and str(err.filename) not in message:
+        message = f"{message}: {err.filename}"
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_cli(body: Callable[[], Any]) -> Any:
+    """``body()``; a user error becomes one ``error:`` line on stderr and exit status 2."""
+    try:
+        return body()
+    except user_errors() as err:
+        return report(err)
