@@ -1,12 +1,29 @@
-"""Throughput of feature extraction: clips/s and seconds per stage (decode, faces, encoders).
+"""Feature extraction on real-photo footage: clips/s, face hit rate and peak memory, before vs after.
 
-    .venv/bin/python benchmarks/bench_extraction.py                       # 12 synthetic clips, tiny encoders
-    .venv/bin/python benchmarks/bench_extraction.py --videos DIR --cfg-path minigpt4/configs/features/real.yaml
+    python benchmarks/bench_extraction.py                           # ~6 min on 2 shared cores
+    python benchmarks/bench_extraction.py --baseline-rev dfc6540 --rounds 2 --lengths 2 4 8 16
 
-Without --videos it writes N synthetic clips (a moving face-like ellipse on a gradient, with a
-tone) using write_video into a temporary folder. With the tiny config and no encoder folders it
-creates tiny random encoders in the temporary folder too, so it runs anywhere. Results go to
-benchmarks/results/extraction_cpu.json (or --json).
+"Before" is the extraction code at git revision `--baseline-rev` (exported with `git archive`
+into a temporary folder), "after" is this working tree; both run in the same script run, in
+alternating subprocesses with the same settings, on the same clips, so machine load hits both
+alike (the best of `--rounds` is kept). Only the face/video code differs: tiny random encoders
+stand in for the real ones (on a CPU they are a small part of the time either way).
+
+Clips: `minigpt4.features.sample_clips` places matplotlib's real portrait photograph small in
+wide frames (1080p, 720p, portrait phone video, 480p, 360p; .mp4 .mkv .avi .webm .mov; 12-30 fps),
+moving, with a larger face-like distractor in some. Each clip's true face box per frame is known.
+
+- clips/s: clips over the wall time of the extraction loop (`extraction_report.json`'s
+  `seconds.wall`; decode_workers=2). Loading the encoders, once per job, is reported apart
+  (`load_s`): on this shared machine it swings by tens of seconds with the load.
+- face hit rate: the fraction of frames whose crop box (the box the extractor crops there)
+  overlaps the true face with IoU >= 0.5. Before: the largest Haar box per frame, nearest
+  detected frame's box when none (that code's rule); after: the main face track.
+- peak memory: peak RSS of extracting one 1080p clip of each length in `--lengths` (seconds at
+  25 fps), each in a forked child of a process that loaded the encoders ('before' only up to
+  4 s: it holds every decoded frame, 3.2 GB at 8 s).
+
+Writes benchmarks/results/extraction_cpu.json (or --json).
 """
 
 from __future__ import annotations
@@ -14,99 +31,239 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-import numpy as np
+REPO = Path(__file__).resolve().parents[1]
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# name, suffix, height, width, fps, seconds, face width in pixels, distractor
+CLIP_SPECS = [
+    ("wide1080_small_face", ".mp4", 1080, 1920, 25, 3, 100, True),
+    ("wide1080_face160", ".mp4", 1080, 1920, 30, 2, 160, False),
+    ("hd720_distractor", ".mkv", 720, 1280, 25, 3, 120, True),
+    ("portrait_phone", ".mp4", 1920, 1080, 30, 2, 180, False),
+    ("sd480", ".avi", 480, 854, 25, 3, 90, True),
+    ("sd360", ".webm", 360, 640, 15, 4, 80, False),
+    ("hd720_12fps", ".mov", 720, 1280, 12, 4, 110, True),
+    ("wide1080_6s", ".mp4", 1080, 1920, 25, 6, 110, True),
+]
 
-from minigpt4.common.config import load_config  # noqa: E402
-from minigpt4.features.config import FeatureConfig  # noqa: E402
-from minigpt4.features.extract import extract_features, find_videos  # noqa: E402
-from minigpt4.features.media import write_video  # noqa: E402
-
-
-def synthetic_clip(num_frames: int, height: int, width: int, seed: int) -> np.ndarray:
-    """A gradient background with a skin-toned ellipse that drifts and 'opens its mouth'."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width]
-    background = (40 + 120 * xs / width + 40 * ys / height).astype(np.uint8)
-    frames = np.repeat(np.repeat(background[..., None], 3, axis=2)[None], num_frames, axis=0).copy()
-    center = np.array([width / 2, height / 2]) + rng.normal(0, width / 20, 2)
-    for t in range(num_frames):
-        c = (int(center[0] + 3 * np.sin(t / 5)), int(center[1]))
-        axes = (width // 6, height // 4)
-        cv2.ellipse(frames[t], c, axes, 0, 0, 360, (200, 160, 130), -1)
-        mouth = max(1, int(axes[1] * 0.3 * abs(np.sin(t / 7))))
-        cv2.ellipse(frames[t], (c[0], c[1] + axes[1] // 2), (axes[0] // 2, mouth), 0, 0, 360, (90, 30, 30), -1)
-    return frames
+COMMON_OPTIONS = ["face_detector=haar", "face_size=224", "local_max_frames=64", "decode_workers=2",
+                  "torch_threads=1"]
 
 
-def make_clips(folder: Path, count: int, num_frames: int, height: int, width: int, fps: float) -> None:
-    for i in range(count):
-        t = np.arange(int(16000 * num_frames / fps)) / 16000
-        audio = (0.3 * np.sin(2 * np.pi * (200 + 20 * i) * t)).astype(np.float32)
-        write_video(folder / f"clip_{i:04d}.mp4", synthetic_clip(num_frames, height, width, i), fps, audio)
+# --------------------------------------------------------------------------------------------
+# worker: runs inside a subprocess whose `minigpt4` is either the baseline or this tree
+# --------------------------------------------------------------------------------------------
+
+def worker(task: dict) -> dict:
+    from minigpt4.common.config import load_config
+    from minigpt4.features.config import FeatureConfig
+
+    cfg = load_config(FeatureConfig, task["cfg_path"], task["options"])
+    if task["kind"] == "throughput":
+        from minigpt4.features.extract import extract_features, find_videos
+
+        paths, problems = find_videos(task["videos"])
+        start = time.perf_counter()
+        report = extract_features(paths, task["out"], cfg, progress=False, problems=problems)
+        wall = time.perf_counter() - start
+        hits = face_hits(paths, cfg, task["truth"]) if task.get("truth") else None
+        return {"wall_s": report.seconds["wall"], "load_s": wall - report.seconds["wall"],
+                "done": len(report.done), "failed": report.failed,
+                "frames": report.frames_decoded, "seconds": report.seconds, "hits": hits}
+    return {"peak_rss_mib": peak_rss_per_clip(cfg, task["jobs"])}
+
+
+def face_hits(paths, cfg, truth_file: str) -> dict:
+    """Per clip: frames whose crop box has IoU >= 0.5 with the true face box, and the frame count."""
+    from minigpt4.features import faces
+
+    truth = json.loads(Path(truth_file).read_text())
+    hits = {}
+    for path in paths:
+        if hasattr(faces, "track_video_faces"):  # this tree: the main face track
+            result = faces.track_video_faces(path, faces.build_face_detector(cfg.face_detector),
+                                             min_face_size=cfg.min_face_size, detect_stride=cfg.detect_stride,
+                                             full_scan_stride=cfg.full_scan_stride)
+            boxes = result.boxes
+        else:  # the baseline: largest box per detected frame, the nearest detected frame's box otherwise
+            from minigpt4.features.media import read_frames
+
+            frames = read_frames(path)
+            detector = faces.build_face_detector(cfg.face_detector)
+            detected = [None] * len(frames)
+            for index in range(0, len(frames), cfg.detect_stride):
+                found = detector.detect(frames[index])
+                detected[index] = found[0] if found else None
+            boxes = faces._fill_missing_boxes(detected, frames.shape[1], frames.shape[2])
+            del frames
+        true_boxes = truth[path.stem]
+        hit = sum(iou(box, true) >= 0.5 for box, true in zip(boxes, true_boxes))
+        hits[path.stem] = [int(hit), len(true_boxes)]
+    return hits
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    inter = max(0, min(ax + aw, bx + bw) - max(ax, bx)) * max(0, min(ay + ah, by + bh) - max(ay, by))
+    union = aw * ah + bw * bh - inter
+    return inter / union if union else 0.0
+
+
+def peak_rss_per_clip(cfg, jobs) -> list[float]:
+    """Load the encoders once, then extract each clip in a forked child and read its peak RSS
+    (torch_threads=1, so no thread pool is forked)."""
+    import resource
+
+    from minigpt4.features.extract import FeatureExtractor
+
+    extractor = FeatureExtractor(cfg)
+    peaks = []
+    for video, out in jobs:
+        read, write = os.pipe()
+        if os.fork() == 0:
+            report = extractor.run([video], out, progress=False)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if report.done else -1
+            os.write(write, str(peak).encode())
+            os._exit(0)
+        os.close(write)
+        os.wait()
+        peaks.append(int(os.read(read, 64).decode()) / 1024)  # KiB on Linux
+        os.close(read)
+    return peaks
+
+
+# --------------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------------
+
+def run_worker(tree: Path, task: dict) -> dict:
+    """Run `worker(task)` in a fresh Python whose `minigpt4` package comes from `tree`."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    code = (f"import json, sys; sys.path.insert(0, {str(tree)!r}); sys.path.insert(1, {str(REPO)!r}); "
+            "from benchmarks.bench_extraction import worker; "
+            "print('RESULT' + json.dumps(worker(json.loads(sys.stdin.read()))))")
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps(task), cwd=tree, env=env,
+                          capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"worker in {tree} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT"):])
+
+
+def export_baseline(rev: str, into: Path) -> Path:
+    """The repository's `minigpt4/` package at `rev`, unpacked into `into`."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "minigpt4"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def make_clips(folder: Path) -> Path:
+    """The real-photo clips of CLIP_SPECS and their true face boxes (truth.json)."""
+    sys.path.insert(0, str(REPO))
+    from minigpt4.features.sample_clips import PhotoClip, write_photo_clip
+
+    truth = {}
+    for seed, (name, suffix, height, width, fps, seconds, face_px, distractor) in enumerate(CLIP_SPECS):
+        clip = PhotoClip(num_frames=int(fps * seconds), height=height, width=width, face_px=face_px,
+                         distractor=distractor, seed=seed)
+        write_photo_clip(folder / f"{name}{suffix}", clip, fps=fps)
+        truth[name] = [clip.face_box(t) for t in range(clip.num_frames)]
+    (folder.parent / "truth.json").write_text(json.dumps(truth))
+    return folder.parent / "truth.json"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", help="benchmark these clips instead of synthetic ones")
-    parser.add_argument("--num-clips", type=int, default=12)
-    parser.add_argument("--frames", type=int, default=50, help="frames per synthetic clip")
-    parser.add_argument("--size", default="240x320", help="HxW of synthetic clips")
-    parser.add_argument("--fps", type=float, default=25.0)
+    parser.add_argument("--baseline-rev", default="dfc6540", help="git revision of the 'before' code")
+    parser.add_argument("--rounds", type=int, default=2, help="throughput runs of each; the fastest is kept")
+    parser.add_argument("--lengths", type=float, nargs="*", default=[2, 4, 8, 16],
+                        help="1080p clip lengths (s) for peak memory; 'before' stops at 4 s (it holds every "
+                             "frame: 3.2 GB at 8 s)")
     parser.add_argument("--cfg-path", default="minigpt4/configs/features/tiny.yaml")
-    parser.add_argument("--options", nargs="*", default=[])
-    parser.add_argument("--json", default="benchmarks/results/extraction_cpu.json")
+    parser.add_argument("--options", nargs="*", default=[], help="extra config overrides for 'after' only")
+    parser.add_argument("--json", default=str(REPO / "benchmarks/results/extraction_cpu.json"))
     args = parser.parse_args()
 
+    sys.path.insert(0, str(REPO))
+    from benchmarks.common import command_line, format_table, machine_info, write_json
+    from minigpt4.features.encoders import make_tiny_encoders
+    from minigpt4.features.sample_clips import PhotoClip, write_photo_clip
+
     with tempfile.TemporaryDirectory(prefix="bench_extraction_") as tmp:
-        tmp_dir = Path(tmp)
-        cfg = load_config(FeatureConfig, args.cfg_path, args.options)
-        missing = [p for p in (cfg.audio_encoder, cfg.local_encoder, cfg.temporal_encoder)
-                   if not (Path(p) / "config.json").is_file()]
-        if missing and "tiny" in Path(args.cfg_path).name:
-            from minigpt4.features.encoders import make_tiny_encoders
+        tmp = Path(tmp)
+        trees = {"before": export_baseline(args.baseline_rev, tmp / "baseline"), "after": REPO}
+        folders = make_tiny_encoders(tmp / "encoders", hidden=32, image_size=32)
+        encoder_options = [f"audio_encoder={folders['hubert']}", f"local_encoder={folders['mae']}",
+                           f"temporal_encoder={folders['videomae']}"]
+        options = {"before": encoder_options + COMMON_OPTIONS,
+                   "after": encoder_options + COMMON_OPTIONS + args.options}
+        print("writing the real-photo clips ...", flush=True)
+        truth = make_clips(tmp / "videos" / "clips")
 
-            folders = make_tiny_encoders(tmp_dir / "encoders")
-            cfg = load_config(FeatureConfig, args.cfg_path, [
-                f"audio_encoder={folders['hubert']}", f"local_encoder={folders['mae']}",
-                f"temporal_encoder={folders['videomae']}", *args.options])
-        if args.videos:
-            video_dir = Path(args.videos)
-        else:
-            video_dir = tmp_dir / "videos"
-            height, width = (int(v) for v in args.size.split("x"))
-            make_clips(video_dir, args.num_clips, args.frames, height, width, args.fps)
-        paths, problems = find_videos(video_dir)
-        report = extract_features(paths, tmp_dir / "features", cfg, progress=False, problems=problems)
+        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        for round_index in range(args.rounds):
+            for which in ("before", "after"):
+                task = {"kind": "throughput", "cfg_path": args.cfg_path, "options": options[which],
+                        "videos": str(tmp / "videos" / "clips"), "out": str(tmp / f"out_{which}_{round_index}"),
+                        "truth": str(truth) if round_index == 0 else None}
+                result = run_worker(trees[which], task)
+                print(f"round {round_index + 1} {which}: {result['wall_s']:.1f} s", flush=True)
+                runs[which].append(result)
 
-    seconds = report.seconds
-    done = len(report.done)
+        print("peak memory ...", flush=True)
+        memory_jobs: dict[str, list] = {}
+        for seconds in args.lengths:
+            path = tmp / "memory" / f"len_{seconds:g}s.mp4"
+            write_photo_clip(path, PhotoClip(num_frames=int(25 * seconds), seed=7), fps=25)
+            for which in ("before", "after"):
+                if which == "before" and seconds > 4:
+                    continue
+                memory_jobs.setdefault(which, []).append([str(path), str(tmp / f"mem_{which}_{seconds:g}")])
+        memory = {}
+        for which, jobs in memory_jobs.items():
+            memory_options = [o for o in options[which] if not o.startswith("decode_workers")] + ["decode_workers=1"]
+            task = {"kind": "memory", "cfg_path": args.cfg_path, "options": memory_options, "jobs": jobs}
+            peaks = run_worker(trees[which], task)["peak_rss_mib"]
+            memory[which] = {Path(video).stem.removeprefix("len_"): round(peak, 1)
+                             for (video, _), peak in zip(jobs, peaks)}
+
+    rows, summary = [], {}
+    for which in ("before", "after"):
+        best = min(runs[which], key=lambda r: r["wall_s"])
+        hits = runs[which][0]["hits"]
+        hit_frames, all_frames = sum(h for h, _ in hits.values()), sum(n for _, n in hits.values())
+        summary[which] = {
+            "clips": best["done"], "failed": best["failed"], "frames": best["frames"],
+            "wall_s": [round(r["wall_s"], 2) for r in runs[which]],
+            "load_s": [round(r["load_s"], 2) for r in runs[which]],
+            "clips_per_s": round(best["done"] / best["wall_s"], 3),
+            "face_hit_rate": round(hit_frames / all_frames, 4),
+            "face_hits_per_clip": hits, "seconds_best_run": {k: round(v, 3) for k, v in best["seconds"].items()},
+            "peak_rss_mib_by_length": memory.get(which, {}),
+        }
+        rows.append({"code": which, "clips/s": summary[which]["clips_per_s"],
+                     "face hit rate": summary[which]["face_hit_rate"],
+                     **{f"RSS {k} (MiB)": v for k, v in memory.get(which, {}).items()}})
+    speedup = summary["after"]["clips_per_s"] / summary["before"]["clips_per_s"]
+    columns = ["code", "clips/s", "face hit rate"] + [f"RSS {s:g}s (MiB)" for s in args.lengths]
+    print(format_table(rows, columns))
+    print(f"speed-up: {speedup:.2f}x clips/s")
     result = {
-        "clips": done, "failed": len(report.failed), "frames": report.frames_decoded,
-        "clips_per_s": done / seconds["wall"] if seconds["wall"] else 0.0,
-        "seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "config": args.cfg_path, "options": args.options,
-        "videos": args.videos or f"{args.num_clips} synthetic {args.size} clips, {args.frames} frames @ {args.fps} fps",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "note": "decode/faces/audio_decode are summed over worker threads, so they can exceed wall time",
+        "command": command_line(), "machine": machine_info(),
+        "settings": {"baseline_rev": args.baseline_rev, "rounds": args.rounds, "cfg_path": args.cfg_path,
+                     "options": COMMON_OPTIONS + args.options, "clips": [dict(zip(
+                         ("name", "suffix", "height", "width", "fps", "seconds", "face_px", "distractor"), spec))
+                         for spec in CLIP_SPECS]},
+        "before": summary["before"], "after": summary["after"], "speedup_clips_per_s": round(speedup, 2),
     }
-    print(f"{'stage':<14}{'seconds':>10}{'per clip (ms)':>16}")
-    for stage, value in seconds.items():
-        print(f"{stage:<14}{value:>10.2f}{1000 * value / max(done, 1):>16.1f}")
-    print(f"{done} clips ({report.frames_decoded} frames), {len(report.failed)} failed: "
-          f"{result['clips_per_s']:.2f} clips/s")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {write_json(args.json, result)}")
     return 0
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from minigpt4.common.config import ConfigError, load_config
 from minigpt4.features.config import FeatureConfig
-from minigpt4.features.media import MediaError, choose_frame_index, video_info
+from minigpt4.features.media import MediaError, video_info
 from minigpt4.models.config import ModelConfig
 
 INFER_TASKS = ("emotion", "reason", "reason_v2")
@@ -245,7 +245,7 @@ class EmotionPredictor:
         clip = self.extractor.prepare(path)  # MediaError for unreadable files
         seconds = dict(clip.seconds)
         vectors = self.extractor.encode(clip, seconds)
-        frame_index = choose_frame_index(clip.face_crops, self.cfg.features.frame_choice)
+        frame_index = clip.chosen_index
 
         dim = self.cfg.model.feature_dim
         features = np.zeros((len(FEATURE_ORDER), dim), dtype=np.float32)
@@ -261,10 +261,10 @@ class EmotionPredictor:
         if disabled:
             notes.append(f"features disabled in the config (features.features): {', '.join(disabled)}")
         if clip.no_face_frames:
-            notes.append(f"no face detected in {clip.no_face_frames} of {len(clip.face_crops)} frames: "
+            notes.append(f"no face detected in {clip.no_face_frames} of {clip.num_frames} frames: "
                          "those use the nearest detected face (or a centred square when none is found)")
         seconds["total_inputs"] = time.perf_counter() - start
-        return ClipInputs(str(path), clip.chosen_frame, frame_index, clip.face_crops[frame_index], features, present,
+        return ClipInputs(str(path), clip.chosen_frame, frame_index, clip.chosen_face, features, present,
                           notes, seconds)
 
     # ---- inputs -> answer -----------------------------------------------------------------

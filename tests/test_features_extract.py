@@ -93,6 +93,10 @@ def test_good_clips_get_features_bad_ones_are_reported_and_rerun_skips(tmp_path,
     (out / "mae_340_UTT" / "b_avi.npy").unlink()  # a missing output makes just that clip run again
     third = extract_features(paths, out, tiny_cfg(encoders), progress=False)
     assert third.done == ["b_avi"]
+    # the report of a re-run keeps what earlier runs found out about the clips it skipped
+    merged = json.loads((out / "extraction_report.json").read_text())
+    assert merged["no_audio"] == ["d_webm_silent"] and sorted(merged["extracted"]) == good
+    assert sorted(merged["no_face_frames"]) == good and merged["counts"]["failed"] == 2
 
 
 def test_features_are_deterministic_for_the_same_clip_and_config(tmp_path, videos, encoders):
@@ -124,8 +128,8 @@ def test_chosen_frame_is_the_planted_peak(tmp_path, encoders):
 
 def test_names_file_selects_clips_and_reports_missing_names(tmp_path, videos):
     listing = tmp_path / "list.txt"
-    listing.write_text("b_avi 125 sad -10\n# a comment\n\nmissing_clip 10 happy\n")
-    assert read_names_file(listing) == ["b_avi", "missing_clip"]
+    listing.write_text("b_avi 125 sad -10\n# a comment\n\nmissing_clip 10 happy\nmy clip 01.mp4\n  x.y  \n")
+    assert read_names_file(listing) == ["b_avi", "missing_clip", "my clip 01", "x.y"]
     paths, problems = find_videos(videos, read_names_file(listing))
     assert [p.name for p in paths] == ["b_avi.avi"]
     assert "no video named missing_clip" in problems["missing_clip"]

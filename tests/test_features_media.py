@@ -158,3 +158,39 @@ def test_write_video_rejects_bad_input(tmp_path):
         write_video(tmp_path / "x.gif", moving_frames(2, 8, 8), 10.0)
     with pytest.raises(MediaError, match="uint8"):
         write_video(tmp_path / "x.mp4", np.zeros((2, 8, 8, 3), np.float32), 10.0)
+
+
+def write_mp3_track(path, signal, sample_rate=16000):
+    """A clip whose audio is MP3 (LAME), which write_video does not produce."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=10)
+        video.width = video.height = 16
+        video.pix_fmt = "yuv420p"
+        audio = container.add_stream("libmp3lame", rate=sample_rate)
+        audio.layout = "mono"
+        resampler = av.AudioResampler(format=audio.codec_context.format.name, layout="mono", rate=sample_rate,
+                                      frame_size=audio.codec_context.frame_size or 1152)
+        source = av.AudioFrame.from_ndarray(signal.reshape(1, -1), format="flt", layout="mono")
+        source.sample_rate = sample_rate
+        pts = 0
+        for chunk in resampler.resample(source) + resampler.resample(None):
+            chunk.pts = pts
+            pts += chunk.samples
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode())
+        for _ in range(10):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")))
+        container.mux(video.encode())
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mkv"])
+def test_mp3_encoder_delay_is_removed(tmp_path, suffix):
+    signal = np.zeros(16000, np.float32)
+    signal[4000:4400] = 0.5 * np.sin(2 * np.pi * 440 * np.arange(400) / 16000)  # a burst at 0.25 s
+    path = tmp_path / f"mp3{suffix}"
+    write_mp3_track(path, signal)
+    waveform = load_audio(path)
+    assert abs(int(np.argmax(np.abs(waveform) > 0.1)) - 4000) < 16  # was 5107: 1105 samples late
+    assert 16000 <= len(waveform) < 16000 + 400

@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from minigpt4.features.media import FRAME_CHOICES
-
 FEATURE_NAMES = ("audio", "local", "temporal")
 
 # Release folder names (see DESIGN.md section 3): they sit beside the annotation file.
 FEATURE_FOLDERS = {"audio": "HL-UTT", "local": "mae_340_UTT", "temporal": "maeV_399_UTT"}
+
+# first: frame 0 (the release's protocol); middle: frame T // 2; peak: the tracked face's most
+# changed frame; au_peak: the frame a dataset-building pipeline chose by Action Units (au_peaks)
+FRAME_CHOICES = ("first", "middle", "peak", "au_peak")
 
 
 @dataclass
@@ -27,12 +29,15 @@ class FeatureConfig:
     features: list[str] = field(default_factory=lambda: list(FEATURE_NAMES))
 
     # frames and faces
-    frame_choice: str = "first"  # first | middle | peak (peak is measured on the face crops)
+    frame_choice: str = "first"  # first | middle | peak | au_peak (see FRAME_CHOICES above)
+    au_peaks: Optional[str] = None  # JSON {clip name: peak frame index, 0-based}; needed by au_peak
     save_frames: bool = True  # the chosen frame as <out>/frames/<name>.jpg, for the global (EVA) view
-    face_detector: str = "haar"  # haar | center (see minigpt4.features.faces.FACE_DETECTORS)
+    face_detector: str = "haar"  # haar | mtcnn | center (see minigpt4.features.faces)
     face_size: int = 224  # side of the square face crops handed to MAE / VideoMAE
     face_margin: float = 0.2  # crop this fraction of the face box larger on each side
-    detect_stride: int = 1  # run the face detector on every k-th frame, reuse boxes between
+    min_face_size: int = 64  # smallest face to find, in video pixels: detection shrinks frames only this far
+    detect_stride: int = 5  # run the face detector on every k-th frame, interpolate boxes between
+    full_scan_stride: int = 50  # search the whole frame every this many frames; between, only near tracked faces
     local_max_frames: int = 64  # MAE sees at most this many frames, spread evenly (0 = all)
     frames_per_clip: int = 16  # VideoMAE clip length; must equal the model's num_frames
 
@@ -62,7 +67,10 @@ class FeatureConfig:
             raise ValueError(f"features must be a non-empty subset of {list(FEATURE_NAMES)}, got {self.features}")
         if self.frame_choice not in FRAME_CHOICES:
             raise ValueError(f"frame_choice must be one of {list(FRAME_CHOICES)}, got {self.frame_choice!r}")
-        for name in ("face_size", "detect_stride", "frames_per_clip", "local_batch_size",
+        if self.frame_choice == "au_peak" and not self.au_peaks:
+            raise ValueError("frame_choice=au_peak needs au_peaks: the JSON file {clip name: peak frame index} "
+                             "written by the dataset-building pipeline")
+        for name in ("face_size", "min_face_size", "detect_stride", "full_scan_stride", "frames_per_clip", "local_batch_size",
                      "temporal_batch_size", "decode_workers", "pretrain_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -5,17 +5,21 @@ For every clip `<name>.<ext>` it writes (each file atomically: a temp file, then
     <out>/HL-UTT/<name>.npy        audio    (D,) float32  HuBERT, mean over time
     <out>/mae_340_UTT/<name>.npy   local    (D,) float32  ViT-MAE on face crops, mean over frames
     <out>/maeV_399_UTT/<name>.npy  temporal (D,) float32  VideoMAE on 16 face crops, mean over tokens
-    <out>/frames/<name>.jpg        the chosen frame (first / middle / peak of the face crops)
+    <out>/frames/<name>.jpg        the chosen frame (first / middle / peak / au_peak)
     <out>/eva_cache/<name>.npy     optional: frozen EVA ViT tokens of that frame
-    <out>/extraction_report.json   counts and the failures by name with the reason
+    <out>/extraction_report.json   counts, failures by name with the reason, per-clip face counts;
+                                   rewritten as clips finish and merged with earlier runs
 
 A clip without an audio track still gets its video features; its audio feature is absent, the
 clip is counted under `no_audio`, and a marker in `<out>/.extraction_state/no_audio/` lets a
 re-run treat it as finished. A clip whose outputs all exist is skipped, so an interrupted run
 picks up where it stopped.
 
-Decoding, face cropping and audio loading run in a small thread pool (decord, PyAV and OpenCV
-release the GIL); the encoders run in the main thread, batched.
+Each clip is streamed (`faces.read_video_faces`): the main face is tracked over all frames, and
+only what the encoders see is kept — face crops at the frames MAE and VideoMAE sample, the
+chosen frame — so memory does not grow with the clip's length or resolution. Decoding, face
+tracking and audio loading run in a small thread pool (PyAV and OpenCV release the GIL); the
+encoders run in the main thread, batched.
 """
 
 from __future__ import annotations
@@ -36,9 +40,8 @@ import numpy as np
 from tqdm import tqdm
 
 from minigpt4.features.config import FEATURE_FOLDERS, FeatureConfig
-from minigpt4.features.faces import build_face_detector, crop_faces
-from minigpt4.features.media import (VIDEO_SUFFIXES, MediaError, NoAudioError, choose_frame_index,
-                                     load_audio, read_frames)
+from minigpt4.features.faces import build_face_detector, read_video_faces
+from minigpt4.features.media import VIDEO_SUFFIXES, MediaError, NoAudioError, load_audio
 
 REPORT_NAME = "extraction_report.json"
 NO_AUDIO_MARKERS = Path(".extraction_state") / "no_audio"
@@ -46,23 +49,58 @@ NO_AUDIO_MARKERS = Path(".extraction_state") / "no_audio"
 
 @dataclass
 class ExtractionReport:
-    """What a run did; saved as extraction_report.json and printed at the end."""
+    """What the runs into one output folder did; saved as extraction_report.json after every
+    batch (so a killed run leaves one) and merged with the report of earlier runs: `done`,
+    `skipped_existing` and `seconds` are this run's, the per-clip records cover all runs."""
 
     done: list[str] = field(default_factory=list)
     skipped_existing: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # name -> reason
+    failed: dict[str, str] = field(default_factory=dict)  # name -> reason (cleared when a re-run succeeds)
     no_audio: list[str] = field(default_factory=list)
-    no_face_frames: dict[str, int] = field(default_factory=dict)  # name -> frames without a detection
+    no_face_frames: dict[str, int] = field(default_factory=dict)  # name -> frames without the face nearby
+    faces_seen: dict[str, int] = field(default_factory=dict)  # name -> faces tracked (the main one is used)
+    extracted: list[str] = field(default_factory=list)  # every clip extracted into this folder, all runs
     frames_decoded: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: {
-        "decode": 0.0, "faces": 0.0, "audio_decode": 0.0, "audio": 0.0, "local": 0.0,
+        "video": 0.0, "audio_decode": 0.0, "audio": 0.0, "local": 0.0,
         "temporal": 0.0, "eva": 0.0, "write": 0.0, "wall": 0.0})
+
+    @classmethod
+    def continuing(cls, out_dir: Path) -> "ExtractionReport":
+        """A fresh report for a new run that keeps the per-clip records of the folder's last one."""
+        report = cls()
+        path = out_dir / REPORT_NAME
+        if not path.is_file():
+            return report
+        try:
+            earlier = json.loads(path.read_text())
+            report.failed = dict(earlier.get("failed", {}))
+            report.no_audio = list(earlier.get("no_audio", []))
+            report.no_face_frames = dict(earlier.get("no_face_frames", {}))
+            report.faces_seen = dict(earlier.get("faces_seen", {}))
+            report.extracted = list(earlier.get("extracted", []))
+        except (json.JSONDecodeError, AttributeError, TypeError):
+            return cls()  # a damaged report: start over, the outputs on disk are what counts
+        return report
+
+    def record_done(self, name: str, no_face_frames: int, faces_seen: int, no_audio: bool) -> None:
+        self.done.append(name)
+        self.failed.pop(name, None)
+        self.no_face_frames[name] = no_face_frames
+        self.faces_seen[name] = faces_seen
+        if no_audio and name not in self.no_audio:
+            self.no_audio.append(name)
+        elif not no_audio and name in self.no_audio:
+            self.no_audio.remove(name)
+        if name not in self.extracted:
+            self.extracted.append(name)
 
     def counts(self) -> dict[str, int]:
         return {"done": len(self.done), "skipped_existing": len(self.skipped_existing),
-                "failed": len(self.failed), "no_audio": len(self.no_audio),
+                "failed": len(self.failed), "no_audio": len(self.no_audio), "extracted": len(self.extracted),
                 "clips_with_no_face_frames": sum(1 for n in self.no_face_frames.values() if n),
-                "no_face_frames": sum(self.no_face_frames.values())}
+                "no_face_frames": sum(self.no_face_frames.values()),
+                "clips_with_several_faces": sum(1 for n in self.faces_seen.values() if n > 1)}
 
     def to_json(self) -> dict:
         return {"counts": self.counts(), **asdict(self)}
@@ -72,20 +110,27 @@ class ExtractionReport:
         lines = [f"done {counts['done']}, skipped (already extracted) {counts['skipped_existing']}, "
                  f"failed {counts['failed']}, without audio {counts['no_audio']}, "
                  f"frames without a detected face {counts['no_face_frames']} "
-                 f"(in {counts['clips_with_no_face_frames']} clips); {self.seconds['wall']:.1f} s"]
+                 f"(in {counts['clips_with_no_face_frames']} clips), "
+                 f"clips showing several faces {counts['clips_with_several_faces']}; {self.seconds['wall']:.1f} s"]
         lines += [f"  FAILED {name}: {reason}" for name, reason in sorted(self.failed.items())]
         return "\n".join(lines)
 
 
 @dataclass
 class PreparedClip:
-    """A decoded clip, ready for the encoders (built in a worker thread)."""
+    """What the encoders need of one clip, decoded and cropped in a worker thread. Only these
+    crops are kept, never the whole clip, so memory does not grow with its length."""
 
     name: str
-    face_crops: np.ndarray  # uint8 [T, face_size, face_size, 3]
-    chosen_frame: np.ndarray  # uint8 [H, W, 3], full frame
+    local_crops: np.ndarray  # uint8 [<= local_max_frames, face_size, face_size, 3], spread over the clip
+    temporal_crops: np.ndarray  # uint8 [frames_per_clip, face_size, face_size, 3], spread over the clip
+    chosen_frame: np.ndarray  # uint8 [H, W, 3], full frame (first / middle / peak / au_peak)
+    chosen_index: int
+    chosen_face: np.ndarray  # uint8 [face_size, face_size, 3], the face crop of the chosen frame
     waveform: np.ndarray | None  # float32 16 kHz mono; None = no audio track (or audio not wanted)
-    no_face_frames: int
+    num_frames: int
+    no_face_frames: int  # frames not within detect_stride of a detection of the main face
+    faces_seen: int  # faces tracked in the clip (the main one is cropped)
     seconds: dict[str, float]
 
 
@@ -119,13 +164,18 @@ def find_videos(folder: str | Path, names: Sequence[str] | None = None) -> tuple
 
 
 def read_names_file(path: str | Path) -> list[str]:
-    """Clip names, one a line; only the first column counts, so the release's annotation lists
-    (``name frame_count label ...``) work as they are. Blank lines and # comments are skipped."""
+    """Clip names, one a line. A line that looks like the release's annotation lists
+    (``name frame_count label ...``: an integer second field) gives its first field; any other
+    line is a whole name, spaces included (``my clip 01``). A video suffix is dropped. Blank
+    lines and # comments are skipped."""
     names = []
     for line in Path(path).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line:
-            names.append(Path(line.split()[0]).stem)
+        if not line:
+            continue
+        fields = line.split()
+        name = fields[0] if len(fields) >= 3 and fields[1].isdigit() else line
+        names.append(name[: -len(Path(name).suffix)] if Path(name).suffix.lower() in VIDEO_SUFFIXES else name)
     return names
 
 
@@ -150,6 +200,7 @@ class FeatureExtractor:
                              f"was built for {self.temporal.num_frames} frames; set frames_per_clip="
                              f"{self.temporal.num_frames}")
         self.eva = _EvaTokenCache(cfg) if cfg.eva_cache else None
+        self.au_peaks = load_au_peaks(cfg.au_peaks) if cfg.frame_choice == "au_peak" else {}
         self._thread_state = threading.local()  # one face detector per decode thread
 
     # ---- per clip --------------------------------------------------------------------------
@@ -168,20 +219,28 @@ class FeatureExtractor:
                    for p in self.expected_outputs(out_dir, name))
 
     def prepare(self, path: Path) -> PreparedClip:
-        """Decode frames and audio and crop faces (runs in a worker thread)."""
+        """Track the face, crop it where the encoders look, pick the frame, read the audio
+        (runs in a worker thread; streaming, see `read_video_faces`)."""
+        from minigpt4.features.encoders import sample_clip_indices
+
         cfg = self.cfg
         seconds = {}
-        start = time.perf_counter()
-        frames = read_frames(path)
-        seconds["decode"] = time.perf_counter() - start
-
         start = time.perf_counter()
         detector = getattr(self._thread_state, "detector", None)
         if detector is None:
             detector = self._thread_state.detector = build_face_detector(cfg.face_detector)
-        crops, no_face_frames = crop_faces(frames, detector, cfg.face_size, cfg.face_margin, cfg.detect_stride)
-        chosen_frame = frames[choose_frame_index(crops, cfg.frame_choice)]
-        seconds["faces"] = time.perf_counter() - start
+        plan: dict[str, np.ndarray] = {}
+
+        def wanted(num_frames: int) -> np.ndarray:
+            local = min(cfg.local_max_frames or num_frames, num_frames)
+            plan["local"] = sample_clip_indices(num_frames, local)
+            plan["temporal"] = sample_clip_indices(num_frames, cfg.frames_per_clip)
+            return np.concatenate([plan["local"], plan["temporal"]])
+
+        faces = read_video_faces(path, detector, cfg.face_size, cfg.face_margin, wanted, self._choice(path),
+                                 min_face_size=cfg.min_face_size, detect_stride=cfg.detect_stride,
+                                 full_scan_stride=cfg.full_scan_stride)
+        seconds["video"] = time.perf_counter() - start
 
         start = time.perf_counter()
         waveform = None
@@ -191,14 +250,26 @@ class FeatureExtractor:
             except NoAudioError:
                 waveform = None
         seconds["audio_decode"] = time.perf_counter() - start
-        return PreparedClip(path.stem, crops, chosen_frame, waveform, no_face_frames, seconds)
+        return PreparedClip(path.stem, faces.stack(plan["local"]), faces.stack(plan["temporal"]),
+                            faces.chosen_frame, faces.chosen_index, faces.chosen_face, waveform, faces.num_frames,
+                            faces.track.no_face_frames, faces.track.faces_seen, seconds)
+
+    def _choice(self, path: Path) -> str | int:
+        """The frame choice for this clip: a name, or the index the au_peaks file gives it."""
+        if self.cfg.frame_choice != "au_peak":
+            return self.cfg.frame_choice
+        if path.stem not in self.au_peaks:
+            raise ValueError(f"no peak frame for clip {path.stem!r} in au_peaks={self.cfg.au_peaks}; "
+                             f"add it there or use another frame_choice")
+        return self.au_peaks[path.stem]
 
     # ---- the run ---------------------------------------------------------------------------
 
     def run(self, video_paths: Iterable[str | Path], out_dir: str | Path,
             problems: dict[str, str] | None = None, progress: bool = True) -> ExtractionReport:
         out_dir = Path(out_dir)
-        report = ExtractionReport(failed=dict(problems or {}))
+        report = ExtractionReport.continuing(out_dir)
+        report.failed.update(problems or {})
         wall_start = time.perf_counter()
         todo = []
         for path in map(Path, video_paths):
@@ -206,6 +277,7 @@ class FeatureExtractor:
                 report.skipped_existing.append(path.stem)
             else:
                 todo.append(path)
+        write_report(report, out_dir)
         bar = tqdm(total=len(todo), desc="extract", unit="clip", disable=not progress)
         pending: list[PreparedClip] = []
         for path, outcome in self._prepared_in_order(todo):
@@ -218,6 +290,8 @@ class FeatureExtractor:
                 self._encode_and_write(pending, out_dir, report)
                 bar.update(len(pending))
                 pending = []
+                report.seconds["wall"] = time.perf_counter() - wall_start
+                write_report(report, out_dir)  # as clips finish: a killed run still leaves its report
         if pending:
             self._encode_and_write(pending, out_dir, report)
             bar.update(len(pending))
@@ -251,7 +325,7 @@ class FeatureExtractor:
         if self.temporal is not None:
             start = time.perf_counter()
             try:
-                batch = self.temporal.encode_batch([c.face_crops for c in clips])
+                batch = self.temporal.encode_batch([c.temporal_crops for c in clips])
                 temporal_vectors = {c.name: v for c, v in zip(clips, batch)}
             except Exception:  # find out which clip is to blame below, one at a time
                 temporal_vectors = {}
@@ -270,8 +344,8 @@ class FeatureExtractor:
         time is added to `seconds`."""
         jobs = (
             ("temporal", self.temporal,
-             lambda enc: temporal_vector if temporal_vector is not None else enc.encode(clip.face_crops)),
-            ("local", self.local, lambda enc: enc.encode(_spread(clip.face_crops, self.cfg.local_max_frames))),
+             lambda enc: temporal_vector if temporal_vector is not None else enc.encode(clip.temporal_crops)),
+            ("local", self.local, lambda enc: enc.encode(clip.local_crops)),
             ("audio", self.audio if clip.waveform is not None else None, lambda enc: enc.encode(clip.waveform)),
         )
         vectors: dict[str, np.ndarray] = {}
@@ -306,11 +380,9 @@ class FeatureExtractor:
                 marker.touch()
         for stage, value in clip.seconds.items():
             report.seconds[stage] += value
-        report.frames_decoded += len(clip.face_crops)
-        report.no_face_frames[clip.name] = clip.no_face_frames
-        if self.audio is not None and clip.waveform is None:
-            report.no_audio.append(clip.name)
-        report.done.append(clip.name)
+        report.frames_decoded += clip.num_frames
+        report.record_done(clip.name, clip.no_face_frames, clip.faces_seen,
+                           no_audio=self.audio is not None and clip.waveform is None)
 
 
 class _EvaTokenCache:
@@ -348,11 +420,20 @@ def _timed(totals: dict[str, float], stage: str):
         totals[stage] = totals.get(stage, 0.0) + time.perf_counter() - start
 
 
-def _spread(frames: np.ndarray, limit: int) -> np.ndarray:
-    """At most `limit` frames spread evenly over the clip (all when limit is 0 or not exceeded)."""
-    if limit == 0 or len(frames) <= limit:
-        return frames
-    return frames[np.linspace(0, len(frames) - 1, limit).round().astype(np.int64)]
+def load_au_peaks(path: str | Path) -> dict[str, int]:
+    """{clip name: peak frame index (0-based, in decoded frame order)} from the JSON file that
+    the dataset-building pipeline writes; read by ``frame_choice: au_peak``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"au_peaks file {path} does not exist; write it with the dataset-building "
+                                f"pipeline or set au_peaks to the right path (frame_choice=au_peak needs it)")
+    try:
+        peaks = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"au_peaks file {path} is not valid JSON ({err})") from None
+    if not isinstance(peaks, dict) or not all(isinstance(v, int) and v >= 0 for v in peaks.values()):
+        raise ValueError(f"au_peaks file {path} must map clip names to frame indices (integers >= 0)")
+    return peaks
 
 
 def _reason(err: Exception) -> str:
@@ -384,9 +465,13 @@ def save_jpg_atomic(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
 
 
 def write_report(report: ExtractionReport, out_dir: Path) -> Path:
+    """Atomically (re)write <out_dir>/extraction_report.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / REPORT_NAME
-    path.write_text(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    with tempfile.NamedTemporaryFile("w", dir=out_dir, prefix=".report.", suffix=".json.tmp",
+                                     delete=False) as handle:
+        json.dump(report.to_json(), handle, indent=2, sort_keys=True)
+    os.replace(handle.name, path)
     return path
 
 

@@ -13,10 +13,11 @@ files decord cannot open.
 from __future__ import annotations
 
 import fractions
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -78,9 +79,11 @@ class VideoInfo:
 # writing
 # --------------------------------------------------------------------------------------------
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float,
+def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: float,
                 audio: np.ndarray | None = None, sample_rate: int = 16000) -> None:
-    """Encode RGB `frames` (uint8 [T,H,W,3]) and optional mono `audio` (float32 in [-1, 1]).
+    """Encode RGB `frames` (uint8 [T,H,W,3], or any iterable of uint8 [H,W,3] frames, so long
+    clips can be written without holding them in memory) and optional mono `audio` (float32 in
+    [-1, 1]).
 
     The container follows the suffix (.mp4/.mov h264+aac, .mkv h264+aac, .avi mpeg4+pcm,
     .webm vp8+opus). yuv420p needs even sizes, so an odd width or height is padded by one
@@ -90,18 +93,22 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float,
     suffix = path.suffix.lower()
     if suffix not in _CODECS_BY_SUFFIX:
         raise MediaError(path, f"cannot write suffix {suffix!r}", f"use one of {sorted(_CODECS_BY_SUFFIX)}")
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+    if isinstance(frames, np.ndarray) and (frames.ndim != 4 or len(frames) == 0):
         raise MediaError(path, f"frames must be uint8 [T,H,W,3] with T>0, got {frames.dtype} {frames.shape}")
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise MediaError(path, "frames must be uint8 [T,H,W,3] with T>0, got no frames")
+    _check_frame(path, first)
     if fps <= 0:
         raise MediaError(path, f"fps must be positive, got {fps}")
-    frames = _pad_to_even(frames)
     video_codecs, audio_codecs = _CODECS_BY_SUFFIX[suffix]
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = fractions.Fraction(fps).limit_denominator(1001)
     with av.open(str(path), mode="w") as container:
         video_stream = container.add_stream(_first_encoder(video_codecs, path), rate=rate)
-        video_stream.width, video_stream.height = frames.shape[2], frames.shape[1]
+        video_stream.height = first.shape[0] + first.shape[0] % 2
+        video_stream.width = first.shape[1] + first.shape[1] % 2
         video_stream.pix_fmt = "yuv420p"
         if video_stream.codec_context.name == "libx264":
             # x264's frame and lookahead threads make the bitstream depend on thread timing; without
@@ -113,18 +120,26 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float,
         if audio is not None:
             audio_stream = container.add_stream(_first_encoder(audio_codecs, path), rate=sample_rate)
             audio_stream.layout = "mono"
-        for rgb in frames:
-            container.mux(video_stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        for rgb in itertools.chain([first], frames):
+            if rgb.shape != first.shape or rgb.dtype != np.uint8:
+                raise MediaError(path, f"every frame must be uint8 {first.shape}, got {rgb.dtype} {rgb.shape}")
+            frame = av.VideoFrame.from_ndarray(_pad_to_even(np.ascontiguousarray(rgb)), format="rgb24")
+            container.mux(video_stream.encode(frame))
         container.mux(video_stream.encode())
         if audio_stream is not None:
             _encode_audio(container, audio_stream, np.asarray(audio, dtype=np.float32), sample_rate)
 
 
-def _pad_to_even(frames: np.ndarray) -> np.ndarray:
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+def _check_frame(path: Path, rgb: np.ndarray) -> None:
+    if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
+        raise MediaError(path, f"frames must be uint8 [T,H,W,3] with T>0, got {rgb.dtype} frames of {rgb.shape}")
+
+
+def _pad_to_even(frame: np.ndarray) -> np.ndarray:
+    pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
     if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    return frames
+        frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return frame
 
 
 def _first_encoder(names: Sequence[str], path: Path) -> str:
@@ -218,6 +233,93 @@ def iter_frame_chunks(path: str | Path, chunk_size: int = 64) -> Iterator[np.nda
         yield read_frames(path, range(start, min(start + chunk_size, count)))
 
 
+# pixel formats whose first plane is 8-bit luma: the grey image comes free, without conversion
+_LUMA_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "yuv411p",
+               "yuv440p", "yuvj440p", "gray"}
+
+
+class StreamFrame:
+    """One decoded frame of `stream_frames`: converted to grey or RGB only when asked."""
+
+    def __init__(self, index: int, frame):
+        self.index = index
+        self._frame = frame
+
+    @property
+    def height(self) -> int:
+        return self._frame.height
+
+    @property
+    def width(self) -> int:
+        return self._frame.width
+
+    def grey(self) -> np.ndarray:
+        """uint8 [H,W] luma (the Y plane itself for YUV video: no conversion)."""
+        frame = self._frame
+        if frame.format.name in _LUMA_FIRST:
+            plane = frame.planes[0]
+            return np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, :frame.width]
+        return frame.to_ndarray(format="gray")
+
+    def rgb(self) -> np.ndarray:
+        """uint8 [H,W,3] RGB."""
+        return self.rgb_region(0, 0, self.width, self.height)
+
+    def rgb_region(self, left: int, top: int, width: int, height: int) -> np.ndarray:
+        """uint8 [height, width, 3] RGB of one region; for 4:2:0 video only that region is
+        converted (a face crop costs a fraction of a full 1080p frame)."""
+        frame = self._frame
+        if frame.format.name not in ("yuv420p", "yuvj420p") or frame.width < 2 or frame.height < 2:
+            return frame.to_ndarray(format="rgb24")[top:top + height, left:left + width]
+        # chroma is subsampled 2x: convert an even-aligned region, then trim to the one asked for
+        x0, y0 = left - left % 2, top - top % 2
+        x1 = min(frame.width - frame.width % 2, left + width + (left + width) % 2)
+        y1 = min(frame.height - frame.height % 2, top + height + (top + height) % 2)
+        if x1 - x0 < 2 or y1 - y0 < 2 or x1 < left + width or y1 < top + height:  # an odd-sized edge
+            return frame.to_ndarray(format="rgb24")[top:top + height, left:left + width]
+        planes = [np.frombuffer(p, np.uint8).reshape(-1, p.line_size) for p in frame.planes[:3]]
+        luma = planes[0][y0:y1, x0:x1]
+        u = planes[1][y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+        v = planes[2][y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+        i420 = np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(-1, x1 - x0)
+        import cv2
+
+        rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)  # BT.601, as FFmpeg's default conversion
+        return np.ascontiguousarray(rgb[top - y0:top - y0 + height, left - x0:left - x0 + width])
+
+    def image(self, input_format: str) -> np.ndarray:
+        """`grey()` or `rgb()` by name, as a face detector's `input_format` says."""
+        return self.grey() if input_format == "grey" else self.rgb()
+
+
+def stream_frames(path: str | Path, stop_after: int | None = None) -> Iterator[StreamFrame]:
+    """Decode a video frame by frame, in order, holding one frame at a time (PyAV).
+
+    Long or high-resolution clips therefore need no more memory than short ones. After the
+    last frame the count is checked against the duration the header declares, so a truncated
+    file raises `MediaError`; a damaged tail ends the stream like the end of the file.
+    `stop_after`: stop after this frame index (nothing after it is needed; no truncation check).
+    """
+    path = _existing_file(path)
+    count = 0
+    with _open_av(path) as container:
+        stream = _video_stream(container, path)
+        fps = float(stream.average_rate or 0.0)
+        declared = _declared_video_seconds(container, stream)
+        try:
+            for frame in container.decode(stream):
+                yield StreamFrame(count, frame)
+                count += 1
+                if stop_after is not None and count > stop_after:
+                    return
+        except av.error.FFmpegError as err:
+            if count == 0:
+                raise MediaError(path, f"no decodable video frames ({err})", _CORRUPT_FIX) from None
+    if count == 0:
+        raise MediaError(path, "no decodable video frames", _CORRUPT_FIX)
+    _check_not_truncated(path, count, fps, declared)
+
+
 def choose_frame_index(path_or_frames: str | Path | np.ndarray, choice: str) -> int:
     """Index of the frame that represents the clip.
 
@@ -275,12 +377,22 @@ def _peak_index(chunks: Iterator[np.ndarray]) -> int:
 # audio
 # --------------------------------------------------------------------------------------------
 
-def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
-    """The soundtrack as float32 mono at `sample_rate` (channels averaged by the resampler).
+# MP3 encoders put this many samples of silence in front (LAME: 576 encoder + 529 decoder delay).
+# FFmpeg removes them when the container says so (.mp3 files with a LAME header, Matroska's codec
+# delay); an MP3 track in AVI says nothing, so they are removed here.
+MP3_DELAY_SAMPLES = 1105
 
-    Lossless tracks (PCM, as in our .avi) come back sample-exact. Lossy codecs pad: AAC rounds
-    up to whole 1024-sample frames and, in Matroska, keeps its 1024-sample encoder delay, so
-    expect up to ~2048 extra samples (0.13 s at 16 kHz), harmless for mean-pooled features.
+
+def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """The soundtrack as float32 mono at `sample_rate`.
+
+    Several channels are mixed by FFmpeg's resampler, which for stereo gives (L + R) / sqrt(2),
+    not the mean; the audio encoder normalises every utterance, so the scale does not matter.
+    Samples the container marks as before the start (encoder delay) are dropped, and so is the
+    MP3 encoder delay in AVI files, which no container field marks. Lossless tracks (PCM, as in
+    our .avi) come back sample-exact. Lossy codecs pad the end: AAC rounds up to whole
+    1024-sample frames, so expect up to ~2048 extra samples (0.13 s at 16 kHz), harmless for
+    mean-pooled features.
     """
     path = _existing_file(path)
     with _open_av(path) as container:
@@ -289,8 +401,11 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         pieces: list[np.ndarray] = []
+        skip_seconds = None
         try:
             for frame in container.decode(stream):
+                if skip_seconds is None:
+                    skip_seconds = _leading_delay_seconds(container, stream, frame)
                 pieces.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
             pieces.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
         except av.error.FFmpegError as err:
@@ -299,7 +414,19 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
             # a damaged tail: keep what decoded, like the video path does
     if not pieces:
         raise MediaError(path, "audio track holds no samples", _CORRUPT_FIX)
-    return np.concatenate(pieces).astype(np.float32, copy=False)
+    waveform = np.concatenate(pieces).astype(np.float32, copy=False)
+    skip = int(round((skip_seconds or 0.0) * sample_rate))
+    return waveform[skip:] if 0 < skip < len(waveform) else waveform
+
+
+def _leading_delay_seconds(container, stream, first_frame) -> float:
+    """Seconds of encoder delay at the start of an audio track that FFmpeg did not remove."""
+    if first_frame.pts is not None and first_frame.pts < 0 and first_frame.time_base:
+        return float(-first_frame.pts * first_frame.time_base)  # marked by the container (Matroska)
+    is_mp3 = stream.codec_context.name in ("mp3", "mp3float")
+    if is_mp3 and "avi" in container.format.name and not first_frame.pts and first_frame.sample_rate:
+        return MP3_DELAY_SAMPLES / first_frame.sample_rate
+    return 0.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from minigpt4.features.config import FeatureConfig
 from minigpt4.features.encoders import images_to_tensor, sample_clip_indices
-from minigpt4.features.faces import build_face_detector, crop_faces
-from minigpt4.features.media import VIDEO_SUFFIXES, MediaError, read_frames
+from minigpt4.features.faces import build_face_detector, crop_faces, read_video_faces
+from minigpt4.features.media import VIDEO_SUFFIXES, MediaError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -50,6 +50,13 @@ def collect_face_samples(source: str | Path, kind: str, cfg: FeatureConfig, imag
     detector = build_face_detector(cfg.face_detector)
     samples: list[np.ndarray] = []
     skipped: dict[str, str] = {}
+
+    def wanted(count: int) -> np.ndarray:
+        """The frames of a video that become samples (the crops are made while streaming)."""
+        if kind == "videomae":
+            return sample_clip_indices(count, clip_length)
+        return sample_clip_indices(count, min(cfg.local_max_frames or count, count))
+
     for path in tqdm(files, desc="collect faces", unit="file"):
         if path.suffix.lower() in IMAGE_SUFFIXES:
             if kind == "videomae":
@@ -60,19 +67,21 @@ def collect_face_samples(source: str | Path, kind: str, cfg: FeatureConfig, imag
                 skipped[path.name] = "not a readable image"
                 continue
             rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-            samples.append(crop_faces(rgb[None], detector, image_size, cfg.face_margin)[0][0])
+            samples.append(crop_faces(rgb[None], detector, image_size, cfg.face_margin,
+                                      min_face_size=cfg.min_face_size)[0][0])
             continue
         try:
-            frames = read_frames(path)
+            faces = read_video_faces(path, detector, image_size, cfg.face_margin, wanted,
+                                     min_face_size=cfg.min_face_size, detect_stride=cfg.detect_stride,
+                                     full_scan_stride=cfg.full_scan_stride)
         except MediaError as err:
             skipped[path.name] = err.problem
             continue
-        crops, _ = crop_faces(frames, detector, image_size, cfg.face_margin, cfg.detect_stride)
+        crops = faces.stack(wanted(faces.num_frames))
         if kind == "videomae":
-            samples.append(crops[sample_clip_indices(len(crops), clip_length)])
+            samples.append(crops)
         else:
-            limit = cfg.local_max_frames or len(crops)
-            samples.extend(crops[sample_clip_indices(len(crops), min(limit, len(crops)))])
+            samples.extend(crops)
     if not samples:
         raise ValueError(f"no usable face samples in {source} ({len(skipped)} files skipped: "
                          f"{dict(list(skipped.items())[:3])})")
