@@ -120,3 +120,12 @@ def test_torchrun_extract_matches_one_process_and_resumes_with_another_world_siz
     report = json.loads((sharded / "extraction_report.json").read_text())
     assert sorted(report["skipped_existing"]) == good and report["done"] == [] and list(report["failed"]) == [NAMES[6]]
     assert sorted(report["extracted"]) == good and report["counts"]["no_audio"] == 2
+
+
+def test_merr_builder_refuses_torchrun_with_one_error_line(tmp_path, monkeypatch, capsys):
+    from minigpt4.merr.__main__ import main as merr_main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert merr_main(["build", "--videos", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("error: python -m minigpt4.merr build runs as one process")
+    assert not (tmp_path / "out").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -38,6 +39,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from minigpt4.merr.config import load_merr_config
 
     args = parse_args(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would build the same files over each other
+        print("error: python -m minigpt4.merr build runs as one process, not under torchrun; run it with python "
+              "(endpoint stages already run in parallel: --options workers=N), and shard feature extraction "
+              "with torchrun -m minigpt4.features extract", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         cfg = load_merr_config(args.cfg_path, args.options)
