@@ -3,6 +3,7 @@
     python -m minigpt4.features tiny-encoders --out checkpoints/tiny/encoders
     python -m minigpt4.features extract --videos MER2023/videos --out MERR \\
         --cfg-path minigpt4/configs/features/real.yaml --options device=cuda decode_workers=8
+    torchrun --nproc-per-node 8 -m minigpt4.features extract ...   # one share of the clips per GPU
     python -m minigpt4.features pretrain --kind mae --crops MER2023/videos --out checkpoints/mae_face \\
         --cfg-path minigpt4/configs/features/real.yaml
 """
@@ -73,14 +74,24 @@ def _load_cfg(args):
 
 
 def _extract(args, cfg) -> int:
-    from minigpt4.features.extract import extract_features, find_videos, read_names_file
+    from datetime import timedelta
+
+    from minigpt4.features.extract import find_videos, read_names_file
+    from minigpt4.features.sharded import extract_features_sharded
+    from minigpt4.training.distributed import init_distributed, shutdown
 
     names = read_names_file(args.names_file) if args.names_file else None
     paths, problems = find_videos(args.videos, names)
     if not paths and not problems:
         print(f"error: no videos with a suffix .mp4/.avi/.mkv/.webm/.mov in {args.videos}", file=sys.stderr)
         return 2
-    report = extract_features(paths, args.out, cfg, problems=problems)
+    info = init_distributed("cpu", timeout=timedelta(days=7))  # under torchrun: gloo, only to meet at barriers
+    try:
+        report = extract_features_sharded(paths, args.out, cfg, info, problems=problems)
+    finally:
+        shutdown(info)
+    if not info.is_main:
+        return 1 if report.failed else 0  # rank 0 prints the merged report
     print(report.summary())
     print(f"report: {Path(args.out) / 'extraction_report.json'}")
     return 1 if report.failed else 0

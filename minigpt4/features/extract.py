@@ -266,9 +266,12 @@ class FeatureExtractor:
     # ---- the run ---------------------------------------------------------------------------
 
     def run(self, video_paths: Iterable[str | Path], out_dir: str | Path,
-            problems: dict[str, str] | None = None, progress: bool = True) -> ExtractionReport:
+            problems: dict[str, str] | None = None, progress: bool = True,
+            report: ExtractionReport | None = None, report_path: Path | None = None) -> ExtractionReport:
+        """`report` / `report_path`: start from these records and save there instead of the
+        folder's extraction_report.json (one torchrun rank's part, see `minigpt4.features.sharded`)."""
         out_dir = Path(out_dir)
-        report = ExtractionReport.continuing(out_dir)
+        report = report if report is not None else ExtractionReport.continuing(out_dir)
         report.failed.update(problems or {})
         wall_start = time.perf_counter()
         todo = []
@@ -277,7 +280,7 @@ class FeatureExtractor:
                 report.skipped_existing.append(path.stem)
             else:
                 todo.append(path)
-        write_report(report, out_dir)
+        write_report(report, out_dir, report_path)
         bar = tqdm(total=len(todo), desc="extract", unit="clip", disable=not progress)
         pending: list[PreparedClip] = []
         for path, outcome in self._prepared_in_order(todo):
@@ -291,13 +294,13 @@ class FeatureExtractor:
                 bar.update(len(pending))
                 pending = []
                 report.seconds["wall"] = time.perf_counter() - wall_start
-                write_report(report, out_dir)  # as clips finish: a killed run still leaves its report
+                write_report(report, out_dir, report_path)  # as clips finish: a killed run still leaves its report
         if pending:
             self._encode_and_write(pending, out_dir, report)
             bar.update(len(pending))
         bar.close()
         report.seconds["wall"] = time.perf_counter() - wall_start
-        write_report(report, out_dir)
+        write_report(report, out_dir, report_path)
         return report
 
     def _prepared_in_order(self, paths: Sequence[Path]) -> Iterator[tuple[Path, PreparedClip | Exception]]:
@@ -464,11 +467,11 @@ def save_jpg_atomic(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
     os.replace(handle.name, path)
 
 
-def write_report(report: ExtractionReport, out_dir: Path) -> Path:
-    """Atomically (re)write <out_dir>/extraction_report.json."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / REPORT_NAME
-    with tempfile.NamedTemporaryFile("w", dir=out_dir, prefix=".report.", suffix=".json.tmp",
+def write_report(report: ExtractionReport, out_dir: Path, path: Path | None = None) -> Path:
+    """Atomically (re)write <out_dir>/extraction_report.json (or `path`)."""
+    path = path or out_dir / REPORT_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".report.", suffix=".json.tmp",
                                      delete=False) as handle:
         json.dump(report.to_json(), handle, indent=2, sort_keys=True)
     os.replace(handle.name, path)

@@ -53,10 +53,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: no videos found in {args.videos} (suffixes .mp4 .avi .mkv .webm .mov)", file=sys.stderr)
         return 2
     try:
-        summary = builder.run(videos, problems, with_features=args.with_features)
+        summary = build(builder, videos, problems, args.with_features)
     except (EndpointConfigError, BackendError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if summary is None:
+        return 0  # a torchrun rank other than 0: rank 0 writes the outputs and prints the summary
     printable = {k: summary[k] for k in ("clips", "analysed", "coarse", "fine", "drops", "coarse_labels", "fine_labels", "seconds")}
     print(json.dumps(printable, indent=1))
     for name, reason in summary["failed"].items():
@@ -64,6 +66,41 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"wrote {args.out}/MERR_coarse_grained.txt/.json, MERR_fine_grained.txt/.json, transcripts.csv, "
           f"peak_frames.json, MERR_clips.json, summary.json, class_histogram.png", file=sys.stderr)
     return 0 if summary["analysed"] else 1
+
+
+def build(builder, videos, problems, with_features: bool) -> dict | None:
+    """`builder.run`, or under torchrun: every rank runs the per-clip stages (and feature
+    extraction) on its share of the clips (`minigpt4.common.sharding`), then rank 0 does the
+    selection across clips and writes the outputs from the stored per-clip results. Returns the
+    summary on rank 0, None on the other ranks."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    import torch
+
+    from minigpt4.common.sharding import rank_device, shard_of, take_share
+    from minigpt4.features.sharded import extract_features_sharded
+    from minigpt4.training.distributed import barrier, init_distributed, shutdown
+
+    info = init_distributed("cpu", timeout=timedelta(days=7))  # gloo, only to meet at barriers
+    if not info.enabled:
+        return builder.run(videos, problems, with_features=with_features)
+    try:
+        device = builder.cfg.device or ("cuda" if torch.cuda.is_available() else None)
+        if device:
+            builder.cfg = replace(builder.cfg, device=rank_device(device, info.local_rank))
+        mine = take_share(videos, info.rank, info.world_size, name=lambda path: path.stem)
+        share = builder.run(mine, {k: v for k, v in problems.items() if shard_of(k, info.world_size) == info.rank},
+                            per_clip_only=True)
+        if with_features:
+            extract_features_sharded([v for v in mine if v.stem not in share["failed"]], builder.out,
+                                     builder.feature_config(), info, progress=builder.progress)
+        print(f"rank {info.rank} of {info.world_size}: analysed {share['analysed']} of {len(mine)} clips",
+              file=sys.stderr, flush=True)
+        barrier(info)
+        return builder.run(videos, problems, with_features=with_features) if info.is_main else None
+    finally:
+        shutdown(info)
 
 
 if __name__ == "__main__":

@@ -204,7 +204,11 @@ class MerrBuilder:
 
     # ---- the run ------------------------------------------------------------------------
 
-    def run(self, videos: Sequence[Path], problems: dict[str, str] | None = None, with_features: bool = False) -> dict:
+    def run(self, videos: Sequence[Path], problems: dict[str, str] | None = None, with_features: bool = False,
+            per_clip_only: bool = False) -> dict:
+        """`per_clip_only`: stop after the stages that look at one clip at a time (analysis to
+        labels, reasoning of the emotional clips), filling the per-clip stores: one torchrun
+        rank's share. A full run afterwards finds them stored and only selects and writes."""
         cfg, out = self.cfg, self.out
         out.mkdir(parents=True, exist_ok=True)
         self.failed.update(problems or {})
@@ -251,6 +255,12 @@ class MerrBuilder:
                 visual=c.get("visual_objective") or "not described", tone=c.get("tone") or "not described",
                 expression=", ".join(c["expression_phrases"]) or "no clear facial action",
                 subtitle=c.get("subtitle", ""))
+        if per_clip_only:
+            emotional = [n for n in ok if clips[n].get("label") and clips[n]["label"] != "neutral"]
+            if cfg.reason.backend != "none":
+                self._for_each("reason", emotional, lambda n: self._reason(n, paths[n], stores[n], clips[n]),
+                               cfg.reason.backend == "openai")
+            return {"clips": len(names), "analysed": sum(n not in self.failed for n in names), "failed": dict(self.failed)}
         drops: Counter = Counter()
         coarse = [n for n in ok if clips[n].get("label") and clips[n]["label"] not in cfg.labels.coarse_exclude]
         for n in ok:
@@ -445,16 +455,20 @@ class MerrBuilder:
             per_clip[n] = entry
         write_json(out / "MERR_clips.json", per_clip)
 
-    def _features(self, videos: list[Path]) -> dict:
+    def feature_config(self):
         from minigpt4.common.config import load_config
         from minigpt4.features.config import FeatureConfig
-        from minigpt4.features.extract import extract_features
 
         if not self.cfg.features_cfg:
             raise bk.BackendError("--with-features needs features_cfg in the MERR config "
                                   "(e.g. minigpt4/configs/features/real.yaml)")
+        return load_config(FeatureConfig, self.cfg.features_cfg)
+
+    def _features(self, videos: list[Path]) -> dict:
+        from minigpt4.features.extract import extract_features
+
         start = time.perf_counter()
-        report = extract_features(videos, self.out, load_config(FeatureConfig, self.cfg.features_cfg), progress=self.progress)
+        report = extract_features(videos, self.out, self.feature_config(), progress=self.progress)
         self.seconds["features"] = time.perf_counter() - start
         return report.counts()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -37,14 +38,15 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def init_distributed(device_preference: str = "auto") -> DistInfo:
-    """Join the torchrun process group if there is one (WORLD_SIZE > 1)."""
+def init_distributed(device_preference: str = "auto", timeout: timedelta | None = None) -> DistInfo:
+    """Join the torchrun process group if there is one (WORLD_SIZE > 1). `timeout` bounds how
+    long a barrier waits (None: PyTorch's default); batch jobs whose ranks finish far apart raise it."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_preference, local_rank)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timeout)
     return DistInfo(rank, world_size, local_rank, device)
 
 
