@@ -14,6 +14,11 @@ def collate(model, samples, train=True):
     return EmotionCollator(model.tokenizer, model.cfg.num_patch_tokens, train=train)(samples)
 
 
+def full_logits(model, batch) -> torch.Tensor:
+    """Logits at every position, from the LLM itself (the training forward keeps target positions only)."""
+    return model.llama_model(inputs_embeds=model.embed_inputs(batch), attention_mask=batch["attention_mask"]).logits
+
+
 def test_visual_tokens_land_exactly_in_their_slots_and_text_is_untouched(tiny_model):
     samples = [make_sample(seed=1), make_sample(seed=2, feature_present=(True, False, True), image=False)]
     batch = collate(tiny_model, samples)
@@ -71,10 +76,13 @@ def test_loss_covers_target_tokens_only(tiny_model):
         kept = batch["labels"][row][batch["labels"][row] != IGNORE_INDEX].tolist()
         assert kept == tok(target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     out = tiny_model(batch)
-    logits = out.logits[:, :-1].float()
+    full = full_logits(tiny_model, batch)[:, :-1].float()
     labels = batch["labels"][:, 1:]
-    manual = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+    manual = torch.nn.functional.cross_entropy(full.reshape(-1, full.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
     assert torch.allclose(out.loss, manual, atol=1e-5)
+    # The training forward's logits are the full logits at the target positions, nothing else.
+    assert torch.allclose(out.logits, full[labels != IGNORE_INDEX], atol=1e-5)
+    assert out.logits.shape[0] == int((labels != IGNORE_INDEX).sum()) == int(out.loss_count)
     # Changing prompt or padding tokens' labels would be visible; changing the prompt text is not in the loss.
     batch2 = collate(tiny_model, [dict(samples[0], instruction="Name the emotion."), samples[1]])
     assert batch2["labels"][0][batch2["labels"][0] != IGNORE_INDEX].tolist() == batch["labels"][0][batch["labels"][0] != IGNORE_INDEX].tolist()
@@ -123,7 +131,7 @@ def test_sample_loss_reduction_weights_each_sample_equally(tiny_model):
         sample = tiny_model(batch).loss
     finally:
         tiny_model.cfg.loss_reduction = "token"
-    logits, labels = token.logits[:, :-1], batch["labels"][:, 1:]
+    logits, labels = full_logits(tiny_model, batch)[:, :-1], batch["labels"][:, 1:]
     per_row = [
         torch.nn.functional.cross_entropy(logits[r][labels[r] != IGNORE_INDEX], labels[r][labels[r] != IGNORE_INDEX])
         for r in range(2)

@@ -11,6 +11,7 @@ scatter, as Hugging Face LLaVA does, and refuses batches whose counts disagree.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,13 +38,49 @@ def merge_visual_tokens(
     return embeds.masked_scatter(visual_mask.unsqueeze(-1), tokens[present].to(embeds.dtype))
 
 
+@dataclass
+class TrainOutput:
+    """A training forward pass: the loss and the sum and count it is the mean of.
+
+    `loss = loss_sum / loss_count`. The training loop instead divides `loss_sum` by the count of
+    the whole optimizer step (all micro-steps, all ranks), so accumulation and data parallelism
+    give the same gradient as one big batch. `logits` are the next-token logits at the target
+    positions only, [n_targets, vocab], in the order of `labels[:, 1:][labels[:, 1:] != -100]`.
+    """
+
+    loss: torch.Tensor
+    loss_sum: torch.Tensor
+    loss_count: torch.Tensor
+    logits: torch.Tensor
+
+
+def target_count(labels: torch.Tensor, reduction: str) -> torch.Tensor:
+    """What a loss of `reduction` averages over: target tokens ("token") or samples with a target ("sample")."""
+    per_row = (labels[:, 1:] != -100).sum(dim=1)
+    return per_row.sum() if reduction == "token" else (per_row > 0).sum()
+
+
+def loss_terms(token_loss: torch.Tensor, targets: torch.Tensor, reduction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum, count) of a batch's loss from the per-target-token losses and the [B, L-1] target mask.
+
+    "token": the sum of token losses over the number of target tokens. "sample": the sum of each
+    sample's token-mean loss over the number of samples that have a target.
+    """
+    if reduction == "token":
+        return token_loss.sum(), targets.sum()
+    per_row = targets.sum(dim=1)
+    rows = targets.nonzero()[:, 0]
+    row_sums = token_loss.new_zeros(targets.shape[0]).index_add(0, rows, token_loss)
+    has_target = per_row > 0
+    return (row_sums[has_target] / per_row[has_target]).sum(), has_target.sum()
+
+
 def sample_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy averaged over each sample's target tokens, then over samples."""
-    logits, labels = logits[:, :-1].float(), labels[:, 1:]
-    token_loss = nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
-    counts = (labels != -100).sum(dim=1)
-    has_target = counts > 0
-    return (token_loss.sum(dim=1)[has_target] / counts[has_target]).mean()
+    """Next-token cross-entropy averaged over each sample's target tokens, then over samples (full logits)."""
+    targets = labels[:, 1:] != -100
+    token_loss = nn.functional.cross_entropy(logits[:, :-1][targets].float(), labels[:, 1:][targets])
+    total, count = loss_terms(token_loss, targets, "sample")
+    return total / count
 
 
 class EmotionLLaMA(nn.Module):
@@ -141,18 +178,25 @@ class EmotionLLaMA(nn.Module):
 
     # ----------------------------------------------------------------------------------- use
     def forward(self, batch: Batch):
-        """Causal-LM output; `loss` covers target tokens only (labels are -100 elsewhere)."""
+        """With `labels`: a `TrainOutput` whose loss covers target tokens only (labels are -100
+        elsewhere), reduced by `cfg.loss_reduction`. Without: the causal LM's output, full logits.
+
+        Training applies the LM head to the target positions only: the decoder's hidden states
+        [B, L, H] go through the [H, vocab] head just where a label is, instead of building
+        [B, L, vocab] logits (at 7B size, 32000 x ~1000 positions x 4 bytes per sample).
+        """
         labels = batch.get("labels")
-        per_sample = labels is not None and self.cfg.loss_reduction == "sample"
-        output = self.llama_model(
-            inputs_embeds=self.embed_inputs(batch),
-            attention_mask=batch["attention_mask"],
-            labels=None if per_sample else labels,
-            use_cache=False,
-        )
-        if per_sample:
-            output.loss = sample_mean_loss(output.logits, labels)
-        return output
+        inputs = self.embed_inputs(batch)
+        if labels is None:
+            return self.llama_model(inputs_embeds=inputs, attention_mask=batch["attention_mask"], use_cache=False)
+        causal_lm = self.llama_model.get_base_model() if hasattr(self.llama_model, "get_base_model") else self.llama_model
+        hidden = causal_lm.get_decoder()(inputs_embeds=inputs, attention_mask=batch["attention_mask"], use_cache=False)
+        labels = labels.to(inputs.device)
+        targets = labels[:, 1:] != -100
+        logits = causal_lm.get_output_embeddings()(hidden.last_hidden_state[:, :-1][targets]).float()
+        token_loss = nn.functional.cross_entropy(logits, labels[:, 1:][targets], reduction="none")
+        loss_sum, loss_count = loss_terms(token_loss, targets, self.cfg.loss_reduction)
+        return TrainOutput(loss_sum / loss_count, loss_sum, loss_count, logits)
 
     @torch.no_grad()
     def generate(self, batch: Batch, max_new_tokens: int = 32, **generation: Any) -> list[str]:
