@@ -138,3 +138,23 @@ def test_sample_loss_reduction_weights_each_sample_equally(tiny_model):
     ]
     assert torch.allclose(sample, (per_row[0] + per_row[1]) / 2, atol=1e-5)
     assert not torch.allclose(sample, token.loss, atol=1e-3)
+
+
+def test_merge_check_reads_the_collators_cpu_counts_not_the_device(tiny_model, monkeypatch):
+    """The slot/token count check uses the CPU masks `to_device` keeps: no `.cpu()` copy (a GPU sync)."""
+    good = collate(tiny_model, [make_sample(seed=1), make_sample(seed=2, image=False)])
+    moved = EmotionCollator.to_device(good, "cpu")
+    assert moved["host"]["visual_mask"] is good["visual_mask"]
+    expected = tiny_model.embed_inputs(good)
+
+    def no_copy(self, *args, **kwargs):
+        raise AssertionError("embed_inputs copied a tensor to the host")
+
+    monkeypatch.setattr(torch.Tensor, "cpu", no_copy)
+    assert torch.equal(tiny_model.embed_inputs(moved), expected)
+    monkeypatch.undo()
+    # A device batch that disagrees with its prompt is still refused, from the host counts.
+    bad = EmotionCollator.to_device(collate(tiny_model, [make_sample(seed=4)]), "cpu")
+    bad["host"]["feature_present"][0, 1] = False
+    with pytest.raises(ValueError, match=r"sample 0 .* 8 visual placeholder slots .* 7 visual tokens"):
+        tiny_model.embed_inputs(bad)

@@ -23,12 +23,19 @@ Batch = dict[str, Any]
 
 
 def merge_visual_tokens(
-    embeds: torch.Tensor, visual_mask: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor
+    embeds: torch.Tensor,
+    visual_mask: torch.Tensor,
+    tokens: torch.Tensor,
+    present: torch.Tensor,
+    counts: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Place the present `tokens` [B, T, H] into the `visual_mask` [B, L] slots of `embeds` [B, L, H]."""
-    slots_per_row = visual_mask.sum(dim=1)
-    tokens_per_row = present.sum(dim=1)
-    if not torch.equal(slots_per_row.cpu(), tokens_per_row.cpu()):
+    """Place the present `tokens` [B, T, H] into the `visual_mask` [B, L] slots of `embeds` [B, L, H].
+
+    `counts` = (slots per row, tokens per row) on the CPU, when the caller has them (the collator's
+    tensors before the copy to the GPU): the check then costs no device sync.
+    """
+    slots_per_row, tokens_per_row = counts if counts is not None else (visual_mask.sum(dim=1), present.sum(dim=1))
+    if not torch.equal(slots_per_row, tokens_per_row):
         row = int((slots_per_row != tokens_per_row).nonzero()[0, 0])
         raise ValueError(
             f"sample {row} of the batch has {int(slots_per_row[row])} visual placeholder slots in its prompt "
@@ -171,10 +178,18 @@ class EmotionLLaMA(nn.Module):
         )
         return tokens, present.to(tokens.device)
 
+    def visual_counts(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(placeholder slots, present visual tokens) per row, from the collator's CPU tensors
+        (`batch["host"]`, kept by `EmotionCollator.to_device`) so checking them never waits for the GPU."""
+        host = batch.get("host", batch)
+        image = host["image_present"].to(torch.bool).long()
+        tokens = image * (self.cfg.num_patch_tokens + 1) + host["feature_present"].to(torch.bool).sum(dim=1)
+        return host["visual_mask"].sum(dim=1), tokens.to(host["visual_mask"].device)
+
     def embed_inputs(self, batch: Batch) -> torch.Tensor:
         embeds = self.llama_model.get_input_embeddings()(batch["input_ids"])
         tokens, present = self.encode_visual(batch)
-        return merge_visual_tokens(embeds, batch["visual_mask"], tokens, present)
+        return merge_visual_tokens(embeds, batch["visual_mask"], tokens, present, self.visual_counts(batch))
 
     # ----------------------------------------------------------------------------------- use
     def forward(self, batch: Batch):
