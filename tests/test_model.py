@@ -158,3 +158,33 @@ def test_merge_check_reads_the_collators_cpu_counts_not_the_device(tiny_model, m
     bad["host"]["feature_present"][0, 1] = False
     with pytest.raises(ValueError, match=r"sample 0 .* 8 visual placeholder slots .* 7 visual tokens"):
         tiny_model.embed_inputs(bad)
+
+
+def test_training_forward_applies_the_lm_head_to_target_positions_only(tiny_model):
+    batch = collate(tiny_model, [make_sample(target="happy", seed=1), make_sample(target="very sad indeed", seed=2)])
+    head = tiny_model.llama_model.get_output_embeddings()
+    seen = []
+    handle = head.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape)))
+    try:
+        out = tiny_model(batch)
+        tiny_model.eval()
+        tiny_model.generate(collate(tiny_model, [make_sample(seed=1)], train=False), max_new_tokens=2)
+    finally:
+        handle.remove()
+    n_targets = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    vocab = head.weight.shape[0]
+    assert seen[0] == (n_targets, vocab) and out.logits.shape == (n_targets, vocab)
+    assert len(seen) > 1  # generation still goes through the head (its own logits, not ours)
+
+
+def test_logits_memory_benchmark_reports_the_real_size_saving(tmp_path):
+    import json
+
+    from benchmarks.bench_logits_memory import main
+
+    result = main(["--out", str(tmp_path / "m.json")])
+    row = next(r for r in result["rows"] if (r["batch"], r["seq"], r["targets"]) == (1, 1024, 64))
+    assert result["vocab"] == 32000
+    assert row["full_logits_gib"] == pytest.approx(1024 * 32000 * 14 / 1024**3)
+    assert row["saved_gib"] == pytest.approx((1024 - 64) * 32000 * 14 / 1024**3)
+    assert json.loads((tmp_path / "m.json").read_text())["rows"] == result["rows"]
