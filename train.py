@@ -126,7 +126,7 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
         if info.enabled:
             torch.distributed.all_reduce(loss_sum)  # the counts are global already
         loss_sum, count = float(loss_sum), float(window["count"])
-        record = {"step": state.step, "epoch": state.epoch, "loss": loss_sum / count, "lr": lr,
+        record = {"step": state.step, "epoch": state.epoch, "loss": loss_sum / count if count else math.nan, "lr": lr,
                   "grad_norm": float(window["grad_norm"]) / window["steps"], "steps": window["steps"],
                   "seconds_per_step": (time.perf_counter() - window["t0"]) / window["steps"]}
         if info.is_main:

@@ -28,7 +28,7 @@ def step_loss_count(micro_batches: Sequence[dict[str, Any]], reduction: str, inf
     count = torch.tensor(float(local), device=info.device)
     if info.enabled:
         dist.all_reduce(count)
-    return count
+    return count.clamp_min(1.0)  # a step without any target: zero loss and gradient, not 0 / 0
 
 
 def forward_backward(
