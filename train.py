@@ -11,7 +11,6 @@ micro-step, clipping, AdamW, one LR step per optimizer step, validation on a val
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
@@ -36,9 +35,10 @@ from minigpt4.models.checkpoint import load_trainable
 from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import TrainRunConfig, load_train_config
 from minigpt4.training.checkpointing import TrainState, find_resume_checkpoint, load_checkpoint, save_best, save_checkpoint
-from minigpt4.training.distributed import DistInfo, gather_objects, init_distributed, mean_across_ranks, shutdown
+from minigpt4.training.distributed import DistInfo, gather_objects, init_distributed, shutdown
 from minigpt4.training.optim import build_optimizer, learning_rate, set_learning_rate
 from minigpt4.training.sampling import EpochSampler
+from minigpt4.training.step import forward_backward
 
 log = logging.getLogger("train")
 
@@ -52,18 +52,29 @@ def build_train_set(cfg: TrainRunConfig, image_size: int) -> torch.utils.data.Da
     return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
 
 
-def validate(model, cfg: TrainRunConfig, val_sets: dict, info: DistInfo) -> dict[str, float]:
-    """Emotion-task weighted F1 / accuracy per validation set, and their mean under `val_metric`."""
+def validate(model, cfg: TrainRunConfig, val_sets: dict, info: DistInfo, limit: int | None = None) -> dict[str, float]:
+    """Emotion-task weighted F1 / accuracy per validation set, and their mean under `val_metric`.
+
+    Runs under the autocast evaluation uses (model.dtype on GPU when run.amp). `limit` keeps the
+    first items of each set: the quick check before the first step.
+    """
+    amp_dtype = DTYPES[cfg.model.dtype] if cfg.run.amp and info.device.type == "cuda" else torch.float32
     scores: dict[str, float] = {}
     for name, dataset in val_sets.items():
-        records = predict(model, dataset, batch_size=cfg.run.val_batch_size, max_new_tokens=cfg.run.val_max_new_tokens, info=info)
+        items = dataset if limit is None else torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+        with torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
+            records = predict(model, items, batch_size=cfg.run.val_batch_size, max_new_tokens=cfg.run.val_max_new_tokens,
+                              info=info, progress=limit is None)
         records = [r for r in records if r["task"] == "emotion"]
         metrics = classification_metrics(
             [r["label"] for r in records], [parse_label(r["answer"], dataset.labels) for r in records], dataset.labels
         )
         scores.update({f"{name}/{k}": v for k, v in metrics.items()})
     keys = [k for k in scores if k.endswith("/" + cfg.run.val_metric)]
-    scores[cfg.run.val_metric] = sum(scores[k] for k in keys) / max(1, len(keys))
+    if not keys:
+        names = sorted({k.split("/", 1)[1] for k in scores})
+        raise SystemExit(f"error: run.val_metric={cfg.run.val_metric!r} is not a validation metric; use one of {names}")
+    scores[cfg.run.val_metric] = sum(scores[k] for k in keys) / len(keys)
     return scores
 
 
@@ -107,10 +118,41 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
         kept = [l for l in metrics_log.read_text().splitlines() if json.loads(l)["step"] <= state.step] if metrics_log.exists() else []
         metrics_log.write_text("".join(l + "\n" for l in kept))  # drop steps a crash made us redo
 
+    # Training metrics add up on the device and are read (one all-reduce, one host sync) every
+    # `log_every` steps and before each checkpoint, so a resumed run logs the same lines.
+    window = {"loss_sum": torch.zeros((), device=info.device), "count": torch.zeros((), device=info.device),
+              "grad_norm": torch.zeros((), device=info.device), "steps": 0, "t0": time.perf_counter()}
+
+    def flush_log(lr: float) -> None:
+        if window["steps"] == 0:
+            return
+        loss_sum = window["loss_sum"].clone()
+        if info.enabled:
+            torch.distributed.all_reduce(loss_sum)  # the counts are global already
+        loss_sum, count = float(loss_sum), float(window["count"])
+        record = {"step": state.step, "epoch": state.epoch, "loss": loss_sum / count if count else math.nan, "lr": lr,
+                  "grad_norm": float(window["grad_norm"]) / window["steps"], "steps": window["steps"],
+                  "seconds_per_step": (time.perf_counter() - window["t0"]) / window["steps"]}
+        if info.is_main:
+            with metrics_log.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            for key in ("loss", "lr", "grad_norm", "seconds_per_step"):
+                writer.add_scalar(f"train/{key}", record[key], state.step)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
+        for key in ("loss_sum", "count", "grad_norm"):
+            window[key].zero_()
+        window["steps"], window["t0"] = 0, time.perf_counter()
+
     def checkpoint() -> None:
+        flush_log(lr)
         save_checkpoint(run_dir, model, optimizer, scaler, state, to_yaml(cfg), info, run.keep_checkpoints)
 
-    done = False
+    if val_sets:  # "verifying settings": a broken validation config fails now, not after an epoch
+        log.info("verifying settings: validation on the first 2 batches of each validation set")
+        validate(model, cfg, val_sets, info, limit=2 * run.val_batch_size)
+        model.train()
+
+    done, lr, bar = False, learning_rate(state.step, total_steps, run.optim), None
     for epoch in range(state.epoch, run.max_epochs):
         state.epoch = epoch
         for part in getattr(train_set, "datasets", [train_set]):
@@ -121,23 +163,18 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
             weights=weights,
         )
         loader = torch.utils.data.DataLoader(
-            train_set, batch_size=run.batch_size, sampler=sampler, collate_fn=collator, num_workers=run.num_workers
+            train_set, batch_size=run.batch_size, sampler=sampler, collate_fn=collator, num_workers=run.num_workers,
+            pin_memory=info.device.type == "cuda",  # lets the non_blocking copies overlap with compute
         )
         batches = iter(loader)
         bar = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {epoch}", disable=not info.is_main)
         while state.step_in_epoch < steps_per_epoch:
-            t0 = time.perf_counter()
             lr = learning_rate(state.step, total_steps, run.optim)
             set_learning_rate(optimizer, lr)
-            loss_sum = 0.0
-            for micro in range(micro_per_step):
-                batch = collator.to_device(next(batches), info.device)
-                sync = micro == micro_per_step - 1 or not info.enabled
-                with contextlib.nullcontext() if sync else ddp.no_sync():
-                    with torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
-                        loss = ddp(batch).loss / micro_per_step
-                    scaler.scale(loss).backward()
-                loss_sum += loss.item()
+            loss_sum, count = forward_backward(
+                ddp, [next(batches) for _ in range(micro_per_step)], info, reduction=cfg.model.loss_reduction,
+                autocast_dtype=amp_dtype, scaler=scaler, to_device=collator.to_device,
+            )
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 [p for p in model.parameters() if p.requires_grad], run.optim.max_grad_norm or math.inf
@@ -147,23 +184,19 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             state.step_in_epoch += 1
-
-            loss_value = mean_across_ranks(loss_sum, info)
-            if info.is_main:
-                record = {"step": state.step, "epoch": epoch, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm)}
-                with metrics_log.open("a") as fh:
-                    fh.write(json.dumps(record) + "\n")
-                if state.step % run.log_every == 0 or state.step == 1:
-                    for key in ("loss", "lr", "grad_norm"):
-                        writer.add_scalar(f"train/{key}", record[key], state.step)
-                    writer.add_scalar("train/seconds_per_step", time.perf_counter() - t0, state.step)
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
-                bar.update(1)
+            window["loss_sum"] += loss_sum
+            window["count"] += count
+            window["grad_norm"] += grad_norm.detach().float()
+            window["steps"] += 1
+            bar.update(1)
+            if state.step % run.log_every == 0:
+                flush_log(lr)
             if run.save_every_steps and state.step % run.save_every_steps == 0:
                 checkpoint()
             if run.max_steps is not None and state.step >= run.max_steps:
                 done = True
                 break
+        flush_log(lr)
         bar.close()
         if done and state.step_in_epoch < steps_per_epoch:
             checkpoint()

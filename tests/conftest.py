@@ -64,6 +64,15 @@ def make_sample(name="clip", task="emotion", target="happy", transcript="I won t
     }
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now, for torchrun rendezvous in tests."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 MER2023 = ("neutral", "angry", "happy", "sad", "worried", "surprise")
 
 

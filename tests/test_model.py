@@ -14,6 +14,11 @@ def collate(model, samples, train=True):
     return EmotionCollator(model.tokenizer, model.cfg.num_patch_tokens, train=train)(samples)
 
 
+def full_logits(model, batch) -> torch.Tensor:
+    """Logits at every position, from the LLM itself (the training forward keeps target positions only)."""
+    return model.llama_model(inputs_embeds=model.embed_inputs(batch), attention_mask=batch["attention_mask"]).logits
+
+
 def test_visual_tokens_land_exactly_in_their_slots_and_text_is_untouched(tiny_model):
     samples = [make_sample(seed=1), make_sample(seed=2, feature_present=(True, False, True), image=False)]
     batch = collate(tiny_model, samples)
@@ -71,10 +76,13 @@ def test_loss_covers_target_tokens_only(tiny_model):
         kept = batch["labels"][row][batch["labels"][row] != IGNORE_INDEX].tolist()
         assert kept == tok(target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     out = tiny_model(batch)
-    logits = out.logits[:, :-1].float()
+    full = full_logits(tiny_model, batch)[:, :-1].float()
     labels = batch["labels"][:, 1:]
-    manual = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+    manual = torch.nn.functional.cross_entropy(full.reshape(-1, full.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
     assert torch.allclose(out.loss, manual, atol=1e-5)
+    # The training forward's logits are the full logits at the target positions, nothing else.
+    assert torch.allclose(out.logits, full[labels != IGNORE_INDEX], atol=1e-5)
+    assert out.logits.shape[0] == int((labels != IGNORE_INDEX).sum()) == int(out.loss_count)
     # Changing prompt or padding tokens' labels would be visible; changing the prompt text is not in the loss.
     batch2 = collate(tiny_model, [dict(samples[0], instruction="Name the emotion."), samples[1]])
     assert batch2["labels"][0][batch2["labels"][0] != IGNORE_INDEX].tolist() == batch["labels"][0][batch["labels"][0] != IGNORE_INDEX].tolist()
@@ -123,10 +131,60 @@ def test_sample_loss_reduction_weights_each_sample_equally(tiny_model):
         sample = tiny_model(batch).loss
     finally:
         tiny_model.cfg.loss_reduction = "token"
-    logits, labels = token.logits[:, :-1], batch["labels"][:, 1:]
+    logits, labels = full_logits(tiny_model, batch)[:, :-1], batch["labels"][:, 1:]
     per_row = [
         torch.nn.functional.cross_entropy(logits[r][labels[r] != IGNORE_INDEX], labels[r][labels[r] != IGNORE_INDEX])
         for r in range(2)
     ]
     assert torch.allclose(sample, (per_row[0] + per_row[1]) / 2, atol=1e-5)
     assert not torch.allclose(sample, token.loss, atol=1e-3)
+
+
+def test_merge_check_reads_the_collators_cpu_counts_not_the_device(tiny_model, monkeypatch):
+    """The slot/token count check uses the CPU masks `to_device` keeps: no `.cpu()` copy (a GPU sync)."""
+    good = collate(tiny_model, [make_sample(seed=1), make_sample(seed=2, image=False)])
+    moved = EmotionCollator.to_device(good, "cpu")
+    assert moved["host"]["visual_mask"] is good["visual_mask"]
+    expected = tiny_model.embed_inputs(good)
+
+    def no_copy(self, *args, **kwargs):
+        raise AssertionError("embed_inputs copied a tensor to the host")
+
+    monkeypatch.setattr(torch.Tensor, "cpu", no_copy)
+    assert torch.equal(tiny_model.embed_inputs(moved), expected)
+    monkeypatch.undo()
+    # A device batch that disagrees with its prompt is still refused, from the host counts.
+    bad = EmotionCollator.to_device(collate(tiny_model, [make_sample(seed=4)]), "cpu")
+    bad["host"]["feature_present"][0, 1] = False
+    with pytest.raises(ValueError, match=r"sample 0 .* 8 visual placeholder slots .* 7 visual tokens"):
+        tiny_model.embed_inputs(bad)
+
+
+def test_training_forward_applies_the_lm_head_to_target_positions_only(tiny_model):
+    batch = collate(tiny_model, [make_sample(target="happy", seed=1), make_sample(target="very sad indeed", seed=2)])
+    head = tiny_model.llama_model.get_output_embeddings()
+    seen = []
+    handle = head.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape)))
+    try:
+        out = tiny_model(batch)
+        tiny_model.eval()
+        tiny_model.generate(collate(tiny_model, [make_sample(seed=1)], train=False), max_new_tokens=2)
+    finally:
+        handle.remove()
+    n_targets = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    vocab = head.weight.shape[0]
+    assert seen[0] == (n_targets, vocab) and out.logits.shape == (n_targets, vocab)
+    assert len(seen) > 1  # generation still goes through the head (its own logits, not ours)
+
+
+def test_logits_memory_benchmark_reports_the_real_size_saving(tmp_path):
+    import json
+
+    from benchmarks.bench_logits_memory import main
+
+    result = main(["--out", str(tmp_path / "m.json")])
+    row = next(r for r in result["rows"] if (r["batch"], r["seq"], r["targets"]) == (1, 1024, 64))
+    assert result["vocab"] == 32000
+    assert row["full_logits_gib"] == pytest.approx(1024 * 32000 * 14 / 1024**3)
+    assert row["saved_gib"] == pytest.approx((1024 - 64) * 32000 * 14 / 1024**3)
+    assert json.loads((tmp_path / "m.json").read_text())["rows"] == result["rows"]

@@ -142,6 +142,11 @@ class EmotionCollator:
                 batch[out] = torch.stack([torch.as_tensor(s[key]) if s.get(key) is not None else template for s in samples])
         return batch
 
+    HOST_KEYS = ("visual_mask", "image_present", "feature_present")
+
     @staticmethod
     def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
-        return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        """The batch on `device`; `host` keeps the CPU slot and presence masks for checks that must not sync."""
+        moved = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        moved["host"] = batch.get("host") or {k: batch[k] for k in EmotionCollator.HOST_KEYS if isinstance(batch.get(k), torch.Tensor)}
+        return moved

@@ -452,18 +452,26 @@ def build_dataset(
     return EmotionDataset(cfg, records, media, image_transform, train, seed, bad, split)
 
 
-def class_counts(dataset: EmotionDataset) -> Counter:
+def item_class_keys(dataset) -> list:
+    """The class key of every item, in index order; a `ConcatDataset` of several training sets included."""
+    parts = getattr(dataset, "datasets", [dataset])
+    return [label_key(part.item(i)[0].label) for part in parts for i in range(len(part))]
+
+
+def class_counts(dataset) -> Counter:
     """Items per class key (``"happy"``, or ``"happy, surprise"`` for a multi-label clip)."""
-    return Counter(label_key(dataset.item(i)[0].label) for i in range(len(dataset)))
+    return Counter(item_class_keys(dataset))
 
 
-def class_balanced_weights(dataset: EmotionDataset) -> list[float]:
+def class_balanced_weights(dataset) -> list[float]:
     """Per-item weights 1 / count(class), for `torch.utils.data.WeightedRandomSampler`.
 
     Every class then gets the same total weight; unlabelled items share one class of their own.
+    With several training sets the classes are counted over all of them together.
     """
-    counts = class_counts(dataset)
-    return [1.0 / counts[label_key(dataset.item(i)[0].label)] for i in range(len(dataset))]
+    keys = item_class_keys(dataset)
+    counts = Counter(keys)
+    return [1.0 / counts[key] for key in keys]
 
 
 def describe(dataset: EmotionDataset) -> str:

@@ -71,7 +71,8 @@ class ModelConfig:
     checkpoint_partial: bool = False  # True for MiniGPT-v2 weights: tensors it lacks keep their init
     gradient_checkpointing: bool = False
     max_txt_len: int = 1024  # cap on target tokens, as in the release
-    # "token": mean over all target tokens of the batch (the release). "sample": mean per sample,
+    # "token": mean over all target tokens of the optimizer step, across micro-steps and processes
+    # (the release, without its per-micro-step averaging). "sample": mean per sample,
     # then over samples, so a one-word label counts as much as a 50-token explanation.
     loss_reduction: str = "token"
     # How the user turn is wrapped (minigpt4/data/prompts.py): "llama2_inst" = `[INST] ... [/INST]`

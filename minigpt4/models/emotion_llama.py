@@ -11,6 +11,7 @@ scatter, as Hugging Face LLaVA does, and refuses batches whose counts disagree.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -23,12 +24,19 @@ Batch = dict[str, Any]
 
 
 def merge_visual_tokens(
-    embeds: torch.Tensor, visual_mask: torch.Tensor, tokens: torch.Tensor, present: torch.Tensor
+    embeds: torch.Tensor,
+    visual_mask: torch.Tensor,
+    tokens: torch.Tensor,
+    present: torch.Tensor,
+    counts: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Place the present `tokens` [B, T, H] into the `visual_mask` [B, L] slots of `embeds` [B, L, H]."""
-    slots_per_row = visual_mask.sum(dim=1)
-    tokens_per_row = present.sum(dim=1)
-    if not torch.equal(slots_per_row.cpu(), tokens_per_row.cpu()):
+    """Place the present `tokens` [B, T, H] into the `visual_mask` [B, L] slots of `embeds` [B, L, H].
+
+    `counts` = (slots per row, tokens per row) on the CPU, when the caller has them (the collator's
+    tensors before the copy to the GPU): the check then costs no device sync.
+    """
+    slots_per_row, tokens_per_row = counts if counts is not None else (visual_mask.sum(dim=1), present.sum(dim=1))
+    if not torch.equal(slots_per_row, tokens_per_row):
         row = int((slots_per_row != tokens_per_row).nonzero()[0, 0])
         raise ValueError(
             f"sample {row} of the batch has {int(slots_per_row[row])} visual placeholder slots in its prompt "
@@ -38,13 +46,49 @@ def merge_visual_tokens(
     return embeds.masked_scatter(visual_mask.unsqueeze(-1), tokens[present].to(embeds.dtype))
 
 
+@dataclass
+class TrainOutput:
+    """A training forward pass: the loss and the sum and count it is the mean of.
+
+    `loss = loss_sum / loss_count`. The training loop instead divides `loss_sum` by the count of
+    the whole optimizer step (all micro-steps, all ranks), so accumulation and data parallelism
+    give the same gradient as one big batch. `logits` are the next-token logits at the target
+    positions only, [n_targets, vocab], in the order of `labels[:, 1:][labels[:, 1:] != -100]`.
+    """
+
+    loss: torch.Tensor
+    loss_sum: torch.Tensor
+    loss_count: torch.Tensor
+    logits: torch.Tensor
+
+
+def target_count(labels: torch.Tensor, reduction: str) -> torch.Tensor:
+    """What a loss of `reduction` averages over: target tokens ("token") or samples with a target ("sample")."""
+    per_row = (labels[:, 1:] != -100).sum(dim=1)
+    return per_row.sum() if reduction == "token" else (per_row > 0).sum()
+
+
+def loss_terms(token_loss: torch.Tensor, targets: torch.Tensor, reduction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum, count) of a batch's loss from the per-target-token losses and the [B, L-1] target mask.
+
+    "token": the sum of token losses over the number of target tokens. "sample": the sum of each
+    sample's token-mean loss over the number of samples that have a target.
+    """
+    if reduction == "token":
+        return token_loss.sum(), targets.sum()
+    per_row = targets.sum(dim=1)
+    rows = targets.nonzero()[:, 0]
+    row_sums = token_loss.new_zeros(targets.shape[0]).index_add(0, rows, token_loss)
+    has_target = per_row > 0
+    return (row_sums[has_target] / per_row[has_target]).sum(), has_target.sum()
+
+
 def sample_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy averaged over each sample's target tokens, then over samples."""
-    logits, labels = logits[:, :-1].float(), labels[:, 1:]
-    token_loss = nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
-    counts = (labels != -100).sum(dim=1)
-    has_target = counts > 0
-    return (token_loss.sum(dim=1)[has_target] / counts[has_target]).mean()
+    """Next-token cross-entropy averaged over each sample's target tokens, then over samples (full logits)."""
+    targets = labels[:, 1:] != -100
+    token_loss = nn.functional.cross_entropy(logits[:, :-1][targets].float(), labels[:, 1:][targets])
+    total, count = loss_terms(token_loss, targets, "sample")
+    return total / count
 
 
 class EmotionLLaMA(nn.Module):
@@ -137,25 +181,40 @@ class EmotionLLaMA(nn.Module):
         )
         return tokens, present.to(tokens.device)
 
+    def visual_counts(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(placeholder slots, present visual tokens) per row, from the collator's CPU tensors
+        (`batch["host"]`, kept by `EmotionCollator.to_device`) so checking them never waits for the GPU."""
+        host = batch.get("host", batch)
+        image = host["image_present"].to(torch.bool).long()
+        tokens = image * (self.cfg.num_patch_tokens + 1) + host["feature_present"].to(torch.bool).sum(dim=1)
+        return host["visual_mask"].sum(dim=1), tokens.to(host["visual_mask"].device)
+
     def embed_inputs(self, batch: Batch) -> torch.Tensor:
         embeds = self.llama_model.get_input_embeddings()(batch["input_ids"])
         tokens, present = self.encode_visual(batch)
-        return merge_visual_tokens(embeds, batch["visual_mask"], tokens, present)
+        return merge_visual_tokens(embeds, batch["visual_mask"], tokens, present, self.visual_counts(batch))
 
     # ----------------------------------------------------------------------------------- use
     def forward(self, batch: Batch):
-        """Causal-LM output; `loss` covers target tokens only (labels are -100 elsewhere)."""
+        """With `labels`: a `TrainOutput` whose loss covers target tokens only (labels are -100
+        elsewhere), reduced by `cfg.loss_reduction`. Without: the causal LM's output, full logits.
+
+        Training applies the LM head to the target positions only: the decoder's hidden states
+        [B, L, H] go through the [H, vocab] head just where a label is, instead of building
+        [B, L, vocab] logits (at 7B size, 32000 x ~1000 positions x 4 bytes per sample).
+        """
         labels = batch.get("labels")
-        per_sample = labels is not None and self.cfg.loss_reduction == "sample"
-        output = self.llama_model(
-            inputs_embeds=self.embed_inputs(batch),
-            attention_mask=batch["attention_mask"],
-            labels=None if per_sample else labels,
-            use_cache=False,
-        )
-        if per_sample:
-            output.loss = sample_mean_loss(output.logits, labels)
-        return output
+        inputs = self.embed_inputs(batch)
+        if labels is None:
+            return self.llama_model(inputs_embeds=inputs, attention_mask=batch["attention_mask"], use_cache=False)
+        causal_lm = self.llama_model.get_base_model() if hasattr(self.llama_model, "get_base_model") else self.llama_model
+        hidden = causal_lm.get_decoder()(inputs_embeds=inputs, attention_mask=batch["attention_mask"], use_cache=False)
+        labels = labels.to(inputs.device)
+        targets = labels[:, 1:] != -100
+        logits = causal_lm.get_output_embeddings()(hidden.last_hidden_state[:, :-1][targets]).float()
+        token_loss = nn.functional.cross_entropy(logits, labels[:, 1:][targets], reduction="none")
+        loss_sum, loss_count = loss_terms(token_loss, targets, self.cfg.loss_reduction)
+        return TrainOutput(loss_sum / loss_count, loss_sum, loss_count, logits)
 
     def stop_ids(self) -> list[int]:
         """Generation stops at the end-of-turn token of the prompt format (and at EOS, if different)."""
@@ -183,7 +242,7 @@ class EmotionLLaMA(nn.Module):
 
     @torch.no_grad()
     def score_labels(self, batch: Batch, labels: Sequence[str]) -> torch.Tensor:
-        """Log-likelihood [B, L] of answering each of `labels` (the label's tokens, then `</s>`).
+        """Log-likelihood [B, L] of answering each of `labels` (the label's tokens, then the end of the answer).
 
         The answer is then always a label of the set, and ``.softmax(-1)`` of the result is a
         probability distribution over the labels. One forward runs the (left-padded) prompt once
@@ -205,8 +264,9 @@ class EmotionLLaMA(nn.Module):
         )
         first_logprobs = prefix.logits[:, -1].float().log_softmax(-1)  # [B, V]: the first answer token
 
-        # every label as token ids + </s>, right-padded to the longest: [L, T]
-        eos = self.tokenizer.eos_token_id
+        # every label as token ids + the end-of-answer token training puts after a target
+        # (</s> for llama2_inst, the template's end-of-turn token otherwise), right-padded: [L, T]
+        eos = end_of_turn_id(self.tokenizer, self.cfg.prompt_format)
         token_lists = [self.tokenizer(label, add_special_tokens=False)["input_ids"] + [eos] for label in labels]
         width = max(len(ids) for ids in token_lists)
         ids = mask.new_full((n_labels, width), self.tokenizer.pad_token_id)

@@ -26,9 +26,19 @@ VISION_ENCODERS: Registry = Registry("vision encoder")
 @VISION_ENCODERS.register("eva_vit_g")
 def build_eva_vit(cfg: VisionConfig) -> Eva:
     """The vision tower for `cfg`; loads `cfg.weights` when given. Returns it in eval mode."""
-    if cfg.weights is None:
-        torch.manual_seed(cfg.init_seed)
-    model = Eva(
+    # A random tower (tiny tests) is seeded on a forked RNG, so `init_seed` fixes this tower
+    # without resetting the caller's stream: `run.seed` still decides everything built after it.
+    with torch.random.fork_rng(devices=[]):
+        if cfg.weights is None:
+            torch.manual_seed(cfg.init_seed)
+        model = _eva(cfg)
+    if cfg.weights is not None:
+        load_eva_weights(model, cfg.weights)
+    return model.eval()
+
+
+def _eva(cfg: VisionConfig) -> Eva:
+    return Eva(
         img_size=cfg.image_size,
         patch_size=cfg.patch_size,
         embed_dim=cfg.width,
@@ -41,9 +51,6 @@ def build_eva_vit(cfg: VisionConfig) -> Eva:
         global_pool="",
         use_post_transformer_norm=False,
     )
-    if cfg.weights is not None:
-        load_eva_weights(model, cfg.weights)
-    return model.eval()
 
 
 def load_eva_weights(model: Eva, path: str | Path) -> None:

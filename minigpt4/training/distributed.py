@@ -55,14 +55,6 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def mean_across_ranks(value: float, info: DistInfo) -> float:
-    if not info.enabled:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=info.device)
-    dist.all_reduce(tensor)
-    return float(tensor) / info.world_size
-
-
 def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     """Every rank's `obj`, in rank order, on every rank."""
     if not info.enabled:
