@@ -61,10 +61,9 @@ def validate(model, cfg: TrainRunConfig, val_sets: dict, info: DistInfo, limit: 
     amp_dtype = DTYPES[cfg.model.dtype] if cfg.run.amp and info.device.type == "cuda" else torch.float32
     scores: dict[str, float] = {}
     for name, dataset in val_sets.items():
-        items = dataset if limit is None else torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
         with torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
-            records = predict(model, items, batch_size=cfg.run.val_batch_size, max_new_tokens=cfg.run.val_max_new_tokens,
-                              info=info, progress=limit is None)
+            records = predict(model, dataset, batch_size=cfg.run.val_batch_size, max_new_tokens=cfg.run.val_max_new_tokens,
+                              info=info, progress=limit is None, limit=limit)
         records = [r for r in records if r["task"] == "emotion"]
         metrics = classification_metrics(
             [r["label"] for r in records], [parse_label(r["answer"], dataset.labels) for r in records], dataset.labels

@@ -40,13 +40,16 @@ def predict(
     generation: Optional[dict[str, Any]] = None,
     protocol: str = "clean",
     answer_mode: str = "generate",
+    limit: Optional[int] = None,
 ) -> list[dict[str, Any]]:
-    """Answers for every item of `dataset`; `protocol` is the collator's prompt layout (clean | release)."""
+    """Answers for every item of `dataset` (its first `limit` items when given); `protocol` is the
+    collator's prompt layout (clean | release)."""
     info = info or SINGLE_PROCESS
     labels = check_answer_mode(answer_mode, dataset.labels)
     collator = EmotionCollator(model.tokenizer, model.cfg.num_patch_tokens, train=False, max_txt_len=model.cfg.max_txt_len,
                                protocol=protocol, prompt_format=model.cfg.prompt_format)
-    indices = list(range(info.rank, len(dataset), info.world_size))
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    indices = list(range(info.rank, count, info.world_size))
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, indices), batch_size=batch_size, collate_fn=collator, num_workers=num_workers
     )
