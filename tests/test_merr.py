@@ -347,7 +347,7 @@ def test_build_from_generated_clips_then_train_on_the_output(tiny_dir, tmp_path)
                                      "captions": str(out / "MERR_coarse_grained.json"), "tasks": ["emotion", "reason"]},
                      "merr_fine": {**dataset, "annotation": str(out / "MERR_fine_grained.txt"),
                                    "captions": str(out / "MERR_fine_grained.json"), "tasks": ["reason_v2"]}},
-        "run": {"output_dir": str(tmp_path / "run"), "seed": 3, "max_epochs": 1, "iters_per_epoch": 4, "batch_size": 2,
+        "run": {"output_dir": str(tmp_path / "run"), "seed": 3, "max_epochs": 1, "iters_per_epoch": 4, "batch_size": 2, "log_every": 1,
                 "num_workers": 0, "device": "cpu"},
     }
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(train_cfg))

@@ -186,25 +186,6 @@ class ModelBackend:
         return self.predictor.answer(self.inputs(video), task, question, transcript, sample=False).answer
 
     def label_probabilities(self, video: Path, transcript: str) -> dict[str, float]:
-        """P(label | clip) over the model's label set: the softmax of each label's answer log-likelihood."""
-        import torch
-
-        from minigpt4.data.collator import EmotionCollator
-
-        predictor, inputs = self.predictor, self.inputs(video)
-        collator = EmotionCollator(predictor.model.tokenizer, predictor.cfg.model.num_patch_tokens, train=True,
-                                   max_txt_len=predictor.cfg.model.max_txt_len)
-        items = []
-        for label in predictor.labels:
-            items.append({"name": video.stem, "image": predictor.image_transform(inputs.frame),
-                          "features": torch.from_numpy(inputs.features), "feature_present": torch.from_numpy(inputs.present),
-                          "transcript": " ".join(transcript.split()), "task": "emotion",
-                          "instruction": predictor.instruction("emotion"), "target": label, "label": label, "valence": None})
-        batch = collator.to_device(collator(items), predictor.device)
-        with torch.no_grad():
-            logits = predictor.model(batch).logits[:, :-1].float()
-        targets = batch["labels"][:, 1:]
-        logp = torch.log_softmax(logits, -1).gather(2, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        total = (logp * (targets != -100)).sum(1)
-        probs = torch.softmax(total, 0).tolist()
-        return {label: round(float(p), 4) for label, p in zip(predictor.labels, probs)}
+        """P(label | clip) over the model's label set: the softmax of each label's answer
+        log-likelihood, computed as inference and evaluation do (`EmotionPredictor.label_probabilities`)."""
+        return self.predictor.label_probabilities(self.inputs(video), " ".join(transcript.split()))
