@@ -26,6 +26,24 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_encoders(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random HuBERT / ViT-MAE / VideoMAE (hidden 16, 32 px), built once for every feature test
+    (none of them writes into these folders)."""
+    from minigpt4.features.encoders import make_tiny_encoders
+
+    return make_tiny_encoders(tmp_path_factory.mktemp("small_encoders"), seed=0, hidden=16, image_size=32)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoders(tmp_path_factory) -> dict[str, Path]:
+    """The same encoders at the tiny model's feature size (hidden 32): for tests that feed their
+    features to a tiny EmotionLLaMA."""
+    from minigpt4.features.encoders import make_tiny_encoders
+
+    return make_tiny_encoders(tmp_path_factory.mktemp("tiny_encoders"), seed=0)
+
+
+@pytest.fixture(scope="session")
 def tiny_model_cfg(tiny_dir):
     from minigpt4.common.config import load_config
     from minigpt4.models.config import ModelConfig

@@ -17,13 +17,13 @@ from minigpt4.features.encoders import (
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_encoders(tmp_path_factory.mktemp("enc"), seed=0, hidden=24, image_size=32)
+def tiny(small_encoders):
+    return small_encoders
 
 
 def test_tiny_encoders_are_deterministic_per_seed(tmp_path, tiny):
-    again = make_tiny_encoders(tmp_path / "again", seed=0, hidden=24, image_size=32)
-    other = make_tiny_encoders(tmp_path / "other", seed=1, hidden=24, image_size=32)
+    again = make_tiny_encoders(tmp_path / "again", seed=0, hidden=16, image_size=32)
+    other = make_tiny_encoders(tmp_path / "other", seed=1, hidden=16, image_size=32)
     for name in ("hubert", "mae", "videomae"):
         same = (tiny[name] / "model.safetensors").read_bytes() == (again[name] / "model.safetensors").read_bytes()
         differs = (tiny[name] / "model.safetensors").read_bytes() != (other[name] / "model.safetensors").read_bytes()
@@ -37,11 +37,11 @@ def test_output_size_is_hidden_size_and_repeatable(tiny):
     audio, local, temporal = AudioEncoder(tiny["hubert"]), LocalEncoder(tiny["mae"], batch_size=4), TemporalEncoder(tiny["videomae"])
     for encoder, data in ((audio, waveform), (local, crops), (temporal, crops)):
         first, second = encoder.encode(data), encoder.encode(data)
-        assert first.shape == (24,) and first.dtype == np.float32 and np.isfinite(first).all()
+        assert first.shape == (16,) and first.dtype == np.float32 and np.isfinite(first).all()
         np.testing.assert_array_equal(first, second)
     # the local vector is the mean of per-frame vectors, and batching does not change it
     per_frame = local.encode_frames(crops)
-    assert per_frame.shape == (9, 24)
+    assert per_frame.shape == (9, 16)
     np.testing.assert_allclose(local.encode(crops), per_frame.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(LocalEncoder(tiny["mae"], batch_size=9).encode_frames(crops), per_frame, atol=1e-5)
     # different input, different features
@@ -61,7 +61,7 @@ def test_audio_normalisation_and_short_clips(tiny):
     assert abs(normalised.mean()) < 1e-5 and abs(normalised.std() - 1) < 1e-3
     audio = AudioEncoder(tiny["hubert"])
     assert audio.min_samples == 400 == conv_receptive_field((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2))
-    assert audio.encode(np.ones(50, np.float32)).shape == (24,)
+    assert audio.encode(np.ones(50, np.float32)).shape == (16,)
     # scaling the waveform does not change the feature: the input is normalised first
     wave = np.random.default_rng(1).standard_normal(8000).astype(np.float32)
     np.testing.assert_allclose(audio.encode(wave), audio.encode(3 * wave), atol=1e-4)

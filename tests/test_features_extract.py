@@ -10,12 +10,11 @@ import pytest
 from minigpt4.common.config import ConfigError, load_config
 from minigpt4.features.__main__ import main
 from minigpt4.features.config import FeatureConfig
-from minigpt4.features.encoders import make_tiny_encoders
 from minigpt4.features.extract import extract_features, find_videos, read_names_file
 from minigpt4.features.media import write_video
 
 TINY_YAML = "minigpt4/configs/features/tiny.yaml"
-HIDDEN = 24
+HIDDEN = 16  # the shared small_encoders fixture (conftest.py)
 
 # suffix, height, width, fps, with audio
 CLIPS = {
@@ -35,8 +34,8 @@ def gradient_clip(num_frames, height, width, seed):
 
 
 @pytest.fixture(scope="module")
-def encoders(tmp_path_factory):
-    return make_tiny_encoders(tmp_path_factory.mktemp("encoders"), seed=0, hidden=HIDDEN, image_size=32)
+def encoders(small_encoders):
+    return small_encoders
 
 
 @pytest.fixture

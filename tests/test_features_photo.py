@@ -13,7 +13,6 @@ import pytest
 
 from minigpt4.common.config import load_config
 from minigpt4.features.config import FeatureConfig
-from minigpt4.features.encoders import make_tiny_encoders
 from minigpt4.features.extract import extract_features
 from minigpt4.features.faces import (HaarFaceDetector, build_face_detector, iou, read_video_faces,
                                      track_video_faces)
@@ -32,8 +31,8 @@ def wide_clip(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def encoders(tmp_path_factory):
-    return make_tiny_encoders(tmp_path_factory.mktemp("encoders"), seed=0, hidden=16, image_size=32)
+def encoders(small_encoders):
+    return small_encoders
 
 
 def tiny_cfg(encoders, **changes):

@@ -9,15 +9,15 @@ import torch
 from minigpt4.common.config import load_config
 from minigpt4.features.__main__ import main
 from minigpt4.features.config import FeatureConfig
-from minigpt4.features.encoders import LocalEncoder, TemporalEncoder, make_tiny_encoders
+from minigpt4.features.encoders import LocalEncoder, TemporalEncoder
 from minigpt4.features.media import write_video
 from minigpt4.features.pretrain import pretrain_encoder, tube_mask
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, small_encoders):
     root = tmp_path_factory.mktemp("pretrain")
-    encoders = make_tiny_encoders(root / "enc", seed=0, hidden=16, image_size=32)
+    encoders = small_encoders
     videos = root / "videos"
     rng = np.random.default_rng(0)
     for i in range(3):

@@ -36,17 +36,16 @@ def run_cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def workspace(tiny_dir, tmp_path_factory):
+def workspace(tiny_dir, tiny_encoders, tmp_path_factory):
     """Tiny encoders, three synthetic clips with extracted features, and a checkpoint trained
     on them by train.py. Returns a dict of paths and the clips' labels."""
     from minigpt4.common.config import load_config
     from minigpt4.data.synthetic import generate_corpus
     from minigpt4.features.config import FeatureConfig
-    from minigpt4.features.encoders import make_tiny_encoders
     from minigpt4.features.extract import extract_features
 
     root = tmp_path_factory.mktemp("infer")
-    encoders = make_tiny_encoders(root / "encoders", seed=0)
+    encoders = tiny_encoders
     data = generate_corpus(root / "data", clips=3, seed=1)  # labels neutral, angry, happy
     corpus = json.loads((data / "corpus.json").read_text())["clips"]
     labels = {name: clip["label"] for name, clip in sorted(corpus.items())}

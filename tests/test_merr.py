@@ -318,11 +318,10 @@ def test_wrong_endpoint_stops_the_build_with_one_error_line(fake_server, tmp_pat
 
 
 @pytest.mark.slow
-def test_build_from_generated_clips_then_train_on_the_output(tiny_dir, tmp_path):
-    from minigpt4.features.encoders import make_tiny_encoders
+def test_build_from_generated_clips_then_train_on_the_output(tiny_dir, tiny_encoders, tmp_path):
 
     data = generate_corpus(tmp_path / "data", clips=18, size=64)
-    encoders = make_tiny_encoders(tmp_path / "encoders", seed=0)
+    encoders = tiny_encoders
     features = yaml.safe_load((REPO / "minigpt4/configs/features/tiny.yaml").read_text())
     features.update(audio_encoder=str(encoders["hubert"]), local_encoder=str(encoders["mae"]),
                     temporal_encoder=str(encoders["videomae"]))

@@ -16,7 +16,6 @@ import pytest
 
 from minigpt4.common.sharding import merge_owned, rank_device, rank_report_path, shard_of, take_share
 from minigpt4.features.__main__ import main as features_main
-from minigpt4.features.encoders import make_tiny_encoders
 from minigpt4.features.extract import ExtractionReport, write_report
 from minigpt4.features.media import write_video
 from minigpt4.features.sharded import merge_rank_reports
@@ -76,8 +75,8 @@ def _rank_lines(stderr: str) -> dict[int, tuple[int, int, int]]:
 
 
 @pytest.mark.slow
-def test_torchrun_extract_matches_one_process_and_resumes_with_another_world_size(tmp_path):
-    encoders = make_tiny_encoders(tmp_path / "enc", seed=0, hidden=16, image_size=32)
+def test_torchrun_extract_matches_one_process_and_resumes_with_another_world_size(tmp_path, small_encoders):
+    encoders = small_encoders
     videos = tmp_path / "videos"
     rng = np.random.default_rng(0)
     for i, name in enumerate(NAMES[:6]):
@@ -124,13 +123,13 @@ def test_torchrun_extract_matches_one_process_and_resumes_with_another_world_siz
 
 
 @pytest.mark.slow
-def test_torchrun_merr_build_writes_the_single_process_outputs(tmp_path):
+def test_torchrun_merr_build_writes_the_single_process_outputs(tmp_path, small_encoders):
     import yaml
 
     from minigpt4.data.synthetic import generate_corpus
 
     data = generate_corpus(tmp_path / "data", clips=8, size=64)
-    encoders = make_tiny_encoders(tmp_path / "enc", seed=0, hidden=16, image_size=32)
+    encoders = small_encoders
     features = yaml.safe_load((ROOT / TINY_YAML).read_text())
     features.update(audio_encoder=str(encoders["hubert"]), local_encoder=str(encoders["mae"]),
                     temporal_encoder=str(encoders["videomae"]), face_detector="center")
