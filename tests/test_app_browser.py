@@ -10,7 +10,6 @@ show each clip's label.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from test_infer import ENV, REPO, TINY_CFG, workspace  # noqa: F401  (the fixture: trained tiny model + clips)
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -30,12 +30,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found: install it with "
                                                      "`apt-get update && apt-get install -y chromium`"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

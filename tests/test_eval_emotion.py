@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from conftest import tiny_model_section
+from conftest import free_port, tiny_model_section
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "eval_emotion.py"
@@ -170,18 +169,13 @@ def test_all_folds_aggregates_and_single_fold_dir(setup):
     assert single == [r for r in records if r["fold"] == 2]  # same model, same items -> same answers
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_two_processes_match_one(setup, single_run, tmp_path):
     _, cfg = setup
     out, _ = single_run
     launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                "--master-addr", "127.0.0.1", "--master-port", str(_free_port()))
+                "--master-addr", "127.0.0.1", "--master-port", str(free_port()))
     proc = run_script("--cfg-path", str(cfg), "--dataset", "synthetic", "--options", f"run.output_dir={tmp_path}",
                       launcher=launcher, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -15,18 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from test_infer import ENV, REPO, TINY_CFG, run_cli, workspace  # noqa: F401  (the fixture: trained tiny model + clips)
 
 pytestmark = pytest.mark.slow
 TIMING_KEYS = ("seconds", "timings")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from minigpt4.features.__main__ import main as features_main
 from minigpt4.features.extract import ExtractionReport, write_report
 from minigpt4.features.media import write_video
 from minigpt4.features.sharded import merge_rank_reports
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_YAML = "minigpt4/configs/features/tiny.yaml"
@@ -56,15 +56,10 @@ def test_parts_left_by_a_crashed_run_are_merged_into_the_report(tmp_path):
     assert json.loads((tmp_path / "extraction_report.json").read_text())["no_face_frames"] == {mine[0]: 2}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _torchrun(nproc: int, args: list[str]) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-               "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "minigpt4.features", *args]
+               "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "minigpt4.features", *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
@@ -147,7 +142,7 @@ def test_torchrun_merr_build_writes_the_single_process_outputs(tmp_path, small_e
 
     def torchrun(nproc: int) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-addr",
-                   "127.0.0.1", "--master-port", str(_free_port()), "-m", "minigpt4.merr", "build",
+                   "127.0.0.1", "--master-port", str(free_port()), "-m", "minigpt4.merr", "build",
                    "--out", str(tmp_path / "sharded"), *args]
         return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
