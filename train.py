@@ -72,7 +72,7 @@ def validate(model, cfg: TrainRunConfig, val_sets: dict, info: DistInfo, limit: 
     keys = [k for k in scores if k.endswith("/" + cfg.run.val_metric)]
     if not keys:
         names = sorted({k.split("/", 1)[1] for k in scores})
-        raise SystemExit(f"error: run.val_metric={cfg.run.val_metric!r} is not a validation metric; use one of {names}")
+        raise ConfigError(f"run.val_metric={cfg.run.val_metric!r} is not a validation metric; use one of {names}")
     scores[cfg.run.val_metric] = sum(scores[k] for k in keys) / len(keys)
     return scores
 
