@@ -195,7 +195,7 @@ def test_class_balanced_weights_over_two_training_sets(tiny_dir, tmp_path):
 
     from minigpt4.data.datasets import class_balanced_weights
     from minigpt4.run_config import load_train_config
-    from train import build_train_set
+    from minigpt4.training.recipe import build_train_set
 
     corpus = write_tiny_corpus(tmp_path / "corpus", n=24)
     cfg_path = tiny_train_config(tmp_path / "t.yaml", tiny_dir, corpus, tmp_path / "out", tasks=["emotion"], class_balanced=True)
