@@ -1,7 +1,7 @@
 """The HTTP API of the web demo: app.py in a subprocess, called with gradio_client like any program.
 
 `/predict` must return exactly the JSON object of `python -m minigpt4.infer --json` for the same
-clip (timings aside), on the tiny model `test_infer` trains (it has memorised each clip's label).
+clip (timings aside), on the tiny model the conftest `workspace` trains (it has memorised each clip's label).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
-from test_infer import ENV, REPO, TINY_CFG, run_cli, workspace  # noqa: F401  (the fixture: trained tiny model + clips)
+from test_infer import ENV, REPO, TINY_CFG, run_cli
 
 pytestmark = pytest.mark.slow
 TIMING_KEYS = ("seconds", "timings")
 
 
 @pytest.fixture(scope="module")
-def client(workspace, tmp_path_factory):  # noqa: F811
+def client(workspace, tmp_path_factory):
     from gradio_client import Client
 
     port = free_port()
@@ -64,7 +64,7 @@ def test_api_documents_the_predict_endpoint(client):
 
 
 @pytest.mark.parametrize("task, transcript", [("emotion", ""), ("reason", "I took the bus to work")])
-def test_predict_returns_the_json_of_the_command_line(client, workspace, task, transcript):  # noqa: F811
+def test_predict_returns_the_json_of_the_command_line(client, workspace, task, transcript):
     from gradio_client import handle_file
 
     name, label = list(workspace["labels"].items())[-1]
@@ -82,7 +82,7 @@ def test_predict_returns_the_json_of_the_command_line(client, workspace, task, t
         assert api["label"] == label
 
 
-def test_a_broken_upload_is_an_error_naming_the_file_and_the_server_keeps_answering(client, workspace, tmp_path):  # noqa: F811
+def test_a_broken_upload_is_an_error_naming_the_file_and_the_server_keeps_answering(client, workspace, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
