@@ -37,10 +37,15 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from minigpt4.common.config import load_config
 from minigpt4.common.io import atomic_write
 from minigpt4.common.media import VIDEO_SUFFIXES, MediaError, NoAudioError, load_audio
 from minigpt4.features.config import FEATURE_FOLDERS, FeatureConfig
+from minigpt4.features.encoders import AudioEncoder, LocalEncoder, TemporalEncoder, sample_clip_indices
 from minigpt4.features.faces import build_face_detector, read_video_faces
+from minigpt4.models.config import VisionConfig
+from minigpt4.models.eva_vit import build_eva_vit
+from minigpt4.processors import EvaImageTransform
 
 REPORT_NAME = "extraction_report.json"
 NO_AUDIO_MARKERS = Path(".extraction_state") / "no_audio"
@@ -184,8 +189,6 @@ class FeatureExtractor:
     def __init__(self, cfg: FeatureConfig):
         import torch
 
-        from minigpt4.features.encoders import AudioEncoder, LocalEncoder, TemporalEncoder
-
         self.cfg = cfg
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
@@ -220,8 +223,6 @@ class FeatureExtractor:
     def prepare(self, path: Path) -> PreparedClip:
         """Track the face, crop it where the encoders look, pick the frame, read the audio
         (runs in a worker thread; streaming, see `read_video_faces`)."""
-        from minigpt4.features.encoders import sample_clip_indices
-
         cfg = self.cfg
         seconds = {}
         start = time.perf_counter()
@@ -393,11 +394,6 @@ class _EvaTokenCache:
 
     def __init__(self, cfg: FeatureConfig):
         import torch
-
-        from minigpt4.common.config import load_config
-        from minigpt4.models.config import VisionConfig
-        from minigpt4.models.eva_vit import build_eva_vit
-        from minigpt4.processors import EvaImageTransform
 
         vision = load_config(VisionConfig, cfg.eva_vision)
         self.model = build_eva_vit(vision).to(cfg.device).eval()

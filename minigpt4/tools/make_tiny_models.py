@@ -28,6 +28,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerF
 
 from minigpt4.common.errors import UserError, run_cli
 from minigpt4.data.prompts import INSTRUCTION_POOLS, prompt_text
+from minigpt4.features.encoders import make_tiny_encoders
 from minigpt4.models.config import VisionConfig
 from minigpt4.models.eva_vit import build_eva_vit
 
@@ -152,8 +153,6 @@ def make_tiny_models(out_dir: str | Path, seed: int = 0, with_encoders: bool = T
                                                                style=style)) for style in styles}
     paths["eva"] = str(make_tiny_eva(out_dir / "eva_vit_tiny.pth", seed=seed))
     if with_encoders:
-        from minigpt4.features.encoders import make_tiny_encoders
-
         paths.update({k: str(v) for k, v in make_tiny_encoders(out_dir / "encoders", seed=seed).items()})
     (out_dir / "tiny_models.json").write_text(json.dumps(paths, indent=2))
     return paths
