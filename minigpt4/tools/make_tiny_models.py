@@ -158,7 +158,7 @@ def make_tiny_models(out_dir: str | Path, seed: int = 0, with_encoders: bool = T
     return paths
 
 
-def main(argv: list[str] | None = None) -> None:
+def make_command(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="checkpoints/tiny")
     parser.add_argument("--seed", type=int, default=0)
@@ -169,5 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(make_tiny_models(args.out, args.seed, with_encoders=not args.no_encoders), indent=2))
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command (console script `emotion-llama-make-tiny`): a user error is one `error:` line, exit 2."""
+    return run_cli(lambda: make_command(argv)) or 0
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main())
