@@ -12,9 +12,9 @@ import argparse
 import logging
 import sys
 
+from minigpt4.common.distributed import init_distributed, shutdown
 from minigpt4.common.errors import run_cli
 from minigpt4.run_config import load_train_config
-from minigpt4.training.distributed import init_distributed, shutdown
 from minigpt4.training.recipe import train
 
 

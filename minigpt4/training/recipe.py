@@ -25,6 +25,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from minigpt4.common.config import ConfigError, to_yaml
+from minigpt4.common.distributed import DistInfo, gather_objects
 from minigpt4.data.collator import EmotionCollator
 from minigpt4.data.datasets import build_dataset, class_balanced_weights, describe
 from minigpt4.eval.generation import predict
@@ -35,7 +36,6 @@ from minigpt4.models.checkpoint import load_trainable
 from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import TrainRunConfig
 from minigpt4.training.checkpointing import TrainState, find_resume_checkpoint, load_checkpoint, save_best, save_checkpoint
-from minigpt4.training.distributed import DistInfo, gather_objects
 from minigpt4.training.optim import build_optimizer, learning_rate, set_learning_rate
 from minigpt4.training.sampling import EpochSampler
 from minigpt4.training.step import forward_backward
