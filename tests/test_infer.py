@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from conftest import ENV, LABEL_SET, REPO
+from minigpt4.infer import main as infer_main
 
 TINY_CFG = REPO / "eval_configs/infer_tiny.yaml"
 # the penalty skips the prompt because it is given as embeddings, as in the release's demo
@@ -41,12 +42,13 @@ def predictor(workspace):
 
 # ---- the command line ----------------------------------------------------------------------
 
-def test_cli_json_answers_the_trained_label_from_all_four_inputs(workspace):
+def test_cli_json_answers_the_trained_label_from_all_four_inputs(workspace, capsys):
     name, label = list(workspace["labels"].items())[-1]
-    done = run_cli("--cfg-path", str(TINY_CFG), "--video", str(workspace["videos"][name]), "--json",
-                   "--options", *workspace["options"])
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+    status = infer_main(["--cfg-path", str(TINY_CFG), "--video", str(workspace["videos"][name]), "--json",
+                         "--options", *workspace["options"]])  # in-process: what `python -m minigpt4.infer` runs
+    out = capsys.readouterr()
+    assert status == 0, out.err[-3000:]
+    result = json.loads(out.out)
     assert result["label"] == label
     assert result["label"] in result["label_set"] and len(result["label_set"]) == 7
     assert result["task"] == "emotion" and result["video"] == str(workspace["videos"][name])
@@ -78,12 +80,13 @@ def test_cli_config_errors_exit_2_with_the_fix(workspace, capsys):
     assert str(missing) in err and "make demo" in err
 
 
-def test_cli_score_labels_json_carries_probabilities_of_every_label(workspace):
+def test_cli_score_labels_json_carries_probabilities_of_every_label(workspace, capsys):
     name, label = list(workspace["labels"].items())[0]
-    done = run_cli("--cfg-path", str(TINY_CFG), "--video", str(workspace["videos"][name]), "--json",
-                   "--answer-mode", "score_labels", "--options", *workspace["options"])
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+    status = infer_main(["--cfg-path", str(TINY_CFG), "--video", str(workspace["videos"][name]), "--json",
+                         "--answer-mode", "score_labels", "--options", *workspace["options"]])  # in-process
+    out = capsys.readouterr()
+    assert status == 0, out.err[-3000:]
+    result = json.loads(out.out)
     probs = result["label_probs"]
     assert result["answer_mode"] == "score_labels" and set(probs) == set(result["label_set"])
     assert abs(sum(probs.values()) - 1) < 1e-4 and all(0 <= p <= 1 for p in probs.values())  # 6 decimals: tiny ones read 0
