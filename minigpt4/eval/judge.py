@@ -173,35 +173,16 @@ class HTTPJudge:
         self.cfg = cfg
         self.name = cfg.model
         self.url = _chat_url(cfg.url)
-        self._client = OpenAIClient(
-            EndpointConfig(url=cfg.url, model=cfg.model, api_key_env="", timeout_s=cfg.timeout_s,
-                           max_retries=cfg.max_retries, backoff_s=cfg.backoff_s, max_tokens=cfg.max_tokens,
-                           temperature=0.0),
-            name="judge", hint="check the URL, EMER_JUDGE_MODEL and OPENAI_API_KEY", api_key=cfg.api_key, sleep=sleep)
         self.cache_path = Path(cfg.cache_path)
-        self._cache = self._load_cache()
-
-    def _load_cache(self) -> dict[str, str]:
-        cache: dict[str, str] = {}
-        if not self.cache_path.exists():
-            return cache
-        with self.cache_path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    entry = json.loads(line)
-                    cache[entry["key"]] = entry["reply"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise ValueError(
-                        f"{self.cache_path}:{lineno}: not a judge cache entry; delete the line or the file to re-judge"
-                    ) from None
-        return cache
-
-    def _append_cache(self, key: str, metric: str, reply: str) -> None:
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.cache_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"key": key, "model": self.cfg.model, "metric": metric, "reply": reply}, ensure_ascii=False) + "\n")
+        try:  # the shared client keeps the cache: a half-written last line (a killed run) is asked again
+            self._client = OpenAIClient(
+                EndpointConfig(url=cfg.url, model=cfg.model, api_key_env="", timeout_s=cfg.timeout_s,
+                               max_retries=cfg.max_retries, backoff_s=cfg.backoff_s, max_tokens=cfg.max_tokens,
+                               temperature=0.0),
+                cache_path=self.cache_path, name="judge", hint="check the URL, EMER_JUDGE_MODEL and OPENAI_API_KEY",
+                api_key=cfg.api_key, sleep=sleep)
+        except EndpointError as err:  # a corrupt line before the last one: the user decides what to do
+            raise ValueError(f"{err} to re-judge") from None
 
     @property
     def n_requests(self) -> int:
@@ -214,15 +195,15 @@ class HTTPJudge:
         except EndpointError as err:
             raise JudgeError(str(err)) from None
 
-    def chat(self, messages: list[dict[str, str]], tag: str) -> str:
+    def chat(self, messages: list[dict[str, str]], tag: str = "") -> str:
         """The reply to `messages`, from the cache when this exact request was made before
-        (`tag` names the use in the cache file; MER2024-OV grouping uses this client too)."""
-        key = cache_key(self.cfg.model, messages)
-        if key not in self._cache:
-            text = self._post(messages)
-            self._cache[key] = text
-            self._append_cache(key, tag, text)
-        return self._cache[key]
+        (MER2024-OV grouping uses this client too; `tag` is kept for callers, the cache is keyed
+        by the request). Caches written before the judge used the shared client keyed a reply by
+        `cache_key` (model and messages): such entries are still read."""
+        legacy = self._client.cached_reply(cache_key(self.cfg.model, messages))
+        if legacy is not None:
+            return legacy
+        return self._post(messages)
 
     def reply(self, metric: str, prediction: str, reference: str) -> str:
         """The judge's raw reply to one EMER judgement."""
