@@ -29,12 +29,12 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Protocol
 
 from minigpt4.common.openai_client import EndpointConfig, EndpointError, OpenAIClient
 from minigpt4.eval.parsing import default_vocabulary, normalise_text
+from minigpt4.run_config import JudgeConfig  # noqa: F401 (the schema of run.judge; re-exported)
 
 SYSTEM_PROMPT = "You are an expert in affective computing who evaluates emotion explanations strictly and consistently."
 
@@ -79,36 +79,6 @@ class Judge(Protocol):
     name: str
 
     def score(self, metric: str, prediction: str, reference: str) -> float | None: ...
-
-
-@dataclass
-class JudgeConfig:
-    """Where and how to judge. Empty fields are filled from the environment by `resolved`."""
-
-    kind: str = "llm"  # llm | offline
-    url: str = ""  # base (…/v1) or full …/chat/completions URL; env EMER_JUDGE_URL
-    model: str = ""  # env EMER_JUDGE_MODEL
-    api_key: str = ""  # env OPENAI_API_KEY (optional for local servers)
-    timeout_s: float = 60.0
-    max_retries: int = 4
-    backoff_s: float = 2.0  # waits backoff_s * 2**attempt between tries
-    cache_path: str = ""  # JSONL; default: emer_judge_cache.jsonl next to the report
-    max_tokens: int = 256
-
-    def resolved(self, env: Mapping[str, str] | None = None) -> "JudgeConfig":
-        """A copy with url / model / key taken from `env` (default ``os.environ``) where empty."""
-        env = os.environ if env is None else env
-        return JudgeConfig(
-            kind=self.kind,
-            url=self.url or env.get("EMER_JUDGE_URL", ""),
-            model=self.model or env.get("EMER_JUDGE_MODEL", ""),
-            api_key=self.api_key or env.get("OPENAI_API_KEY", ""),
-            timeout_s=self.timeout_s,
-            max_retries=self.max_retries,
-            backoff_s=self.backoff_s,
-            cache_path=self.cache_path,
-            max_tokens=self.max_tokens,
-        )
 
 
 _SCORE_PATTERNS = (
@@ -273,8 +243,6 @@ def make_judge(cfg: JudgeConfig | Mapping | None, default_cache: str | Path = "e
         cfg = JudgeConfig(**cfg)
     if cfg.kind == "offline":
         return OfflineJudge()
-    if cfg.kind != "llm":
-        raise ValueError(f"judge kind {cfg.kind!r} unknown; use 'llm' or 'offline'")
     cfg = cfg.resolved()
     if not cfg.cache_path:
         cfg.cache_path = str(default_cache)
