@@ -94,10 +94,11 @@ def analyse_clip(video: Path, cfg: MerrConfig, out: Path, faces: media.FaceAnaly
     """AUs, peak, phrases, AU label, geometry description and prosody of one clip (decoded once)."""
     frames, fps = media.decode_video(video)
     indices = list(range(0, len(frames), max(1, cfg.faces.frame_stride)))
-    missing = 0
+    missing, clip_faces = 0, None
     if cfg.faces.backend == "landmarks":
-        points, missing = faces.landmarks(frames, indices)
-        track = au_lib.landmark_aus(points, cfg.faces.neutral_fraction)
+        clip_faces = faces.analyse(frames, indices)
+        missing = clip_faces.missing
+        track = au_lib.landmark_aus(clip_faces.points, cfg.faces.neutral_fraction)
     else:
         csv_dir = Path(cfg.faces.openface_csv_dir) if cfg.faces.openface_csv_dir else None
         csv_path = csv_dir / f"{video.stem}.csv" if csv_dir else None
@@ -120,7 +121,10 @@ def analyse_clip(video: Path, cfg: MerrConfig, out: Path, faces: media.FaceAnaly
         "au_label": label, "au_strength": strength, "au_score": score,
     }
     if cfg.visual.backend == "geometry":
-        points, box = faces.peak_face(frames[peak])
+        if clip_faces is not None:  # the tracked main face, as landmarked for the AUs
+            points, box = clip_faces.points[row], clip_faces.boxes[row]
+        else:
+            points, box = faces.peak_face(frames[peak])
         result["visual_objective"] = bk.geometry_description(points, box, frames.shape[1:], "AU45" in active)
     if cfg.tone.backend == "prosody":
         from minigpt4.merr.prosody import measure, tone_word
@@ -234,7 +238,7 @@ class MerrBuilder:
             if cfg.faces.backend != "landmarks" and cfg.visual.backend != "geometry":
                 return None
             if not faces:
-                faces.append(media.FaceAnalyser(cfg.faces.face_detector))
+                faces.append(media.FaceAnalyser(cfg.faces.face_detector, cfg.faces.min_face_size))
             return faces[0]
 
         def analyse(name: str) -> None:
