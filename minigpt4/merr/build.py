@@ -19,9 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -33,6 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from minigpt4.common.io import atomic_write
 from minigpt4.common.openai_client import EndpointConfigError
 from minigpt4.data.labels import label_set as label_set_named
 from minigpt4.merr import aus as au_lib
@@ -51,17 +50,8 @@ STAGE_SECONDS = ("analyse", "visual", "tone", "transcript", "label", "reason")
 # small helpers: atomic files, per-clip stage store
 # ------------------------------------------------------------------------------------------
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 def key_of(*parts: Any) -> str:
@@ -112,7 +102,7 @@ def analyse_clip(video: Path, cfg: MerrConfig, out: Path, faces: media.FaceAnaly
     active = au_lib.active_aus(track[row], cfg.aus.threshold)
     label, strength, score = au_lib.au_label(active, cfg.aus.threshold, cfg.aus.label_table)
     frequency = Counter(au for r in np.nan_to_num(track) for au, v in zip(au_lib.AU_NAMES, r) if v >= cfg.aus.threshold)
-    write_atomic(out / "peak_frames" / f"{video.stem}.jpg", bk.jpeg_bytes(frames[peak]))
+    atomic_write(out / "peak_frames" / f"{video.stem}.jpg", bk.jpeg_bytes(frames[peak]))
     result = {
         "frame_count": int(len(frames)), "fps": round(float(fps), 3), "peak_index": int(peak),
         "frames_analysed": len(indices), "frames_without_own_face": int(missing),
@@ -433,9 +423,9 @@ class MerrBuilder:
 
     def _write_outputs(self, names, ok, coarse, fine, clips) -> None:
         out = self.out
-        write_atomic(out / COARSE_TXT, "".join(f"{n} {clips[n]['frame_count']} {clips[n]['label']}\n" for n in coarse))
+        atomic_write(out / COARSE_TXT, "".join(f"{n} {clips[n]['frame_count']} {clips[n]['label']}\n" for n in coarse))
         write_json(out / COARSE_JSON, {n: {"caption": clips[n]["caption"]} for n in coarse})
-        write_atomic(out / FINE_TXT, "".join(f"{n} {clips[n]['frame_count']} {clips[n]['label']}\n" for n in fine))
+        atomic_write(out / FINE_TXT, "".join(f"{n} {clips[n]['frame_count']} {clips[n]['label']}\n" for n in fine))
         write_json(out / FINE_JSON, {n: {"smp_reason_caption": clips[n]["reasoning"],
                                          "reason_caption": f"{clips[n]['caption']} {clips[n]['reasoning']}"} for n in fine})
         import csv
@@ -445,7 +435,7 @@ class MerrBuilder:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["name", "sentence"])
         writer.writerows([n, clips[n].get("subtitle", "")] for n in ok)
-        write_atomic(out / "transcripts.csv", buffer.getvalue())
+        atomic_write(out / "transcripts.csv", buffer.getvalue())
         write_json(out / "peak_frames.json", {n: clips[n]["peak_index"] for n in ok})
         fields = ("frame_count", "peak_index", "AU_list", "peak_AU_list", "expression_phrases", "visual_objective",
                   "tone", "prosody", "subtitle", "au_label", "au_strength", "pseu_emotion", "model_label",
@@ -506,11 +496,8 @@ class MerrBuilder:
         ax.set_ylabel("clips")
         ax.legend()
         fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(dir=self.out, prefix=".class_histogram.", suffix=".png")
-        os.close(fd)
-        fig.savefig(tmp, dpi=100)
+        atomic_write(self.out / "class_histogram.png", lambda handle: fig.savefig(handle, format="png", dpi=100))
         plt.close(fig)
-        os.replace(tmp, self.out / "class_histogram.png")
 
 
 def file_digest(path: Path) -> str:
