@@ -3,8 +3,11 @@
 The published EMER numbers (Clue Overlap, Label Overlap, 1-10) come from gpt-3.5-turbo-16k at
 temperature 0; any other judge model gives a *different* number, so reports always carry the
 judge model. `HTTPJudge` talks to any chat-completions endpoint (vLLM, Ollama, OpenAI) through the
-shared `minigpt4.common.openai_client`, retries transient failures with exponential backoff, and caches every
-reply in a JSONL file keyed by ``sha256(model + messages)`` so re-scoring costs nothing.
+shared `minigpt4.common.openai_client`, which retries transient failures with exponential backoff
+and caches every reply in a JSONL file keyed by the request, so re-scoring costs nothing and a
+judging run that was killed resumes where it stopped (a last line cut short by the kill is
+dropped and that judgement asked again). Caches written by older versions, keyed by
+``sha256(model + messages)``, are still read.
 
 `OfflineJudge` needs no network and is deterministic, but it measures lexical overlap, not what
 an LLM judges: its metrics are named ``clue_overlap_offline`` / ``label_overlap_offline`` and
@@ -144,14 +147,14 @@ class HTTPJudge:
         self.name = cfg.model
         self.url = _chat_url(cfg.url)
         self.cache_path = Path(cfg.cache_path)
-        try:  # the shared client keeps the cache: a half-written last line (a killed run) is asked again
+        try:  # the shared client keeps the cache: a last line cut short by a killed run is asked again
             self._client = OpenAIClient(
                 EndpointConfig(url=cfg.url, model=cfg.model, api_key_env="", timeout_s=cfg.timeout_s,
                                max_retries=cfg.max_retries, backoff_s=cfg.backoff_s, max_tokens=cfg.max_tokens,
                                temperature=0.0),
                 cache_path=self.cache_path, name="judge", hint="check the URL, EMER_JUDGE_MODEL and OPENAI_API_KEY",
                 api_key=cfg.api_key, sleep=sleep)
-        except EndpointError as err:  # a corrupt line before the last one: the user decides what to do
+        except EndpointError as err:  # a whole line that is not an entry: the user decides what to do
             raise ValueError(f"{err} to re-judge") from None
 
     @property
