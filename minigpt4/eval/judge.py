@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Callable, Mapping, Protocol
 
 from minigpt4.common.openai_client import EndpointConfig, EndpointError, OpenAIClient
 from minigpt4.eval.parsing import default_vocabulary, normalise_text
-from minigpt4.run_config import JudgeConfig  # noqa: F401 (the schema of run.judge; re-exported)
+from minigpt4.run_config import JudgeConfig  # the schema of run.judge, with the other run configs
 
 SYSTEM_PROMPT = "You are an expert in affective computing who evaluates emotion explanations strictly and consistently."
 
