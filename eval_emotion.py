@@ -45,7 +45,7 @@ from minigpt4.eval.report import markdown_summary, write_predictions
 from minigpt4.eval.scoring import DATASETS as BENCHMARKS
 from minigpt4.eval.scoring import score_main, score_predictions, write_score_outputs
 from minigpt4.run_config import EvalRunConfig, load_eval_config
-from minigpt4.training.distributed import DistInfo, barrier, init_distributed, shutdown
+from minigpt4.common.distributed import DistInfo, barrier, init_distributed, shutdown
 
 log = logging.getLogger("eval_emotion")
 

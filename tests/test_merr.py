@@ -111,7 +111,7 @@ def test_prosody_rules_on_synthetic_voices(label, tone):
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)")
 def test_prosody_on_synthesised_speech(tmp_path):
-    from minigpt4.features.media import load_audio
+    from minigpt4.common.media import load_audio
 
     speech = {"angry": ["-a", "200", "-p", "80", "-s", "220", "How dare you lie to me again! Get out!"],
               "sad": ["-a", "40", "-p", "10", "-s", "110", "I miss her so much. Nothing feels right."]}

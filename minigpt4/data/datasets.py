@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..common.config import ConfigError
+from ..common.media import VIDEO_SUFFIXES, read_frame
 from ..common.registry import Registry
 from . import shards as shard_io
 from .annotations import (
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 FEATURE_ORDER = ("local", "temporal", "audio")  # row order of `features`, as the model expects
 MODALITIES = ("image",) + FEATURE_ORDER + ("text",)
 FRAME_EXTENSIONS = (".jpg", ".png", ".jpeg")
-VIDEO_EXTENSIONS = (".mp4", ".avi")
 
 ImageTransform = Callable[[np.ndarray], torch.Tensor]
 
@@ -161,7 +161,7 @@ class FolderMedia:
     def _missing(self, record: Record) -> str | None:
         if self.frames_dir is not None or self.videos_dir is not None:
             folder, extensions = (
-                (self.frames_dir, FRAME_EXTENSIONS) if self.frames_dir is not None else (self.videos_dir, VIDEO_EXTENSIONS)
+                (self.frames_dir, FRAME_EXTENSIONS) if self.frames_dir is not None else (self.videos_dir, VIDEO_SUFFIXES)
             )
             found = next((folder / f"{record.name}{e}" for e in extensions if (folder / f"{record.name}{e}").is_file()), None)
             if found is None:
@@ -183,8 +183,6 @@ class FolderMedia:
             return None
         if path.suffix.lower() in FRAME_EXTENSIONS:
             return decode_image(path.read_bytes(), str(path))
-        from ..features.media import read_frame  # the video reader lives with the feature code
-
         return read_frame(str(path), self.cfg.frame_choice)
 
     def features(self, record: Record) -> tuple[np.ndarray, np.ndarray]:

@@ -78,7 +78,7 @@ def _extract(args, cfg) -> int:
 
     from minigpt4.features.extract import find_videos, read_names_file
     from minigpt4.features.sharded import extract_features_sharded
-    from minigpt4.training.distributed import init_distributed, shutdown
+    from minigpt4.common.distributed import init_distributed, shutdown
 
     names = read_names_file(args.names_file) if args.names_file else None
     paths, problems = find_videos(args.videos, names)

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from minigpt4.features.config import FEATURE_FOLDERS, FeatureConfig
 from minigpt4.features.faces import build_face_detector, read_video_faces
-from minigpt4.features.media import VIDEO_SUFFIXES, MediaError, NoAudioError, load_audio
+from minigpt4.common.media import VIDEO_SUFFIXES, MediaError, NoAudioError, load_audio
 
 REPORT_NAME = "extraction_report.json"
 NO_AUDIO_MARKERS = Path(".extraction_state") / "no_audio"

@@ -388,7 +388,7 @@ def track_video_faces(path: str | Path, detector: FaceDetector | str = "haar",
                       **tracker_options) -> FaceTrackResult:
     """The main face's box on every frame of a video file, decoding it once, frame by frame
     (memory does not grow with the clip's length). Raises `MediaError` for unreadable files."""
-    from minigpt4.features.media import stream_frames
+    from minigpt4.common.media import stream_frames
 
     if isinstance(detector, str):
         detector = build_face_detector(detector)
@@ -434,7 +434,7 @@ def read_video_faces(path: str | Path, detector: FaceDetector, size: int, margin
     first of them: grey 32x32 thumbnails, mean absolute difference, earliest on ties), or a frame
     index (e.g. the Action Unit peak of a dataset-building pipeline).
     """
-    from minigpt4.features.media import PEAK_THUMB_SIZE, MediaError, stream_frames
+    from minigpt4.common.media import PEAK_THUMB_SIZE, MediaError, stream_frames
 
     tracker = FaceTracker(detector, **tracker_options)
     for frame in stream_frames(path):

@@ -143,7 +143,7 @@ class PhotoClip:
 
 def write_photo_clip(path, clip: PhotoClip, fps: float = 25.0, audio: bool = True) -> None:
     """Encode `clip` to `path` (container by suffix), streaming its frames, with a soft tone."""
-    from minigpt4.features.media import write_video
+    from minigpt4.common.media import write_video
 
     samples = None
     if audio:

@@ -80,7 +80,7 @@ def build(builder, videos, problems, with_features: bool) -> dict | None:
 
     from minigpt4.common.sharding import rank_device, shard_of, take_share
     from minigpt4.features.sharded import extract_features_sharded
-    from minigpt4.training.distributed import barrier, init_distributed, shutdown
+    from minigpt4.common.distributed import barrier, init_distributed, shutdown
 
     info = init_distributed("cpu", timeout=timedelta(days=7))  # gloo, only to meet at barriers
     if not info.enabled:

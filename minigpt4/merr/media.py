@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from minigpt4.features import faces as feature_faces
-from minigpt4.features.media import MediaError, NoAudioError, load_audio, read_frames, video_info  # noqa: F401
+from minigpt4.common.media import MediaError, NoAudioError, load_audio, read_frames, video_info  # noqa: F401
 
 Box = feature_faces.Box
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
