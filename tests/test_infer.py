@@ -277,7 +277,7 @@ def test_untrained_model_answer_is_a_label_or_reported_invalid(workspace, tmp_pa
 
 
 def test_app_handler_reports_errors_in_the_page_and_keeps_answering(tmp_path, workspace, predictor):
-    from app import analyse  # the repository root is on pytest's pythonpath
+    from minigpt4.cli.app import analyse
 
     name, label = next(iter(workspace["labels"].items()))
     status, shown_label, answer, inputs, frame, face, probs = analyse(predictor, str(workspace["videos"][name]),

@@ -3,7 +3,7 @@
     python app.py --cfg-path eval_configs/infer_tiny.yaml            # after `make demo`
     python app.py --cfg-path eval_configs/infer_real.yaml --port 7860 --host 127.0.0.1
 
-The page runs the very pipeline of `python -m minigpt4.infer` (minigpt4/infer.py): the chosen
+The page runs the very pipeline of `python -m minigpt4.infer` (minigpt4/infer/): the chosen
 frame for EVA, face crops for the local and temporal encoders, the audio track for HuBERT and
 the transcript you type, and shows the frame and the face crop it used, which inputs were
 present, and a bar chart of the label probabilities (`EmotionLLaMA.score_labels`: the model's
@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from minigpt4.common.errors import report, user_errors
+from minigpt4.common.media import MediaError
 from minigpt4.data.labels import label_set
 from minigpt4.eval.generation import check_answer_mode
-from minigpt4.common.media import MediaError
+from minigpt4.features.extract import find_videos, read_names_file
 from minigpt4.infer import INPUT_NAMES, EmotionPredictor, InferConfig, load_infer_config, quiet_libraries
 
 log = logging.getLogger("app")
@@ -48,8 +49,6 @@ INPUT_TITLES = {"image": "frame (EVA, global view)", "local": "face, frame by fr
 def find_examples(cfg: InferConfig) -> list[str]:
     """Example clips from `app.examples` (only those named in `app.examples_list` when set);
     none when the folder does not exist, e.g. before `make demo` has run."""
-    from minigpt4.features.extract import find_videos, read_names_file
-
     folder = cfg.app.examples
     if not folder or not Path(folder).is_dir():
         if folder:

@@ -26,7 +26,6 @@ The decision is printed and stored in metrics.json, so a run never scores silent
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import logging
 import sys
@@ -35,17 +34,20 @@ from typing import Any, Sequence
 
 import torch
 
-from minigpt4.common.config import ConfigError, to_yaml
+from minigpt4.common.config import to_yaml
+from minigpt4.common.distributed import DistInfo, barrier, init_distributed, shutdown
 from minigpt4.common.errors import UserError, report, run_cli
 from minigpt4.data.config import DatasetConfig
-from minigpt4.data.prompts import check_protocol
+from minigpt4.data.datasets import build_dataset, describe
 from minigpt4.data.labels import label_set
-from minigpt4.eval.generation import check_answer_mode, scored_view
+from minigpt4.data.prompts import PromptTemplate
+from minigpt4.eval.generation import autocast, check_answer_mode, predict, scored_view
 from minigpt4.eval.report import markdown_summary, write_predictions
 from minigpt4.eval.scoring import DATASETS as BENCHMARKS
 from minigpt4.eval.scoring import score_main, score_predictions, write_score_outputs
+from minigpt4.models.builder import build_model
+from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import EvalRunConfig, load_eval_config
-from minigpt4.common.distributed import DistInfo, barrier, init_distributed, shutdown
 
 log = logging.getLogger("eval_emotion")
 
@@ -96,40 +98,33 @@ def output_dir(cfg: EvalRunConfig, key: str, folds: Sequence[int | None]) -> Pat
     return root / f"fold_{folds[0]}" if len(folds) == 1 and folds[0] is not None else root
 
 
-def build_eval_sets(cfg: EvalRunConfig, key: str, folds: Sequence[int | None], info: DistInfo) -> list:
+def build_eval_sets(cfg: EvalRunConfig, key: str, folds: Sequence[int | None], info: DistInfo,
+                    template: PromptTemplate | None = None) -> list:
     """(fold, dataset) pairs, built before the model so that a data error shows in seconds."""
-    from minigpt4.data.datasets import build_dataset, describe
-    from minigpt4.data.prompts import RELEASE_FRAME_CHOICE
-    from minigpt4.processors import EvaImageTransform
-
+    template = template or PromptTemplate.resolve(cfg.run.protocol, cfg.model.prompt_format)
     sets = []
-    protocol = cfg.run.protocol
     for fold in folds:
         dcfg = dataclasses.replace(cfg.datasets[key], fold=fold) if fold is not None else cfg.datasets[key]
-        dcfg = dataclasses.replace(dcfg, protocol=protocol)  # the protocol's instruction pools
-        if protocol == "release":
-            dcfg = dataclasses.replace(dcfg, frame_choice=RELEASE_FRAME_CHOICE)
+        # the protocol's instruction pools and frame (the first one under release)
+        dcfg = dataclasses.replace(dcfg, protocol=template.protocol, frame_choice=template.frame_choice(dcfg.frame_choice))
         dataset = build_dataset(dcfg, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=cfg.run.seed)
         log.info("%s%s: %s", key, f" fold {fold}" if fold is not None else "", describe(dataset))
         sets.append((fold, dataset))
     return sets
 
 
-def generate_records(model, cfg: EvalRunConfig, sets: list, info: DistInfo) -> list[dict]:
-    """Prediction records of every fold (each tagged with its ``fold`` when there is one)."""
-    from minigpt4.data.prompts import max_new_tokens_for
-    from minigpt4.eval.generation import predict
-    from minigpt4.models.builder import DTYPES
-
-    amp = DTYPES[cfg.model.dtype] if info.device.type == "cuda" else torch.float32
+def generate_records(model, cfg: EvalRunConfig, sets: list, info: DistInfo,
+                     template: PromptTemplate | None = None) -> list[dict]:
+    """Prediction records of every fold (each tagged with its ``fold`` when there is one), under
+    the one autocast rule (model.dtype on a GPU when run.amp)."""
+    template = template or PromptTemplate.resolve(cfg.run.protocol, cfg.model.prompt_format, model.tokenizer)
     records: list[dict] = []
     for fold, dataset in sets:
-        autocast = torch.autocast(info.device.type, dtype=amp) if amp != torch.float32 else contextlib.nullcontext()
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(cfg.model.dtype, info.device, cfg.run.amp):
             part = predict(
-                model, dataset, batch_size=cfg.run.batch_size,
-                max_new_tokens=max_new_tokens_for(cfg.run.protocol, cfg.run.max_new_tokens), info=info,
-                num_workers=cfg.run.num_workers, protocol=cfg.run.protocol, answer_mode=cfg.run.answer_mode,
+                model, dataset, batch_size=cfg.run.batch_size, max_new_tokens=cfg.run.max_new_tokens, info=info,
+                num_workers=cfg.run.num_workers, template=template, answer_mode=cfg.run.answer_mode,
+                generation=cfg.run.kwargs(cfg.run.sample),
             )
         if fold is not None:
             for record in part:
@@ -140,14 +135,13 @@ def generate_records(model, cfg: EvalRunConfig, sets: list, info: DistInfo) -> l
 
 def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int | None], info: DistInfo) -> dict[str, Any] | None:
     """Build the model once, generate for every fold, and (rank 0) write and return the scores."""
-    from minigpt4.models.builder import build_model
-
     if cfg.model.checkpoint is None:
         log.warning("model.checkpoint is not set: evaluating UNTRAINED projections / LoRA (pass --checkpoint)")
-    sets = build_eval_sets(cfg, key, folds, info)
+    layout = PromptTemplate.resolve(cfg.run.protocol, cfg.model.prompt_format)  # no tokens yet: the data's decisions
+    sets = build_eval_sets(cfg, key, folds, info, layout)
     torch.manual_seed(cfg.run.seed)  # identical random init on every rank when there is no checkpoint
     model = build_model(cfg.model).to(info.device)
-    records = generate_records(model, cfg, sets, info)
+    records = generate_records(model, cfg, sets, info, layout.with_tokenizer(model.tokenizer))
     if not info.is_main:
         return None
     out = output_dir(cfg, key, folds)
@@ -231,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides += [f"run.protocol={args.protocol}"] if args.protocol else []
     try:
         cfg = load_eval_config(args.cfg_path, overrides)
-        check_protocol(cfg.run.protocol)
+        PromptTemplate.resolve(cfg.run.protocol, cfg.model.prompt_format)  # a bad protocol / format fails here, in seconds
         if args.dataset not in cfg.datasets:
             known = ", ".join(cfg.datasets) or "(none)"
             raise EvalError(

@@ -154,6 +154,10 @@ class PromptTemplate:
                                  "as its BOS token (Llama's does); this one splits it into ordinary tokens")
         return cls(protocol, prompt_format, tokenizer, end_id)
 
+    def with_tokenizer(self, tokenizer) -> "PromptTemplate":
+        """This template resolved for `tokenizer` (its end-of-answer id and, for chat_template, its template)."""
+        return PromptTemplate.resolve(self.protocol, self.prompt_format, tokenizer)
+
     @property
     def is_release(self) -> bool:
         return self.protocol == "release"
