@@ -149,8 +149,7 @@ def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int |
     (out / "config.yaml").write_text(to_yaml(cfg))
     pred_path = write_predictions(records, out / "predictions.jsonl")
     dcfg = cfg.datasets[key]
-    judge = dict(cfg.run.judge)
-    judge.setdefault("cache_path", str(out / "emer_judge_cache.jsonl"))
+    judge = dataclasses.replace(cfg.run.judge, cache_path=cfg.run.judge.cache_path or str(out / "emer_judge_cache.jsonl"))
     result = score_predictions(
         records, benchmark, labels=dcfg.label_set if benchmark in CLASSIFICATION else None,
         judge_cfg=judge if benchmark == "emer" else None, task=scored_task(benchmark, dcfg),

@@ -20,12 +20,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
-import cv2
 import numpy as np
 import torch
 
 from ..common.config import ConfigError
-from ..common.media import VIDEO_SUFFIXES, read_frame
+from ..common.media import VIDEO_SUFFIXES, decode_image, read_frame
 from ..common.registry import Registry
 from . import shards as shard_io
 from .annotations import (
@@ -110,14 +109,6 @@ def _npy_dim(path: Path) -> int:
     if len(shape) == 1 or (len(shape) == 2 and shape[0] == 1):
         return int(shape[-1])
     raise AnnotationError(f"{path}: feature has shape {tuple(shape)}, expected (D,) or (1, D) (re-extract this feature)")
-
-
-def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Encoded JPEG / PNG bytes -> RGB uint8 [H, W, 3]."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise AnnotationError(f"{where}: cannot decode the image (corrupt or not a JPEG/PNG file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class FolderMedia:
