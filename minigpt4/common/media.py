@@ -178,6 +178,31 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> Non
 # frames
 # --------------------------------------------------------------------------------------------
 
+def probe_video(path: str | Path) -> VideoInfo:
+    """`VideoInfo` of an untrusted file from its header, with PyAV (current FFmpeg) and without
+    decoding a frame: cheap enough to check an upload against limits before any heavy work.
+
+    The frame count is the header's, else duration x frame rate, else the number of video
+    packets (demuxed, not decoded). Size is the decoder's declared size (0 when unknown).
+    """
+    path = _existing_file(path)
+    with _open_av(path) as container:
+        stream = _video_stream(container, path)
+        fps = float(stream.average_rate or 0.0)
+        num_frames = int(stream.frames or 0)
+        if not num_frames:
+            seconds = _declared_video_seconds(container, stream)
+            num_frames = round(seconds * fps) if seconds and fps > 0 else 0
+        if not num_frames:
+            try:
+                num_frames = sum(1 for packet in container.demux(stream) if packet.size)
+            except av.error.FFmpegError as err:
+                raise MediaError(path, f"not a readable video ({err})", _CORRUPT_FIX) from None
+        context = stream.codec_context
+        return VideoInfo(num_frames, fps, int(context.width or 0), int(context.height or 0),
+                         bool(container.streams.audio))
+
+
 def video_info(path: str | Path) -> VideoInfo:
     """Frame count, frame rate, size and whether there is an audio track.
 
