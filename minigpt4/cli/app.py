@@ -11,7 +11,8 @@ likelihood of answering each label of the set, so it always names valid labels).
 repetition penalty 1.05). A file that cannot be read, or a request over the limits of the config
 (`limits:` size, duration, pixels, frames, question and transcript length, checked before any
 decoding; a per-request deadline) is reported in the page, naming the file as the user gave it,
-never a server path; the server keeps serving. An upload is deleted once it is answered. Only
+never a server path; the server keeps serving. An upload to `/predict` is deleted once it is
+answered; the page's (still shown, for more questions) are swept after an hour. Only
 the listed example clips can be fetched from the server, not the rest of their folder.
 Concurrency (docs/http_api.md, "Limits and concurrency"): `app.concurrency` requests at once,
 so one can decode while another generates; each is bounded by the limits and the deadline.
@@ -131,8 +132,6 @@ def analyse(predictor: EmotionPredictor, video: Optional[str], task: str, questi
     except Exception as err:  # a demo must survive anything one request does; the log has the details
         log.exception("request for %s failed", video)
         return (f"**Error:** could not analyse {name}: {type(err).__name__}", *empty)
-    finally:
-        remove_upload(video)
     label = prediction.label
     if label is None:
         likeliest = max(prediction.label_probs, key=prediction.label_probs.get)
@@ -174,7 +173,8 @@ def build_demo(predictor: EmotionPredictor, examples: Sequence[str]):
 
     cfg = predictor.cfg
     limits = cfg.limits
-    # uploads are deleted once answered; this sweeps the ones no answer reached (hourly, > 1 h old)
+    # `/predict` deletes its upload once answered; the page keeps the clip in view for more
+    # questions, so its uploads (and any an error left) are swept hourly, once over an hour old
     with gr.Blocks(title=cfg.app.title, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             f"# {cfg.app.title}\n"

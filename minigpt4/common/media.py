@@ -1,4 +1,4 @@
-"""Reading and writing video clips: frames with decord, audio with PyAV.
+"""Reading and writing video clips: frames and audio with PyAV, one-frame reads of dataset clips with decord.
 
 Every function here takes a file path and raises `MediaError` (a `ValueError`) naming that
 file when it cannot be read, so a batch job can record the reason and carry on. A video with
@@ -6,8 +6,16 @@ no audio track raises the more specific `NoAudioError` from `load_audio`.
 
 There is no ``ffmpeg`` binary on the machines we target: PyAV carries its own FFmpeg libraries
 and is used for writing clips (tests, synthetic data, benchmarks) and for decoding audio.
-decord is used for frames because it seeks and batches quickly; PyAV is the fallback for the
-files decord cannot open.
+
+Which decoder reads what (measured in benchmarks/bench_decoders.py, results/decoders_cpu.json):
+PyAV, maintained and built on a current FFmpeg, decodes everything a user hands us: uploads and
+`minigpt4.infer` (`probe_video` checks the header, then feature extraction's `stream_frames`).
+decord (last release 2021, an FFmpeg 4.1-era libavcodec) is kept only for the *trusted* dataset
+clips a training or evaluation config points at (`video_info`, `read_frames`, `read_frame`,
+`iter_frame_chunks`): reading the dataset's one frame ("first" / "middle") seeks several times
+faster than PyAV decoding up to it, and whole clips decode about as fast, so one decoder keeps a
+clip's pixels the same in every read (the two convert to RGB a few levels apart). PyAV is the
+fallback for the files decord cannot open. docs/data_formats.md ("Decoders") has the numbers.
 """
 
 from __future__ import annotations

@@ -144,6 +144,7 @@ class EmotionPredictor:
     @contextlib.contextmanager
     def _hold(self, lock: threading.Lock, deadline: Optional[float], stage: str):
         """`lock` for the stage, waiting no longer than the deadline allows."""
+        self._check_deadline(deadline, f"before {stage}")
         remaining = self._remaining(deadline)
         if not lock.acquire(timeout=-1 if remaining is None else max(remaining, 0.0)):
             self._check_deadline(time.monotonic(), f"waiting for other requests before {stage}")
