@@ -79,12 +79,13 @@ JUDGE_KINDS = ("llm", "offline")
 class JudgeConfig:
     """The EMER judge (`run.judge` of eval configs; used by minigpt4/eval/judge.py): where and
     how to judge. Checked when the config is loaded, so a bad value fails before generation.
-    Empty url / model / api_key are filled from the environment by `resolved`."""
+    Empty url / model are filled from the environment by `resolved`. The key is never a config
+    value (configs are saved beside results): `api_key_env` names the variable that holds it."""
 
     kind: str = "llm"  # llm | offline
     url: str = ""  # base (…/v1) or full …/chat/completions URL; env EMER_JUDGE_URL
     model: str = ""  # env EMER_JUDGE_MODEL
-    api_key: str = ""  # env OPENAI_API_KEY (optional for local servers)
+    api_key_env: str = "OPENAI_API_KEY"  # NAME of the variable holding the key ("" = no key; local servers need none)
     timeout_s: float = 60.0
     max_retries: int = 4
     backoff_s: float = 2.0  # waits backoff_s * 2**attempt between tries
@@ -108,7 +109,7 @@ class JudgeConfig:
             kind=self.kind,
             url=self.url or env.get("EMER_JUDGE_URL", ""),
             model=self.model or env.get("EMER_JUDGE_MODEL", ""),
-            api_key=self.api_key or env.get("OPENAI_API_KEY", ""),
+            api_key_env=self.api_key_env,
             timeout_s=self.timeout_s,
             max_retries=self.max_retries,
             backoff_s=self.backoff_s,
@@ -124,7 +125,7 @@ class EvalConfig:
     num_workers: int = 2
     device: str = "auto"
     max_new_tokens: dict[str, int] = field(default_factory=lambda: {"emotion": 16, "reason": 200, "reason_v2": 200})
-    judge: JudgeConfig = field(default_factory=JudgeConfig)  # EMER judge: kind, url, model, api_key, cache_path
+    judge: JudgeConfig = field(default_factory=JudgeConfig)  # EMER judge: kind, url, model, api_key_env, cache_path
     protocol: str = "clean"  # clean | release: the released evaluation's prompt, first frame, 500 tokens (--protocol)
     seed: int = 0
     # generate: parse the generated text; score_labels: the most likely label of the label set (with
