@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import ClassVar, Mapping, Optional, Sequence
 
 from minigpt4.common.config import load_config
 from minigpt4.data.config import DatasetConfig
@@ -33,6 +33,10 @@ class OptimConfig:
     beta2: float = 0.999
     max_grad_norm: float = 1.0  # the release did not clip; 0 disables
     schedule: str = "cosine_after_warmup"  # or "release": its cosine counts from step 0 (minigpt4/training/optim.py)
+
+    BOUNDS: ClassVar[dict[str, str]] = {  # checked at load time (common.config.check_bounds)
+        "init_lr": ">0", "min_lr": ">=0", "warmup_lr": ">=0", "warmup_steps": ">=0", "weight_decay": ">=0",
+        "beta1": "0..<1", "beta2": "0..<1", "max_grad_norm": ">=0"}
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -63,6 +67,11 @@ class TrainConfig:
     val_metric: str = "weighted_f1"
     optim: OptimConfig = field(default_factory=OptimConfig)
 
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "max_epochs": ">0", "iters_per_epoch": ">0", "batch_size": ">0", "grad_accum_steps": ">0",
+        "num_workers": ">=0", "log_every": ">0", "save_every_steps": ">0", "keep_checkpoints": ">=0",
+        "max_steps": ">0", "val_every_epochs": ">0", "val_max_new_tokens": ">0", "val_batch_size": ">0"}
+
 
 @dataclass
 class TrainRunConfig:
@@ -91,6 +100,8 @@ class JudgeConfig:
     backoff_s: float = 2.0  # waits backoff_s * 2**attempt between tries
     cache_path: str = ""  # JSONL; default: emer_judge_cache.jsonl next to the report
     max_tokens: int = 256
+
+    BOUNDS: ClassVar[dict[str, str]] = {"timeout_s": ">0", "max_tokens": ">0", "max_retries": ">=0", "backoff_s": ">=0"}
 
     def __post_init__(self) -> None:
         if self.kind not in JUDGE_KINDS:
@@ -131,6 +142,8 @@ class EvalConfig:
     # generate: parse the generated text; score_labels: the most likely label of the label set (with
     # probabilities); both: generate, and report the metrics of both modes side by side
     answer_mode: str = "generate"
+
+    BOUNDS: ClassVar[dict[str, str]] = {"batch_size": ">0", "num_workers": ">=0", "max_new_tokens": ">0"}
 
 
 @dataclass

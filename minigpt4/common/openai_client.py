@@ -38,7 +38,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 RETRY_STATUS = (408, 409, 429)
 
@@ -65,6 +65,10 @@ class EndpointConfig:
     concurrency: int = 4  # requests in flight at once
     max_tokens: int = 512
     temperature: float = 0.0
+
+    BOUNDS: ClassVar[dict[str, str]] = {  # checked when a config file is loaded (common.config.check_bounds)
+        "timeout_s": ">0", "max_retries": ">=0", "backoff_s": ">=0", "concurrency": ">0", "max_tokens": ">0",
+        "temperature": ">=0"}
 
 
 def base_url(url: str) -> str:
