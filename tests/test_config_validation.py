@@ -3,13 +3,14 @@ loads), and a binary or empty annotation file is named as such."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import eval_emotion
+
+from minigpt4.cli import train
 from minigpt4.common.config import ConfigError
 from minigpt4.data.annotations import AnnotationError, BadItems, read_captions, read_list_file, read_transcripts
 from minigpt4.merr.config import load_merr_config
@@ -70,20 +71,27 @@ def test_values_in_range_still_load():
     assert cfg.model.lora.r == 0 and cfg.run.num_workers == 0 and cfg.run.save_every_steps is None
 
 
-@pytest.mark.parametrize("script, cfg, override", [
-    ("train.py", TRAIN, "model.lora.r=-5"),
-    ("eval_emotion.py", EVAL, "run.max_new_tokens.emotion=-1"),
-])
-def test_entry_points_print_one_error_line_and_exit_2(script, cfg, override):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    args = [sys.executable, str(REPO / script), "--cfg-path", cfg, "--options", override]
-    if script == "eval_emotion.py":
-        args += ["--dataset", "synthetic"]
-    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2, done.stderr[-2000:]
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and override.split("=")[0] in errors[0], done.stderr[-2000:]
-    assert "Traceback" not in done.stderr
+@pytest.mark.parametrize("main, cfg, override", [
+    (train.main, TRAIN, "run.batch_size=-1"),
+    (train.main, TRAIN, "model.lora.r=-5"),
+    (eval_emotion.main, EVAL, "run.max_new_tokens.emotion=-1"),
+], ids=["train-batch-size", "train-lora-r", "eval-max-new-tokens"])
+def test_entry_points_print_one_error_line_and_exit_2(main, cfg, override, capsys, monkeypatch):
+    """In-process, as the console scripts call `main` (see tests/test_entry_point_errors.py)."""
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built before the config was checked")
+
+    monkeypatch.setattr("minigpt4.models.builder.build_model", no_model)
+    argv = ["--cfg-path", cfg, "--options", override]
+    if main is eval_emotion.main:
+        argv += ["--dataset", "synthetic"]
+    with pytest.raises(SystemExit) as stop:
+        sys.exit(main(argv))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and override.split("=")[0] in errors[0], err[-2000:]
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("content, says", [
