@@ -3,7 +3,9 @@
 Every config section is a dataclass written once, next to the code that uses it; a YAML file
 only says what differs from those defaults. Unknown or misspelt keys are errors that name the
 file, the key and the closest valid key, because a silently ignored typo (``lora.rr: 8``)
-costs a training run.
+costs a training run. Values are checked too, before anything is built: each schema may list
+``BOUNDS`` ({field: ">0" | ">=0" | "0..1" | "0..<1"}), and a value outside them
+(``run.batch_size=-1``) is an error naming the full key.
 
 A YAML file may start with ``includes: [other.yaml, ...]``; those are merged first (paths are
 relative to the including file, then to the current directory), so a train config can reuse a
