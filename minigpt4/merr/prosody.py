@@ -8,7 +8,9 @@ Measures (16 kHz mono, 20 ms hops):
   the nine bins around the most likely one (`weighted_argmax`): torchcrepe's own decoder of
   that name adds random dither to its bin centres, drawn once per process from an unseeded
   generator, so the same clip got a pitch up to ~1 Hz different in every run and on every
-  torchrun rank; ours uses the exact bin centres, so the numbers are the same run to run;
+  torchrun rank; ours uses the exact bin centres, so the numbers are the same run to run (CREPE's
+  logits themselves are bitwise equal run to run at a given thread count, and within ~1e-11
+  across thread counts: far below the 3 decimals the measures are stored with);
 * loudness: RMS energy in dBFS of the active frames (90th percentile: the level of the syllables,
   not of the gaps between them) and the share of the clip above -45 dBFS (voice activity);
 * speaking rate: prominent peaks (>= 15 % of the maximum, >= 100 ms apart) of the smoothed energy
