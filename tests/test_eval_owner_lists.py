@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from minigpt4.eval.owner_lists import string_to_list
@@ -35,5 +36,7 @@ def test_string_to_list_non_text_inputs():
     assert string_to_list(None) == []
     assert string_to_list(math.nan) == []  # an empty CSV cell read by pandas
     assert string_to_list(["Happy", "sad"]) == ["happy", "sad"]  # a list is taken as it is
+    assert string_to_list(np.array("[Happy, sad]")) == ["happy", "sad"]  # a 0-d array from an npz cache
+    assert string_to_list(np.array(["Happy"])) == ["happy"]
     with pytest.raises(TypeError, match="label list written as text"):
         string_to_list(3)

@@ -6,7 +6,8 @@ this one function for those cells and for list-shaped model answers, so our numb
 
 Rule, in order (no stripping before the bracket checks, as theirs):
 
-1. a list is taken as it is; ``None``, NaN and ``""`` are ``[]``;
+1. a list is taken as it is (a numpy array becomes its ``tolist()`` first, as in their npz
+   caches); ``None``, NaN and ``""`` are ``[]``;
 2. drop one leading ``[``, then one trailing ``]``;
 3. split on every ``'``, ``"`` and ``,``; strip each piece; drop empty pieces;
 4. lower-case (their callers all lower-case the words before comparing them).
@@ -21,11 +22,15 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 _SEPARATORS = re.compile(r"['\",]")
 
 
-def string_to_list(text: str | list | None) -> list[str]:
+def string_to_list(text: str | list | np.ndarray | None) -> list[str]:
     """``"['Happy', sad]"`` -> ``['happy', 'sad']`` by the owners' rule (module docstring)."""
+    if isinstance(text, np.ndarray):
+        text = text.tolist()
     if isinstance(text, (list, tuple)):
         return [str(item).lower() for item in text]
     if text is None or (isinstance(text, float) and math.isnan(text)) or text == "":
