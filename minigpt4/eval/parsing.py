@@ -22,10 +22,16 @@ newlines; filler words (``a bit``, ``very``, ``seems`` ...) are removed; every k
 is mapped to its synonym group; an item with no known word is kept as its normalised text, so
 unmatched predictions still count in |P| and lower accuracy instead of vanishing.
 
-Release rule (`parse_release`, what the released evaluation script did, reported beside the
-strict parse as ``*_release_parse``): the last space-separated word of the answer, as it is (no
-lower-casing, punctuation kept); a word that is not one of the dataset's labels counts as
-``neutral`` -- so an answer naming no label, or ``happy.``, scores as ``neutral``.
+Release rule (`parse_release` / `release_gold`, what the released evaluation script computed,
+reported beside the strict parse as ``*_release_parse``):
+
+- answer: first the release's clean-up of generated text (`release_clean_answer`: cut at the
+  first ``</s>``, remove ``<s>``, keep what follows the last ``[/INST]``, strip), then the last
+  ``split(" ")`` word as it is (no lower-casing, punctuation kept); a word that is not one of the
+  dataset's labels counts as ``neutral`` -- so ``happy.``, an empty answer and a label after a
+  newline instead of a space (the last word is then ``is<newline>happy``) all score as ``neutral``;
+- gold: the release's caption normaliser (`release_caption`, the text processor its dataset
+  applies to every target), then the last ``split(" ")`` word: ``"Happy."`` -> ``happy``.
 
 Synonyms: the annotation spellings of `minigpt4.data.labels.SYNONYMS` plus `ANSWER_WORD_FORMS`,
 the extra word forms that appear in generated sentences (``happily``, ``afraid``, ``nervous``).
@@ -183,12 +189,43 @@ def check_parse(parse: str) -> str:
     return parse
 
 
+_RELEASE_CAPTION_PUNCT = re.compile(r"[.!\"()*#:;~]")
+_RELEASE_CAPTION_SPACES = re.compile(r"\s{2,}")
+RELEASE_CAPTION_MAX_WORDS = 200
+
+
+def release_clean_answer(text: str) -> str:
+    """The release's clean-up of a generated text, in its order: cut at the first ``</s>``,
+    remove ``<s>``, keep what follows the last ``[/INST]``, strip surrounding whitespace."""
+    text = (text or "").split("</s>")[0].replace("<s>", "")
+    return text.split("[/INST]")[-1].strip()
+
+
+def release_caption(text: str, max_words: int = RELEASE_CAPTION_MAX_WORDS) -> str:
+    """The release's caption normaliser (its ``blip_caption`` text processor), exactly.
+
+    Lower-case; each of ``. ! " ( ) * # : ; ~`` -> a space; every run of two or more whitespace
+    characters -> one space (a lone tab or newline stays, as in the release); strip; keep the first
+    `max_words` space-separated words.
+    """
+    text = _RELEASE_CAPTION_PUNCT.sub(" ", (text or "").lower())
+    text = _RELEASE_CAPTION_SPACES.sub(" ", text).rstrip("\n").strip(" ")
+    words = text.split(" ")
+    return " ".join(words[:max_words]) if len(words) > max_words else text
+
+
+def release_gold(label: str) -> str:
+    """The gold label as the release scored it: the last word of its normalised caption."""
+    return release_caption(str(label)).split(" ")[-1]
+
+
 def parse_release(answer: str, labels: Sequence[str]) -> str | None:
-    """The release's answer parse (module docstring): last word if it is a label, else ``neutral``.
+    """The release's answer parse (module docstring): clean the generated text, then its last
+    word if that is a label, else ``neutral``.
 
     A label set without ``neutral`` has nothing to fall back on: such answers are invalid (None).
     """
-    word = (answer or "").split(" ")[-1]
+    word = release_clean_answer(answer).split(" ")[-1]
     if word in labels:
         return word
     return RELEASE_FALLBACK if RELEASE_FALLBACK in labels else None

@@ -1,0 +1,122 @@
+"""The release's parse as the release computes it: generated-text clean-up, last word, gold normaliser.
+
+Every expected value is worked by hand from the rules in `minigpt4.eval.parsing` (module docstring),
+and the end-to-end case goes through the real `eval_emotion.py --score ... --parse release`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minigpt4.eval.parsing import parse_release, release_caption, release_clean_answer, release_gold
+from minigpt4.eval.report import write_predictions
+
+REPO = Path(__file__).resolve().parents[1]
+MER = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
+
+
+@pytest.mark.parametrize(
+    "text, cleaned",
+    [
+        ("  happy \n", "happy"),  # surrounding spaces and newlines
+        ("sad</s>angry", "sad"),  # cut at the first </s>
+        ("happy</s> x </s>", "happy"),
+        ("<s>sad", "sad"),  # <s> removed
+        ("<s>[INST] which emotion? [/INST] The emotion is sad", "The emotion is sad"),  # after [/INST]
+        ("a [/INST] b [/INST]  worried ", "worried"),  # after the LAST [/INST]
+        ("x [/INST] angry</s> [/INST] happy", "angry"),  # </s> first: the later [/INST] is gone
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_release_clean_answer(text, cleaned):
+    assert release_clean_answer(text) == cleaned
+
+
+@pytest.mark.parametrize(
+    "answer, label",
+    [
+        ("  happy \n", "happy"),
+        ("The emotion is sad</s>angry", "sad"),
+        ("<s>[INST] q [/INST] The person is angry", "angry"),
+        ("happy.", "neutral"),  # trailing period: not a label
+        ("Happy", "neutral"),  # case kept
+        ("", "neutral"),  # empty answer
+        ("The emotion is\nhappy", "neutral"),  # last split(" ") word is "is\nhappy"
+        ("sad or happy", "happy"),
+        ("fear", "neutral"),  # a word outside the six labels
+    ],
+)
+def test_parse_release_hand_answers(answer, label):
+    assert parse_release(answer, MER) == label
+
+
+def test_parse_release_without_neutral_is_invalid():
+    assert parse_release("fear", ["happy", "sad"]) is None
+
+
+@pytest.mark.parametrize(
+    "caption, normalised, gold",
+    [
+        ("Happy", "happy", "happy"),  # upper-case gold
+        ("HAPPY.", "happy", "happy"),
+        ("  (Sad)!  ", "sad", "sad"),  # punctuation -> spaces, runs collapse, strip
+        ('He is "worried"; really~ worried', "he is worried really worried", "worried"),
+        ("a*b#c:d", "a b c d", "d"),
+        ("neutral\n", "neutral", "neutral"),  # a trailing newline is removed
+        ("very\nangry", "very\nangry", "very\nangry"),  # a lone newline inside stays (release regex: 2+)
+        ("very \n angry", "very angry", "angry"),  # a run of whitespace becomes one space
+        ("Surprise, surprise", "surprise, surprise", "surprise"),  # commas are not in the list
+    ],
+)
+def test_release_caption_and_gold(caption, normalised, gold):
+    assert release_caption(caption) == normalised
+    assert release_gold(caption) == gold
+
+
+def test_release_caption_keeps_200_words():
+    words = [f"w{i}" for i in range(250)]
+    assert release_caption(" ".join(words)).split(" ") == words[:200]
+    assert release_caption("a b c", max_words=2) == "a b"
+    assert release_gold(" ".join(words)) == "w199"
+
+
+# Hand-made predictions: (answer, gold) -> release prediction, release gold
+CASES = [
+    ("r1", "  happy \n", "happy"),  # happy / happy
+    ("r2", "<s>[INST] q [/INST] The emotion is sad</s> angry", "Sad"),  # sad / sad
+    ("r3", "The person feels worried.", "worried"),  # neutral / worried
+    ("r4", "", "neutral"),  # neutral / neutral
+    ("r5", "angry [/INST] surprise\n</s>", "Happy."),  # surprise / happy
+    ("r6", "The emotion is\nhappy", "  (Happy)  "),  # neutral / happy
+]
+# y_true = happy sad worried neutral happy happy; y_pred = happy sad neutral neutral surprise neutral
+# accuracy 3/6. Per class (support; precision, recall, F1):
+#   happy (3; 1/1, 1/3, 0.5)  sad (1; 1, 1, 1)  worried (1; 0, 0, 0)  neutral (1; 1/3, 1, 0.5)
+# weighted F1 = (3*0.5 + 1 + 0 + 0.5) / 6 = 0.5; weighted precision = (3*1 + 1 + 0 + 1/3) / 6 = 13/18
+HAND = {"accuracy": 0.5, "weighted_f1": 0.5, "weighted_precision": 13 / 18, "weighted_recall": 0.5}
+
+
+def test_eval_emotion_score_parse_release_end_to_end(tmp_path):
+    """The real `eval_emotion.py --score --parse release` on a small predictions file."""
+    records = [{"name": n, "task": "emotion", "answer": a, "label": g} for n, a, g in CASES]
+    pred = write_predictions(records, tmp_path / "predictions.jsonl")
+    out = tmp_path / "scores"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "eval_emotion.py"), "--score", str(pred), "--dataset", "mer2023",
+         "--parse", "release", "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    for name, value in HAND.items():
+        assert metrics[f"{name}_release_parse"] == pytest.approx(value), name
+    assert metrics["n_invalid_release_parse"] == 0.0
+    assert "accuracy" not in metrics  # only the release parse was asked for
