@@ -44,6 +44,7 @@ from .annotations import (
 from .config import DatasetConfig
 from .labels import label_key, label_set
 from .prompts import TASKS, check_protocol, instruction_for
+from .unibench import UNIBENCH_SETS, read_mafw_split, read_ravdess_folder, read_unibench_labels
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +256,31 @@ def read_iemocap_split(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[l
         held_out = str(cfg.fold)
         records = [r for r in records if (r.session == held_out) != (split == "train")]
     return records, FolderMedia(cfg, split, path.parent)
+
+
+@DATASET_READERS.register("unibench")
+def read_unibench(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[list[Record], Media]:
+    """A MER-UniBench test set as its owners release it: `unibench_set` names it, `annotation` is its
+    label file (OV-MERD+: ``ovlabel.csv``, test names from `transcripts`, ``subtitle_eng.csv``)."""
+    if cfg.unibench_set not in UNIBENCH_SETS:
+        raise ConfigError(f"reader 'unibench' needs `unibench_set`, one of {', '.join(UNIBENCH_SETS)} (got {cfg.unibench_set!r})")
+    path = _annotation(cfg, split)
+    names = fill_path(cfg.transcripts, cfg, split) if cfg.unibench_set == "ovmerdplus" else None
+    return read_unibench_labels(cfg.unibench_set, path, bad, names), FolderMedia(cfg, split, path.parent)
+
+
+@DATASET_READERS.register("mafw")
+def read_mafw(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[list[Record], Media]:
+    """MAFW; point `annotation` at ``Train & Test Set/single/no_caption/set_{fold}/{split}.txt``."""
+    path = _annotation(cfg, split)
+    return read_mafw_split(path, cfg.label_set, bad), FolderMedia(cfg, split, path.parent)
+
+
+@DATASET_READERS.register("ravdess")
+def read_ravdess(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[list[Record], Media]:
+    """RAVDESS; `annotation` is the folder of Actor_XX clips (labels come from the file names)."""
+    path = _annotation(cfg, split)
+    return read_ravdess_folder(path, cfg.label_set, bad), FolderMedia(cfg, split, path)
 
 
 @DATASET_READERS.register("shards")

@@ -33,12 +33,11 @@ import pandas as pd
 
 from minigpt4.common.errors import UserError
 from minigpt4.data.owner_npz import OwnerFileError, load_npz, load_npz_item
+from minigpt4.data.unibench import IEMOCAP4_IDX2EMO, MELD_IDX2EMO
 from minigpt4.eval.emotion_wheel import load_emotion_wheels
 from minigpt4.eval.unibench import hit_rate, ov_gold_string, ov_scores, sentiment_scores
 
 UNIBENCH_DATASETS = ("unibench-ov", "unibench-discrete", "unibench-sentiment")
-MELD_IDX2EMO = ("anger", "joy", "sadness", "neutral", "disgust", "fear", "surprise")
-IEMOCAP4_IDX2EMO = ("happy", "sad", "neutral", "anger")
 # label-file key -> how its emotion indices read (None: the file holds words)
 LABEL_KEYS = {"test1_corpus": None, "test_corpus": MELD_IDX2EMO, "whole_corpus": IEMOCAP4_IDX2EMO}
 
