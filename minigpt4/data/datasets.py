@@ -44,6 +44,7 @@ from .annotations import (
 from .config import DatasetConfig
 from .labels import label_key, label_set
 from .prompts import TASKS, check_protocol, instruction_for
+from .merfactory import read_merfactory_export
 from .unibench import UNIBENCH_SETS, read_mafw_split, read_ravdess_folder, read_unibench_labels
 
 log = logging.getLogger(__name__)
@@ -281,6 +282,13 @@ def read_ravdess(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[list[Re
     """RAVDESS; `annotation` is the folder of Actor_XX clips (labels come from the file names)."""
     path = _annotation(cfg, split)
     return read_ravdess_folder(path, cfg.label_set, bad), FolderMedia(cfg, split, path)
+
+
+@DATASET_READERS.register("merfactory")
+def read_merfactory(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[list[Record], Media]:
+    """MER-Factory's `emotion-llama[-fine]` export: `annotation` is its MERR_*_grained.txt (the .json beside it is read too)."""
+    path = _annotation(cfg, split)
+    return read_merfactory_export(path, cfg.label_set, bad), FolderMedia(cfg, split, path.parent)
 
 
 @DATASET_READERS.register("shards")
