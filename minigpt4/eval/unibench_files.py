@@ -182,8 +182,10 @@ def score_files(dataset: str, gold_path: str | Path, pred_path: str | Path, whee
     return {**head, "wheels": str(wheels_dir), "word_mapping": rule, **result}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Temp file then rename: a failed run never leaves half a JSON (common/io.atomic_write once issue 21 lands)."""
+def write_atomic(path: str | Path, text: str) -> None:
+    """Temp file then rename: a failed run never leaves half a file (common/io.atomic_write once issue 21 lands)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -202,7 +204,7 @@ def unibench_score_main(dataset: str, gold: str | None, score: str, wheels: str 
             raise UserError(f"{dataset} needs --gold GOLD (the owners' label file or a name,... CSV)")
         result = _json_safe(score_files(dataset, gold, score, wheels, rule))
         text = json.dumps(result, indent=2, ensure_ascii=False)
-        _write_atomic(output_path(score, dataset), text + "\n")
+        write_atomic(output_path(score, dataset), text + "\n")
     except (UserError, OwnerFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
