@@ -17,6 +17,9 @@ string order and return the cluster of the first one that is on the wheel. Becau
 *sorted* candidate wins, ``fear`` maps through ``fearless`` to the joyful cluster on wheels 2-5,
 and ``neutral`` is in no table at all (docs/metrics.md, "MER-UniBench").
 
+Word forms are read with the shared `string_to_list`, which lower-cases; the owners' reader does
+not, but their ``format.csv`` has no upper-case form, so the tables are the same.
+
 `EmotionWheels.cluster_any_synonym` is a clearly named alternative (not the default): the most
 common cluster among all candidates, ties broken by the owners' order.
 """
