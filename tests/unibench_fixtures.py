@@ -47,3 +47,52 @@ def write_wheel_folder(folder: Path) -> Path:
         columns[f"synonym_run{k}"] = [s for _, s in rows]
     pd.DataFrame(columns).to_excel(folder / "synonym.xlsx", index=False)
     return folder
+
+
+# Small synthetic stand-ins for the nine MER-UniBench test sets, in their released layouts.
+STANDIN_SETS = {
+    "mer2023": ("label-6way.npz", "test1_corpus", lambda i: {"emo": ["happy", "sad", "worried"][i % 3]}),
+    "mer2024": ("label-6way.npz", "test1_corpus", lambda i: {"emo": ["angry", "neutral", "happy"][i % 3]}),
+    "meld": ("label.npz", "test_corpus", lambda i: {"emo": i % 7}),
+    "iemocap4": ("label_4way.npz", "whole_corpus", lambda i: {"emo": i % 4}),
+    "cmumosi": ("label.npz", "test_corpus", lambda i: {"val": [1.2, -0.8, 0.0][i % 3]}),
+    "cmumosei": ("label.npz", "test_corpus", lambda i: {"val": [-1.0, 2.0, 0.4][i % 3]}),
+    "sims": ("label.npz", "test_corpus", lambda i: {"val": [0.6, -0.2, 0.0][i % 3]}),
+    "simsv2": ("label.npz", "test_corpus", lambda i: {"val": [-0.6, 0.8, 1.0][i % 3]}),
+    "ovmerdplus": ("ovlabel.csv", "", lambda i: ["[happy, excited]", "[sad]", ""][i % 3]),
+}
+FEATURE_DIRS = ("mae_340_UTT", "maeV_399_UTT", "HL-UTT")
+
+
+def write_unibench_standins(root: Path, n: int = 3, dim: int = 32, sets=tuple(STANDIN_SETS)) -> dict[str, dict]:
+    """Each set in its own folder (label file, subtitles, 32-d features, frames); returns `datasets:` entries."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    entries = {}
+    for set_name in sets:
+        label_file, key, gold = STANDIN_SETS[set_name]
+        folder = root / set_name
+        (folder / "frames").mkdir(parents=True, exist_ok=True)
+        prefix = "Ses05F_impro01_F" if set_name == "iemocap4" else f"{set_name}_"
+        names = [f"{prefix}{i:03d}" for i in range(n)]
+        for name in names:
+            for sub in FEATURE_DIRS:
+                (folder / sub).mkdir(exist_ok=True)
+                np.save(folder / sub / f"{name}.npy", rng.standard_normal(dim).astype(np.float32))
+            cv2.imwrite(str(folder / "frames" / f"{name}.jpg"), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+        column = {"mer2024": "chinese", "ovmerdplus": "sentence"}.get(set_name, "english")
+        subtitles = folder / ("subtitle_eng.csv" if set_name == "ovmerdplus" else "subtitle.csv")
+        pd.DataFrame({"name": names, column: [f"I feel something number {i}" for i in range(n)]}).to_csv(subtitles, index=False)
+        if label_file.endswith(".npz"):
+            labels = {name: gold(i) for i, name in enumerate(names)}
+            if set_name == "iemocap4":
+                labels["Ses01F_impro01_F000"] = {"emo": 0}  # not Session 5: not a test clip
+            np.savez(folder / label_file, **{key: labels})
+        else:
+            pd.DataFrame({"name": names, "openset": [gold(i) for i in range(n)]}).to_csv(folder / label_file, index=False)
+        entries[set_name] = {"reader": "unibench", "unibench_set": set_name, "annotation": str(folder / label_file),
+                             "transcripts": str(subtitles), "transcript_column": column,
+                             "frames": str(folder / "frames"), "label_set": "open", "tasks": ["unibench"]}
+    return entries
