@@ -50,7 +50,7 @@ def _read_csv(path: Path, columns: Sequence[str], role: str) -> pd.DataFrame:
     if not path.is_file():
         raise UnibenchFileError(f"{role} file not found: {path}")
     try:
-        frame = pd.read_csv(path, dtype={"name": str})
+        frame = pd.read_csv(path, dtype=str)  # cells as text: a label list is never read as a number
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise UnibenchFileError(f"{path}: not a readable CSV ({err})") from None
     missing = [c for c in columns if c not in frame.columns]
