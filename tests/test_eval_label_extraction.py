@@ -8,10 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from minigpt4.common.openai_client import EndpointConfigError
 from minigpt4.eval.emotion_wheel import load_emotion_wheels
 from minigpt4.eval.label_extraction import (
-    STAGE1_PROMPT, STAGE2_PROMPT, ExtractionConfig, LexiconExtractor, LLMLabelExtractor, clean_reply, extract_all,
+    STAGE1_PROMPT, STAGE2_PROMPT, ExtractionConfig, ExtractionRefused, LexiconExtractor, LLMLabelExtractor, clean_reply,
+    extract_all,
     make_extractor, stage1_prompt,
 )
 from unibench_fixtures import write_wheel_folder
@@ -123,7 +123,7 @@ def test_failing_clip_is_counted_and_the_rest_finish(server, tmp_path):
     result = extract_all(dict(zip("abc", REPLIES)), ext.openset, "stage 1")
     assert set(result.labels) == {"a", "c"} and list(result.failed) == ["b"] and "HTTP 500" in result.failed["b"]
     refused = extractor(server(fail_on=set(REPLIES), status=401), tmp_path / "other")
-    with pytest.raises(EndpointConfigError, match="HTTP 401"):
+    with pytest.raises(ExtractionRefused, match="HTTP 401"):
         extract_all(dict(zip("abc", REPLIES)), refused.openset, "stage 1")
 
 

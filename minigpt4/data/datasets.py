@@ -357,6 +357,8 @@ class EmotionDataset(torch.utils.data.Dataset):
             text = label_key(record.label)
         elif task == "reason":
             text = record.caption
+        elif task == "unibench":  # evaluation only: the gold as released (a word, a list, or none for sentiment)
+            text = label_key(record.label) or ""
         elif self.cfg.reason_field == "reason_caption":
             text = record.reason
         else:

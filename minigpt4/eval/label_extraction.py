@@ -26,10 +26,11 @@ from tqdm import tqdm
 
 from minigpt4.common.errors import UserError
 from minigpt4.common.openai_client import EndpointConfig, EndpointConfigError, EndpointError, OpenAIClient
+from minigpt4.data.prompts import UNIBENCH_QUESTION
 from minigpt4.eval.emotion_wheel import EmotionWheels
 from minigpt4.eval.owner_lists import string_to_list
 
-ZERO_SHOT_QUESTION = "Please recognize all possible emotional states of the character."
+ZERO_SHOT_QUESTION = UNIBENCH_QUESTION  # the question the model is asked (minigpt4/data/prompts.py)
 
 STAGE1_PROMPT = (
     "Please assume the role of an expert in the field of emotions. We provide clues that may be related to the "
@@ -178,6 +179,10 @@ def make_extractor(cfg: ExtractionConfig | Mapping[str, Any], wheels: EmotionWhe
     return LLMLabelExtractor(cfg)
 
 
+class ExtractionRefused(UserError):
+    """The extraction endpoint refuses every request (bad URL, model or key): fix the config."""
+
+
 @dataclass
 class Extraction:
     """Per-clip stage outputs; clips whose request kept failing are in `failed` (name -> reason)."""
@@ -202,10 +207,13 @@ def extract_all(items: Mapping[str, str], stage: Callable[[str], str], desc: str
         except EndpointError as err:
             return name, None, str(err)
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for name, label, error in tqdm(pool.map(one, list(items)), total=len(items), desc=desc, disable=None):
-            if error is None:
-                labels[name] = label
-            else:
-                failed[name] = error
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            for name, label, error in tqdm(pool.map(one, list(items)), total=len(items), desc=desc, disable=None):
+                if error is None:
+                    labels[name] = label
+                else:
+                    failed[name] = error
+    except EndpointConfigError as err:
+        raise ExtractionRefused(str(err)) from None
     return Extraction(labels, failed)
