@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -32,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from minigpt4.common.errors import UserError
+from minigpt4.common.io import atomic_write
 from minigpt4.data.owner_npz import OwnerFileError, load_npz, load_npz_item
 from minigpt4.data.unibench import IEMOCAP4_IDX2EMO, MELD_IDX2EMO
 from minigpt4.eval.emotion_wheel import load_emotion_wheels
@@ -182,15 +182,6 @@ def score_files(dataset: str, gold_path: str | Path, pred_path: str | Path, whee
     return {**head, "wheels": str(wheels_dir), "word_mapping": rule, **result}
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Temp file then rename: a failed run never leaves half a file (common/io.atomic_write once issue 21 lands)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def output_path(pred_path: str | Path, dataset: str) -> Path:
     pred_path = Path(pred_path)
     return pred_path.with_name(f"{pred_path.stem}.{dataset}.json")
@@ -204,7 +195,7 @@ def unibench_score_main(dataset: str, gold: str | None, score: str, wheels: str 
             raise UserError(f"{dataset} needs --gold GOLD (the owners' label file or a name,... CSV)")
         result = _json_safe(score_files(dataset, gold, score, wheels, rule))
         text = json.dumps(result, indent=2, ensure_ascii=False)
-        write_atomic(output_path(score, dataset), text + "\n")
+        atomic_write(output_path(score, dataset), text + "\n")
     except (UserError, OwnerFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from minigpt4.common.errors import UserError
+from minigpt4.common.io import atomic_write
 from minigpt4.data.unibench import UNIBENCH_SETS
 from minigpt4.eval.emotion_wheel import EmotionWheels
 from minigpt4.eval.label_extraction import LabelExtractor, extract_all
 from minigpt4.eval.unibench import hit_rate, ov_gold_string, ov_scores, sentiment_scores, unibench_markdown, unibench_table
-from minigpt4.eval.unibench_files import write_atomic
 
 OFFLINE_SUFFIX = "_offline_lexicon"
 _SCALAR_KEYS = ("main", "fscore", "precision", "recall", "hit_rate", "weighted_f1", "accuracy")
@@ -86,12 +86,12 @@ def score_unibench_set(set_name: str, records: Sequence[Mapping[str, Any]], extr
     gold = _gold(records, kind, set_name)
     answers = {str(r["name"]): str(r["answer"]) for r in records}
     stage1 = extract_all(answers, extractor.openset, f"{set_name}: labels ({extractor.name})", concurrency)
-    write_atomic(out / "openset.csv", _csv_text(("name", "openset"), list(stage1.labels.items())))
+    atomic_write(out / "openset.csv", _csv_text(("name", "openset"), list(stage1.labels.items())))
     failed = dict(stage1.failed)
     pred: dict[str, str] = stage1.labels
     if kind == "sentiment":
         stage2 = extract_all(stage1.labels, extractor.sentiment, f"{set_name}: sentiment ({extractor.name})", concurrency)
-        write_atomic(out / "sentiment.csv", _csv_text(("name", "sentiment"), list(stage2.labels.items())))
+        atomic_write(out / "sentiment.csv", _csv_text(("name", "sentiment"), list(stage2.labels.items())))
         failed.update(stage2.failed)
         pred = stage2.labels
     if failed:
@@ -100,7 +100,7 @@ def score_unibench_set(set_name: str, records: Sequence[Mapping[str, Any]], extr
             f"{set_name}: label extraction failed for {len(failed)} clip(s) (first: {first[0]}: {first[1]}); the "
             f"{len(answers) - len(failed)} done are cached -- run again to retry the rest")
     column = {"sentiment": "valence", "ov": "openset", "discrete": "label"}[kind]
-    write_atomic(out / "gold.csv", _csv_text(("name", column), list(gold.items())))
+    atomic_write(out / "gold.csv", _csv_text(("name", column), list(gold.items())))
     if kind == "sentiment":
         result = sentiment_scores(gold, pred)
     else:
@@ -109,7 +109,7 @@ def score_unibench_set(set_name: str, records: Sequence[Mapping[str, Any]], extr
         result = (ov_scores if kind == "ov" else hit_rate)(gold, pred, wheels)
     result = {"set": set_name, "kind": kind, "extractor": extractor.name, "offline_extraction": extractor.offline,
               **(_renamed(result) if extractor.offline else result)}
-    write_atomic(out / "metrics.json", _json_text(result))
+    atomic_write(out / "metrics.json", _json_text(result))
     return result
 
 
@@ -125,6 +125,6 @@ def write_unibench_table(results: Mapping[str, Mapping[str, Any] | None], out_di
     lines = [title, "", f"Checkpoint: {checkpoint or '(none)'}; extraction: {', '.join(table['extractor']) or '-'}.", "",
              unibench_markdown(table)]
     out = Path(out_dir)
-    write_atomic(out / "unibench.json", _json_text(table))
-    write_atomic(out / "unibench.md", "\n".join(lines))
+    atomic_write(out / "unibench.json", _json_text(table))
+    atomic_write(out / "unibench.md", "\n".join(lines))
     return table
