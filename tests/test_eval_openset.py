@@ -6,13 +6,19 @@ group; accuracy |G∩P|/|P|, recall |G∩P|/|G| per clip; score = mean of the tw
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from minigpt4.eval.openset import (
     OpensetFormatError,
+    group_map,
     openset_metrics,
     parse_grouping,
     read_grouping,
@@ -21,6 +27,8 @@ from minigpt4.eval.openset import (
 )
 from minigpt4.eval.scoring import score_main, score_predictions
 from test_eval_judge import _judge, server_factory  # noqa: F401 (fixture)
+
+REPO = Path(__file__).resolve().parents[1]
 
 GOLD = {"c1": ["happy", "surprised"], "c2": ["angry"], "c3": ["sad", "lonely", "tired"]}
 PRED = {"c1": ["joyful"], "c2": ["irritated", "calm"], "c3": ["sorrowful", "exhausted"]}
@@ -107,3 +115,60 @@ def test_llm_grouping_uses_judge_client_and_writes_folder(server_factory, tmp_pa
 def test_write_grouping_round_trip(tmp_path):
     path = write_grouping(tmp_path / "a.npy", [["x", "y"]])
     assert read_grouping(path) == [["x", "y"]]
+
+
+def test_group_map_later_group_wins_as_the_owners():
+    # the owners fill a dict group by group, so a word listed twice takes its later group
+    assert group_map([["angry"], ["irritated", "angry"]]) == {"angry": "irritated", "irritated": "irritated"}
+
+
+# Cells in the shapes the owners' `string_to_list` accepts and `ast.literal_eval` does not.
+OWNER_GOLD = {"c1": "[Happy, surprised]", "c2": "['angry', \"irritated\"]", "c3": "['sad', 'lonely']"}
+OWNER_PRED = {"c1": "['joyful', \"can't\"]", "c2": "[irritated, calm]", "c3": "[]"}
+OWNER_GROUPS = {
+    "c1": [["happy", "joyful"], ["surprised"]],
+    "c2": [["angry"], ["irritated", "angry"], ["calm"]],  # angry -> irritated (later group)
+    "c3": [["sad"], ["lonely"]],
+}
+# c1: G={happy, surprised} P={happy, can, t} ("can't" splits at the apostrophe)  acc 1/3  rec 1/2
+# c2: G={irritated} P={irritated, calm}                                          acc 1/2  rec 1/1
+# c3: P empty                                                                    acc 0    rec 0
+OWNER_ACC = (1 / 3 + 1 / 2 + 0) / 3  # 5/18
+OWNER_REC = (1 / 2 + 1 + 0) / 3  # 1/2
+
+
+def test_official_path_reads_cells_with_the_owners_rule_end_to_end(tmp_path):
+    """MER2024-OV through the real `eval_emotion.py --score PRED.csv --gold GT.csv --grouping DIR`."""
+    for name, table in (("gt.csv", OWNER_GOLD), ("pred.csv", OWNER_PRED)):
+        with (tmp_path / name).open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["name", "openset"])
+            writer.writerows(table.items())
+    assert read_openset_csv(tmp_path / "gt.csv")["c1"] == ["happy", "surprised"]
+    (tmp_path / "grouping").mkdir()
+    _write_folder(tmp_path / "grouping", OWNER_GROUPS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "eval_emotion.py"), "--score", str(tmp_path / "pred.csv"), "--dataset", "mer2024_ov",
+         "--gold", str(tmp_path / "gt.csv"), "--grouping", str(tmp_path / "grouping"), "--out", str(tmp_path / "o")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = json.loads((tmp_path / "o/metrics.json").read_text())["metrics"]
+    assert m["set_accuracy"] == pytest.approx(OWNER_ACC) and m["set_recall"] == pytest.approx(OWNER_REC)
+    assert m["score"] == pytest.approx((OWNER_ACC + OWNER_REC) / 2)  # 7/18
+    assert m["n_invalid"] == 1.0  # c3's empty prediction
+
+
+def test_list_shaped_answer_read_with_the_owners_rule(tmp_path):
+    # "[...]" answers and gold strings are read with string_to_list: nothing removed, "and" does not split
+    recs = [{"name": "l1", "task": "emotion", "answer": "  [Happy, a bit nervous and sad]\n", "label": "['happy', 'nervous']"}]
+    (tmp_path / "g").mkdir()
+    _write_folder(tmp_path / "g", {"l1": [["happy"], ["nervous"]]})
+    m = score_predictions(recs, "mer2024_ov", grouping=tmp_path / "g")["metrics"]
+    # G={happy, nervous} P={happy, "a bit nervous and sad"}: acc 1/2, rec 1/2
+    assert m["set_accuracy"] == pytest.approx(0.5) and m["set_recall"] == pytest.approx(0.5)
+    # free text is still split into items by the free-text parser: P={happy, nervous, sad}
+    free = [dict(recs[0], answer="Happy, a bit nervous and sad")]
+    m = score_predictions(free, "mer2024_ov", grouping=tmp_path / "g")["metrics"]
+    assert m["set_accuracy"] == pytest.approx(2 / 3) and m["set_recall"] == pytest.approx(1.0)
