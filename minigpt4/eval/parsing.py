@@ -20,7 +20,10 @@ Multi-label rule (`parse_label_set`, MER2024-OV, open vocabulary): the answer (a
 ``:`` if it has one, e.g. ``Emotions: happy, excited``) is split on ``, ; / & and or`` and
 newlines; filler words (``a bit``, ``very``, ``seems`` ...) are removed; every known emotion word
 is mapped to its synonym group; an item with no known word is kept as its normalised text, so
-unmatched predictions still count in |P| and lower accuracy instead of vanishing.
+unmatched predictions still count in |P| and lower accuracy instead of vanishing. A list-shaped
+answer (``[happy, a bit sad]``) is not free text: scoring reads it with the owners' list rule
+(`minigpt4.eval.owner_lists.string_to_list`); the official score uses those items as they are,
+and only the offline synonym table passes them through this function.
 
 Release rule (`parse_release` / `release_gold`, what the released evaluation script computed,
 reported beside the strict parse as ``*_release_parse``):
