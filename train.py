@@ -35,7 +35,7 @@ from minigpt4.models.checkpoint import load_trainable
 from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import TrainRunConfig, load_train_config
 from minigpt4.training.checkpointing import TrainState, find_resume_checkpoint, load_checkpoint, save_best, save_checkpoint
-from minigpt4.training.distributed import DistInfo, gather_objects, init_distributed, shutdown
+from minigpt4.common.distributed import DistInfo, gather_objects, init_distributed, shutdown
 from minigpt4.training.optim import build_optimizer, learning_rate, set_learning_rate
 from minigpt4.training.sampling import EpochSampler
 from minigpt4.training.step import forward_backward

@@ -38,7 +38,7 @@ from minigpt4.common.config import ConfigError, load_config
 from minigpt4.common.errors import run_cli
 from minigpt4.data.prompts import check_protocol
 from minigpt4.features.config import FeatureConfig
-from minigpt4.features.media import MediaError, video_info
+from minigpt4.common.media import MediaError, video_info
 from minigpt4.models.config import ModelConfig
 
 INFER_TASKS = ("emotion", "reason", "reason_v2")
@@ -216,7 +216,7 @@ class EmotionPredictor:
         from minigpt4.features.extract import FeatureExtractor
         from minigpt4.models.builder import build_model
         from minigpt4.processors import EvaImageTransform
-        from minigpt4.training.distributed import pick_device
+        from minigpt4.common.distributed import pick_device
 
         from minigpt4.data.prompts import RELEASE_FRAME_CHOICE
 

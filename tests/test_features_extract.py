@@ -11,7 +11,7 @@ from minigpt4.common.config import ConfigError, load_config
 from minigpt4.features.__main__ import main
 from minigpt4.features.config import FeatureConfig
 from minigpt4.features.extract import extract_features, find_videos, read_names_file
-from minigpt4.features.media import write_video
+from minigpt4.common.media import write_video
 
 TINY_YAML = "minigpt4/configs/features/tiny.yaml"
 HIDDEN = 16  # the shared small_encoders fixture (conftest.py)

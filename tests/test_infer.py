@@ -215,7 +215,7 @@ def test_emotion_question_is_the_evaluation_question_for_merr_label_sets_too(wor
 
 
 def test_clip_without_audio_is_answered_with_audio_marked_absent(tmp_path, workspace, predictor):
-    from minigpt4.features.media import read_frames, write_video
+    from minigpt4.common.media import read_frames, write_video
 
     name = next(iter(workspace["labels"]))
     silent = tmp_path / "silent.mp4"
@@ -229,7 +229,7 @@ def test_clip_without_audio_is_answered_with_audio_marked_absent(tmp_path, works
 
 
 def test_unreadable_or_too_long_files_raise_errors_naming_the_file(tmp_path, workspace, predictor, monkeypatch):
-    from minigpt4.features.media import MediaError
+    from minigpt4.common.media import MediaError
     from minigpt4.infer import VideoRejected
 
     good = next(iter(workspace["videos"].values()))

@@ -112,7 +112,7 @@ def test_killed_and_resumed_run_logs_the_same_losses(tiny_dir, tmp_path):
 
 def test_corrupted_checkpoint_is_refused_and_the_previous_one_still_loads(tiny_model, tmp_path):
     from minigpt4.training.checkpointing import TrainState, save_checkpoint
-    from minigpt4.training.distributed import DistInfo
+    from minigpt4.common.distributed import DistInfo
 
     info = DistInfo(0, 1, 0, torch.device("cpu"))
     optimizer = build_optimizer(tiny_model, OptimConfig())
@@ -140,7 +140,7 @@ def _grads(model) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("reduction", ["token", "sample"])
 def test_accumulated_micro_steps_give_the_gradient_of_one_big_batch(tiny_model, reduction):
-    from minigpt4.training.distributed import DistInfo
+    from minigpt4.common.distributed import DistInfo
     from minigpt4.training.step import forward_backward
 
     info = DistInfo(0, 1, 0, torch.device("cpu"))

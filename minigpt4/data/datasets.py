@@ -20,11 +20,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
-import cv2
 import numpy as np
 import torch
 
 from ..common.config import ConfigError
+from ..common.media import VIDEO_SUFFIXES, decode_image, read_frame
 from ..common.registry import Registry
 from . import shards as shard_io
 from .annotations import (
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 FEATURE_ORDER = ("local", "temporal", "audio")  # row order of `features`, as the model expects
 MODALITIES = ("image",) + FEATURE_ORDER + ("text",)
 FRAME_EXTENSIONS = (".jpg", ".png", ".jpeg")
-VIDEO_EXTENSIONS = (".mp4", ".avi")
 
 ImageTransform = Callable[[np.ndarray], torch.Tensor]
 
@@ -112,14 +111,6 @@ def _npy_dim(path: Path) -> int:
     raise AnnotationError(f"{path}: feature has shape {tuple(shape)}, expected (D,) or (1, D) (re-extract this feature)")
 
 
-def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Encoded JPEG / PNG bytes -> RGB uint8 [H, W, 3]."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise AnnotationError(f"{where}: cannot decode the image (corrupt or not a JPEG/PNG file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 class FolderMedia:
     """The release's folder layout: frames / videos folders and one folder per feature kind."""
 
@@ -161,7 +152,7 @@ class FolderMedia:
     def _missing(self, record: Record) -> str | None:
         if self.frames_dir is not None or self.videos_dir is not None:
             folder, extensions = (
-                (self.frames_dir, FRAME_EXTENSIONS) if self.frames_dir is not None else (self.videos_dir, VIDEO_EXTENSIONS)
+                (self.frames_dir, FRAME_EXTENSIONS) if self.frames_dir is not None else (self.videos_dir, VIDEO_SUFFIXES)
             )
             found = next((folder / f"{record.name}{e}" for e in extensions if (folder / f"{record.name}{e}").is_file()), None)
             if found is None:
@@ -183,8 +174,6 @@ class FolderMedia:
             return None
         if path.suffix.lower() in FRAME_EXTENSIONS:
             return decode_image(path.read_bytes(), str(path))
-        from ..features.media import read_frame  # the video reader lives with the feature code
-
         return read_frame(str(path), self.cfg.frame_choice)
 
     def features(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
