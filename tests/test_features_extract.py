@@ -173,7 +173,6 @@ def test_wrong_clip_length_for_videomae_is_explained(encoders, tmp_path):
 
 
 def test_eva_cache_writes_frozen_tokens_of_the_chosen_frame(tmp_path, encoders):
-    pytest.importorskip("minigpt4.models.eva_vit")
     vision_yaml = tmp_path / "vision.yaml"
     vision_yaml.write_text("image_size: 28\npatch_size: 14\nwidth: 16\ndepth: 1\nnum_heads: 2\nmlp_dim: 32\n")
     write_video(tmp_path / "v" / "clip.avi", gradient_clip(6, 32, 32, 0), 10.0)
