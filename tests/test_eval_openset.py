@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_emotion import main as eval_emotion_main
 
 from minigpt4.eval.openset import (
     OpensetFormatError,
@@ -27,8 +24,6 @@ from minigpt4.eval.openset import (
 )
 from minigpt4.eval.scoring import score_main, score_predictions
 from test_eval_judge import _judge, server_factory  # noqa: F401 (fixture)
-
-REPO = Path(__file__).resolve().parents[1]
 
 GOLD = {"c1": ["happy", "surprised"], "c2": ["angry"], "c3": ["sad", "lonely", "tired"]}
 PRED = {"c1": ["joyful"], "c2": ["irritated", "calm"], "c3": ["sorrowful", "exhausted"]}
@@ -147,13 +142,8 @@ def test_official_path_reads_cells_with_the_owners_rule_end_to_end(tmp_path):
     assert read_openset_csv(tmp_path / "gt.csv")["c1"] == ["happy", "surprised"]
     (tmp_path / "grouping").mkdir()
     _write_folder(tmp_path / "grouping", OWNER_GROUPS)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "eval_emotion.py"), "--score", str(tmp_path / "pred.csv"), "--dataset", "mer2024_ov",
-         "--gold", str(tmp_path / "gt.csv"), "--grouping", str(tmp_path / "grouping"), "--out", str(tmp_path / "o")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert eval_emotion_main(["--score", str(tmp_path / "pred.csv"), "--dataset", "mer2024_ov", "--gold", str(tmp_path / "gt.csv"),
+                              "--grouping", str(tmp_path / "grouping"), "--out", str(tmp_path / "o")]) == 0  # in-process
     m = json.loads((tmp_path / "o/metrics.json").read_text())["metrics"]
     assert m["set_accuracy"] == pytest.approx(OWNER_ACC) and m["set_recall"] == pytest.approx(OWNER_REC)
     assert m["score"] == pytest.approx((OWNER_ACC + OWNER_REC) / 2)  # 7/18

@@ -1,23 +1,20 @@
 """The release's parse as the release computes it: generated-text clean-up, last word, gold normaliser.
 
 Every expected value is worked by hand from the rules in `minigpt4.eval.parsing` (module docstring),
-and the end-to-end case goes through the real `eval_emotion.py --score ... --parse release`.
+and the end-to-end case goes through the real `eval_emotion.py --score ... --parse release` (its
+`main`, in-process).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from eval_emotion import main as eval_emotion_main
 
 from minigpt4.eval.parsing import parse_release, release_clean_answer, release_gold
 from minigpt4.eval.report import write_predictions
 
-REPO = Path(__file__).resolve().parents[1]
 MER = ["neutral", "angry", "happy", "sad", "worried", "surprise"]
 
 
@@ -100,17 +97,12 @@ HAND = {"accuracy": 0.5, "weighted_f1": 0.5, "weighted_precision": 13 / 18, "wei
 
 
 def test_eval_emotion_score_parse_release_end_to_end(tmp_path):
-    """The real `eval_emotion.py --score --parse release` on a small predictions file."""
+    """`eval_emotion.py --score --parse release` on a small predictions file."""
     records = [{"name": n, "task": "emotion", "answer": a, "label": g} for n, a, g in CASES]
     pred = write_predictions(records, tmp_path / "predictions.jsonl")
     out = tmp_path / "scores"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "eval_emotion.py"), "--score", str(pred), "--dataset", "mer2023",
-         "--parse", "release", "--out", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    # in-process: what `python eval_emotion.py --score ...` runs, without a second interpreter start
+    assert eval_emotion_main(["--score", str(pred), "--dataset", "mer2023", "--parse", "release", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     for name, value in HAND.items():
         assert metrics[f"{name}_release_parse"] == pytest.approx(value), name
