@@ -11,8 +11,8 @@ import json
 
 import numpy as np
 import pytest
-from eval_emotion import main as eval_emotion_main
 
+from minigpt4.cli.eval_emotion import main as eval_emotion_main
 from minigpt4.eval.openset import (
     OpensetFormatError,
     group_map,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from eval_emotion import main as eval_emotion_main
 
+from minigpt4.cli.eval_emotion import main as eval_emotion_main
 from minigpt4.eval.parsing import parse_release, release_clean_answer, release_gold
 from minigpt4.eval.report import write_predictions
 
