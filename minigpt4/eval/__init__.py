@@ -2,7 +2,11 @@
 
 Modules, in the order data flows through them:
 
-- `parsing`: free-text answer -> label (or ``None`` = invalid) / label set (MER2024-OV).
+- `parsing`: free-text answer -> label (or ``None`` = invalid) / label set (MER2024-OV); the
+  release's own parse.
+- `owner_lists`: the owners' `string_to_list`, the one reader of label lists written as text
+  (MER2024-OV cells, MER-UniBench labels, list-shaped answers).
+- `openset`: MER2024-OV as MERTools scores it (CSV files, per-clip synonym groupings).
 - `metrics`: the field's exact metric definitions (docs/metrics.md) as plain dicts.
 - `judge`: EMER scoring by an LLM judge over an OpenAI-compatible API, or an offline lexical
   judge that reports *differently named* metrics.

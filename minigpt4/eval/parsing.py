@@ -20,7 +20,10 @@ Multi-label rule (`parse_label_set`, MER2024-OV, open vocabulary): the answer (a
 ``:`` if it has one, e.g. ``Emotions: happy, excited``) is split on ``, ; / & and or`` and
 newlines; filler words (``a bit``, ``very``, ``seems`` ...) are removed; every known emotion word
 is mapped to its synonym group; an item with no known word is kept as its normalised text, so
-unmatched predictions still count in |P| and lower accuracy instead of vanishing.
+unmatched predictions still count in |P| and lower accuracy instead of vanishing. A list-shaped
+answer (``[happy, a bit sad]``) is not free text: scoring reads it with the owners' list rule
+(`minigpt4.eval.owner_lists.string_to_list`); the official score uses those items as they are,
+and only the offline synonym table passes them through this function.
 
 Release rule (`parse_release` / `release_gold`, what the released evaluation script computed,
 reported beside the strict parse as ``*_release_parse``):
@@ -30,8 +33,10 @@ reported beside the strict parse as ``*_release_parse``):
   ``split(" ")`` word as it is (no lower-casing, punctuation kept); a word that is not one of the
   dataset's labels counts as ``neutral`` -- so ``happy.``, an empty answer and a label after a
   newline instead of a space (the last word is then ``is<newline>happy``) all score as ``neutral``;
-- gold: the release's caption normaliser (`release_caption`, the text processor its dataset
-  applies to every target), then the last ``split(" ")`` word: ``"Happy."`` -> ``happy``.
+- gold: the release's caption normaliser (the text processor its dataset applies to every
+  target; ours is `minigpt4.data.annotations.normalise_text`, which our training targets use too:
+  lower-case, ``. ! " ( ) * # : ; ~`` -> spaces, whitespace collapsed, at most 200 words), then
+  the last word: ``"Happy."`` -> ``happy``.
 
 Synonyms: the annotation spellings of `minigpt4.data.labels.SYNONYMS` plus `ANSWER_WORD_FORMS`,
 the extra word forms that appear in generated sentences (``happily``, ``afraid``, ``nervous``).
@@ -43,6 +48,7 @@ import re
 import unicodedata
 from typing import Iterable, Mapping, Sequence
 
+from minigpt4.data.annotations import normalise_text as normalise_caption
 from minigpt4.data.labels import SYNONYMS as LABEL_SYNONYMS
 
 # Word forms seen in generated answers, on top of the annotation spellings of
@@ -189,11 +195,6 @@ def check_parse(parse: str) -> str:
     return parse
 
 
-_RELEASE_CAPTION_PUNCT = re.compile(r"[.!\"()*#:;~]")
-_RELEASE_CAPTION_SPACES = re.compile(r"\s{2,}")
-RELEASE_CAPTION_MAX_WORDS = 200
-
-
 def release_clean_answer(text: str) -> str:
     """The release's clean-up of a generated text, in its order: cut at the first ``</s>``,
     remove ``<s>``, keep what follows the last ``[/INST]``, strip surrounding whitespace."""
@@ -201,22 +202,10 @@ def release_clean_answer(text: str) -> str:
     return text.split("[/INST]")[-1].strip()
 
 
-def release_caption(text: str, max_words: int = RELEASE_CAPTION_MAX_WORDS) -> str:
-    """The release's caption normaliser (its ``blip_caption`` text processor), exactly.
-
-    Lower-case; each of ``. ! " ( ) * # : ; ~`` -> a space; every run of two or more whitespace
-    characters -> one space (a lone tab or newline stays, as in the release); strip; keep the first
-    `max_words` space-separated words.
-    """
-    text = _RELEASE_CAPTION_PUNCT.sub(" ", (text or "").lower())
-    text = _RELEASE_CAPTION_SPACES.sub(" ", text).rstrip("\n").strip(" ")
-    words = text.split(" ")
-    return " ".join(words[:max_words]) if len(words) > max_words else text
-
-
 def release_gold(label: str) -> str:
-    """The gold label as the release scored it: the last word of its normalised caption."""
-    return release_caption(str(label)).split(" ")[-1]
+    """The gold label as the release scored it: the last word of the target as its dataset
+    normalised it (`minigpt4.data.annotations.normalise_text`, the same normaliser as our targets)."""
+    return normalise_caption(str(label)).split(" ")[-1]
 
 
 def parse_release(answer: str, labels: Sequence[str]) -> str | None:
