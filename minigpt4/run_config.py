@@ -155,6 +155,16 @@ class JudgeConfig:
 
 
 @dataclass
+class UnibenchConfig:
+    """`run.unibench` of an eval config (``--benchmark mer-unibench``; docs/metrics.md, "MER-UniBench")."""
+
+    wheels: str = ""  # AffectGPT's emotion_wheel/ folder (format.csv, synonym.xlsx, wheel1..5.xlsx)
+    # label extraction (minigpt4/eval/label_extraction.py ExtractionConfig): kind llm | offline_lexicon,
+    # url, model, api_key_env, sampling greedy | owners, cache_path, timeout_s, max_retries, concurrency
+    extraction: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class EvalConfig(GenerationConfig):
     """`run:` of an eval config. The decoding keys (max_new_tokens, sample, temperature, ...) are
     `GenerationConfig`'s, written directly under `run:`."""
@@ -166,6 +176,7 @@ class EvalConfig(GenerationConfig):
     amp: bool = True  # autocast in model.dtype on GPU, as training
     judge: JudgeConfig = field(default_factory=JudgeConfig)  # EMER judge: kind, url, model, api_key_env, cache_path
     protocol: str = "clean"  # clean | release: the released evaluation's prompt, first frame, 500 tokens (--protocol)
+    unibench: UnibenchConfig = field(default_factory=UnibenchConfig)  # --benchmark mer-unibench: wheels, extraction
     # generate: parse the generated text; score_labels: the most likely label of the label set (with
     # probabilities); both: generate, and report the metrics of both modes side by side
     answer_mode: str = "generate"

@@ -133,10 +133,12 @@ class OpenAIClient:
 
     # ---- public requests ----------------------------------------------------------------
 
-    def chat(self, messages: list[dict[str, Any]], max_tokens: int | None = None) -> str:
-        """The assistant's reply text for `messages` (cached)."""
+    def chat(self, messages: list[dict[str, Any]], max_tokens: int | None = None,
+             sampling: Mapping[str, Any] | None = None) -> str:
+        """The assistant's reply text for `messages` (cached). `sampling` adds or overrides body
+        fields such as ``temperature``, ``top_p``, ``repetition_penalty`` (vLLM reads it)."""
         body = {"model": self.cfg.model, "messages": messages, "temperature": self.cfg.temperature,
-                "max_tokens": max_tokens or self.cfg.max_tokens}
+                "max_tokens": max_tokens or self.cfg.max_tokens, **(sampling or {})}
         return self.cached("chat/completions", body, lambda: self._chat_reply(body))
 
     def transcribe(self, wav: bytes, language: str = "") -> str:

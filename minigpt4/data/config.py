@@ -14,7 +14,8 @@ from typing import ClassVar, Optional
 
 @dataclass
 class DatasetConfig:
-    reader: str = "merr"  # merr | mer2023 | dfew | emer | iemocap | shards
+    reader: str = "merr"  # merr | mer2023 | dfew | emer | iemocap | shards | unibench | mafw | ravdess | merfactory
+    unibench_set: Optional[str] = None  # reader=unibench: mer2023 | mer2024 | meld | iemocap4 | cmumosi | ... (data/unibench.py)
     annotation: Optional[str] = None  # the release's list file: `name frame_count label [valence]`
     captions: Optional[str] = None  # MERR coarse JSON {name: {caption}} (a fine JSON is recognised too)
     reasons: Optional[str] = None  # MERR fine JSON {name: {smp_reason_caption, reason_caption}}
