@@ -9,7 +9,7 @@ the working directory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 
 @dataclass
@@ -45,3 +45,6 @@ class DatasetConfig:
     limit: Optional[int] = None  # keep only the first N clips (smoke tests)
     on_bad_item: str = "error"  # error | skip
     protocol: str = "clean"  # clean | release: whose instruction pools (docs/release_protocol.md); eval's --protocol sets it
+
+    BOUNDS: ClassVar[dict[str, str]] = {  # checked at load time (common.config.check_bounds)
+        "feature_dim": ">0", "max_words": ">0", "limit": ">0", "modality_dropout": "0..1"}
