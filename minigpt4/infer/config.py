@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import ClassVar, Optional, Sequence
 
 from minigpt4.common.config import load_config
 from minigpt4.features.config import FeatureConfig
@@ -29,6 +29,9 @@ class LimitsConfig:
     max_question_chars: int = 1000
     max_transcript_chars: int = 2000
     request_seconds: float = 120.0  # web demo: deadline of one request
+    BOUNDS: ClassVar[dict[str, str]] = {  # checked at load time (common.config.check_bounds)
+        "max_seconds": ">0", "max_upload_mb": ">0", "max_pixels": ">0", "max_frames": ">0",
+        "max_question_chars": ">0", "max_transcript_chars": ">0", "request_seconds": ">=0"}
 
 
 @dataclass
@@ -42,6 +45,7 @@ class AppConfig:
     # requests served at once: decoding one clip overlaps generating another's answer (the model
     # itself answers one at a time), so a long clip does not hold up short ones
     concurrency: int = 2
+    BOUNDS: ClassVar[dict[str, str]] = {"max_examples": ">=0", "concurrency": ">0"}
 
 
 @dataclass
