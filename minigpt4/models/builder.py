@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import warnings
 from pathlib import Path
 
@@ -133,11 +134,19 @@ def load_tokenizer(cfg: LLMConfig):
     return tokenizer
 
 
+def logical_numel(param: torch.Tensor) -> int:
+    """Elements of the weight a parameter stands for: a bitsandbytes 4-bit weight stores two values per
+    byte (its `numel()` is half the layer's), its `quant_state.shape` is the layer's real shape."""
+    quant_state = getattr(param, "quant_state", None)
+    return math.prod(quant_state.shape) if quant_state is not None else param.numel()
+
+
 def count_parameters(model: EmotionLLaMA) -> dict[str, int]:
-    """Total, trainable and per-component parameter counts (what `inspect_model` prints)."""
+    """Total, trainable and per-component parameter counts (what `inspect_model` prints), quantized
+    weights counted from their logical shapes."""
 
     def n(params) -> int:
-        return sum(p.numel() for p in params)
+        return sum(logical_numel(p) for p in params)
 
     lora = n(p for name, p in model.llama_model.named_parameters() if "lora_" in name)
     return {
