@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -110,22 +109,31 @@ def dataset_config(paths: dict[str, Path], cached_eva: bool) -> DatasetConfig:
 
 # ----------------------------------------------------------------------------------------- measure
 @contextlib.contextmanager
-def timed_modules(watch: Stopwatch, modules: dict[str, nn.Module]):
-    """Time each module's forward into `watch` (hooks), while the caller times the whole call."""
-    handles, starts = [], {}
-    for stage, module in modules.items():
-        def pre(_module, _args, stage=stage):
-            synchronize(watch.device)
-            starts[stage] = time.perf_counter()
+def timed_parts(watch: Stopwatch, model):
+    """Inside the caller's timed `model(batch)`: time the EVA encoder (`model.encode_image`, wrapped on
+    the instance for the block) and the LLM decoder (forward hooks) into `watch`."""
+    causal_lm = model.llama_model.get_base_model() if hasattr(model.llama_model, "get_base_model") else model.llama_model
+    decoder, encode_image = causal_lm.get_decoder(), model.encode_image
+    starts = {}
 
-        def post(_module, _args, _output, stage=stage):
-            synchronize(watch.device)
-            watch.add(stage, time.perf_counter() - starts.pop(stage))
+    def pre(_module, _args):
+        synchronize(watch.device)
+        starts["llm_decoder"] = time.perf_counter()
 
-        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    def post(_module, _args, _output):
+        synchronize(watch.device)
+        watch.add("llm_decoder", time.perf_counter() - starts.pop("llm_decoder"))
+
+    def timed_encode_image(images):
+        with watch("eva_encode"):
+            return encode_image(images)
+
+    handles = [decoder.register_forward_pre_hook(pre), decoder.register_forward_hook(post)]
+    model.encode_image = timed_encode_image
     try:
         yield
     finally:
+        del model.encode_image  # the class's method again
         for handle in handles:
             handle.remove()
 
@@ -135,10 +143,8 @@ def train_step(model, batch: dict, optimizer, watch: Stopwatch, live_eva: bool, 
     decoder, LM head at target positions only), backward, clip + AdamW. Inside the forward, the EVA
     encoder and the LLM decoder are timed by hooks (`live_eva` only says which batch this is)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    causal_lm = model.llama_model.get_base_model() if hasattr(model.llama_model, "get_base_model") else model.llama_model
-    parts = {"eva_encode": model.visual_encoder, "llm_decoder": causal_lm.get_decoder()}
     with torch.autocast(watch.device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32), \
-            timed_modules(watch, parts), watch("forward"):
+            timed_parts(watch, model), watch("forward"):
         loss = model(batch).loss
     with watch("backward"):
         loss.backward()
