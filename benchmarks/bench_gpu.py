@@ -40,6 +40,7 @@ Results go to benchmarks/results/gpu_<device>.json (or --json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import math
 import re
@@ -58,12 +59,14 @@ from benchmarks.common import (  # noqa: E402
     command_line, format_table, machine_info, published_peak_tflops, synchronize, write_json,
 )
 from minigpt4.common.config import load_config  # noqa: E402
-from minigpt4.models.builder import DTYPES, build_model, count_parameters  # noqa: E402
+from minigpt4.models.builder import DTYPES, build_model, count_parameters, merged_lora  # noqa: E402
 from minigpt4.models.config import ModelConfig  # noqa: E402
+from minigpt4.models.kv_cache import PreallocatedCache  # noqa: E402
 from minigpt4.run_config import OptimConfig  # noqa: E402
 from minigpt4.training.optim import build_optimizer  # noqa: E402
 
 GIB = 2**30
+GEN_MODES = ("dynamic", "fast", "static")
 
 # The tiny architecture of `--tiny` (same shapes as the tests' tiny model).
 TINY_OPTIONS = [
@@ -303,24 +306,34 @@ def measure_train(model, optimizer, batch: dict, steps: int, warmup: int, amp_dt
 
 @torch.no_grad()
 def measure_generate(model, batch: dict, new_tokens: int, repeats: int, amp_dtype: torch.dtype,
-                     device: torch.device) -> dict[str, float]:
-    """Seconds to answer the batch with exactly `new_tokens` greedy tokens (EVA, prefill and decode)."""
+                     device: torch.device, gen_mode: str = "fast") -> dict[str, float]:
+    """Seconds to answer the batch with exactly `new_tokens` greedy tokens (EVA, prefill and decode).
+    `gen_mode` (GEN_MODES): ``dynamic`` = HF's growing cache, LoRA as separate matmuls (the release's
+    way); ``fast`` = PreallocatedCache + LoRA merged (eval's defaults); ``static`` = HF's StaticCache,
+    which HF compiles (CUDA graphs) on a GPU, + LoRA merged."""
 
     def answer() -> int:
+        cache = {}
+        if gen_mode == "fast":
+            cache["past_key_values"] = PreallocatedCache(model.llama_model.config.num_hidden_layers,
+                                                         batch["input_ids"].shape[1] + new_tokens)
+        elif gen_mode == "static":
+            cache["cache_implementation"] = "static"
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
             out = model.llama_model.generate(
                 inputs_embeds=model.embed_inputs(batch), attention_mask=batch["attention_mask"],
                 max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1,
-                pad_token_id=0,
+                pad_token_id=0, **cache,
             )
         return out.shape[1]
 
-    generated = answer()  # warm-up
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        answer()
-    synchronize(device)
+    with merged_lora(model) if gen_mode != "dynamic" else contextlib.nullcontext():
+        generated = answer()  # warm-up (and compilation, for static on a GPU)
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            answer()
+        synchronize(device)
     return {"seconds": (time.perf_counter() - start) / repeats, "new_tokens": generated}
 
 
@@ -395,6 +408,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--gen-tokens", type=int, default=16, help="new tokens per answer in the eval measurement")
     parser.add_argument("--no-eval", action="store_true")
+    parser.add_argument("--no-train", action="store_true", help="generation only")
+    parser.add_argument("--gen-modes", nargs="+", choices=GEN_MODES, default=["dynamic", "fast"],
+                        help="generation paths to time (measure_generate): dynamic = the release's, fast = ours")
     parser.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16", help="frozen weights + autocast on GPU")
     parser.add_argument("--load-in-4bit", action="store_true", help="nf4 base weights (needs llm.load_in_4bit)")
     parser.add_argument("--matmul-size", type=int, default=None, help="default 8192 (tiny 256)")
@@ -466,7 +482,7 @@ def main(argv: list[str] | None = None) -> dict:
         free_memory(device)
 
     train_rows: list[dict[str, Any]] = []
-    for text in args.text_tokens:
+    for text in [] if args.no_train else args.text_tokens:
         seq = 1 + cfg.num_visual_tokens + text
         for ckpt in args.checkpointing:
             set_checkpointing(model, ckpt == "on")
@@ -515,31 +531,30 @@ def main(argv: list[str] | None = None) -> dict:
     eval_rows: list[dict[str, Any]] = []
     if not args.no_eval:
         model.eval()
-        for text in args.text_tokens:
-            for eva in args.eva:
-                oom_at = None
-                for batch_size in args.batch_sizes:
-                    row = {"text_tokens": text, "seq_len": 1 + cfg.num_visual_tokens + text,
-                           "batch_size": batch_size, "eva": eva, "new_tokens": args.gen_tokens}
-                    if oom_at is not None:
-                        eval_rows.append({**row, "status": f"skipped (oom at batch {oom_at})"})
-                        continue
-                    free_memory(device)
-                    reset_peak(device)
+        for text, eva, gen_mode in [(t, e, g) for t in args.text_tokens for e in args.eva for g in args.gen_modes]:
+            oom_at = None
+            for batch_size in args.batch_sizes:
+                row = {"text_tokens": text, "seq_len": 1 + cfg.num_visual_tokens + text,
+                       "batch_size": batch_size, "eva": eva, "gen_mode": gen_mode, "new_tokens": args.gen_tokens}
+                if oom_at is not None:
+                    eval_rows.append({**row, "status": f"skipped (oom at batch {oom_at})"})
+                    continue
+                free_memory(device)
+                reset_peak(device)
 
-                    def run() -> dict:
-                        batch = synthetic_batch(cfg, vocab, batch_size, text, args.prompt_tokens, eva == "live",
-                                                device, train=False)
-                        timing = measure_generate(model, batch, args.gen_tokens, max(1, args.steps // 2),
-                                                  amp_dtype, device)
-                        return {**timing, "samples_per_s": batch_size / timing["seconds"],
-                                "new_tokens_per_s": batch_size * timing["new_tokens"] / timing["seconds"],
-                                "peak_memory_gib": peak_gib(device)}
+                def run() -> dict:
+                    batch = synthetic_batch(cfg, vocab, batch_size, text, args.prompt_tokens, eva == "live",
+                                            device, train=False)
+                    timing = measure_generate(model, batch, args.gen_tokens, max(1, args.steps // 2),
+                                              amp_dtype, device, gen_mode)
+                    return {**timing, "samples_per_s": batch_size / timing["seconds"],
+                            "new_tokens_per_s": batch_size * timing["new_tokens"] / timing["seconds"],
+                            "peak_memory_gib": peak_gib(device)}
 
-                    result = {**row, **run_guarded(run, lambda: free_memory(device))}
-                    if result["status"] == "oom":
-                        oom_at = batch_size
-                    eval_rows.append(result)
+                result = {**row, **run_guarded(run, lambda: free_memory(device))}
+                if result["status"] == "oom":
+                    oom_at = batch_size
+                eval_rows.append(result)
 
     result = {
         "benchmark": "gpu",
@@ -599,9 +614,9 @@ def print_summary(result: dict) -> None:
                         "of matmul", "peak GiB", "est. GiB"]))
     if result["eval"]:
         print(f"\nevaluation ({result['settings']['gen_tokens']} new tokens per answer, greedy)")
-        print(format_table(result["eval"], ["text_tokens", "batch_size", "eva", "status", "samples_per_s",
+        print(format_table(result["eval"], ["text_tokens", "batch_size", "eva", "gen_mode", "status", "samples_per_s",
                                             "new_tokens_per_s", "peak_memory_gib"],
-                           ["text", "batch", "EVA", "status", "samples/s", "new tokens/s", "peak GiB"]))
+                           ["text", "batch", "EVA", "generation", "status", "samples/s", "new tokens/s", "peak GiB"]))
 
 
 def print_estimates(rows: list[dict]) -> None:

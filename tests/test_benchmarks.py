@@ -68,7 +68,8 @@ def test_bench_gpu_tiny_cpu(tmp_path):
     live = {r["batch_size"]: r["model_tflops_per_step"] for r in train if r["eva"] == "live"}
     cached = {r["batch_size"]: r["model_tflops_per_step"] for r in train if r["eva"] == "cached"}
     assert all(live[b] > cached[b] for b in cached)  # the live EVA forward is counted
-    assert len(result["eval"]) == 2 * 2
+    assert len(result["eval"]) == 2 * 2 * 2  # batch sizes x EVA x generation path (the release's, ours)
+    assert {r["gen_mode"] for r in result["eval"]} == {"dynamic", "fast"}
     for row in result["eval"]:
         assert row["status"] == "ok" and row["new_tokens"] == 2
         assert positive(row["samples_per_s"]) and positive(row["new_tokens_per_s"])
