@@ -37,6 +37,8 @@ from minigpt4.eval.report import (
     write_markdown,
     write_metrics_json,
 )
+from minigpt4.eval.emotion_wheel import MAPPING_RULES
+from minigpt4.eval.unibench_files import UNIBENCH_DATASETS, unibench_score_main
 
 # Default label sets (minigpt4.data.labels). IEMOCAP has 4/6/9-class variants, so its labels
 # come from --labels (a set name like ``iemocap4`` or a list) or from the gold labels present.
@@ -290,19 +292,34 @@ def write_score_outputs(result: Mapping[str, Any], out_dir: str | Path) -> dict[
     return paths
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """A bad argument (an unknown --dataset, say) is one ``error:`` line and exit 2, like every user error."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineErrorParser(
         prog="python -m minigpt4.eval.scoring",
         description="Recompute benchmark metrics from a predictions JSONL, without a model.",
     )
     p.add_argument("--score", required=True, metavar="PREDICTIONS.jsonl", help="predictions file to score")
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--dataset", required=True, choices=DATASETS + UNIBENCH_DATASETS,
+                   help="unibench-*: MER-UniBench as AffectGPT scores it, from extracted labels (--gold, --wheels)")
     p.add_argument("--out", help="output folder (default: <stem>_scores next to the predictions file)")
     p.add_argument("--labels", help="label set name (mer2023, dfew, iemocap4, ...) or comma-separated labels (default: the dataset's; IEMOCAP: gold labels present)")
     p.add_argument("--task", help="score only records of this task (needed when a file mixes tasks)")
     p.add_argument("--parse", default="both", help=f"classification answer parse: {', '.join(PARSES)} (default both; "
                    "release = the released script's last-word rule, metrics named *_release_parse)")
-    p.add_argument("--gold", help="mer2024_ov with a predictions CSV: the ground-truth `name, openset` CSV")
+    p.add_argument("--gold", help="mer2024_ov with a predictions CSV: the ground-truth `name, openset` CSV; "
+                   "unibench-*: the gold CSV (name,openset | name,label | name,valence) or the owners' label*.npz")
+    p.add_argument("--wheels", help="unibench-ov / unibench-discrete: AffectGPT's emotion_wheel/ folder "
+                   "(format.csv, synonym.xlsx, wheel1..5.xlsx)")
+    p.add_argument("--word-mapping", default="owners", choices=MAPPING_RULES,
+                   help="unibench-*: word -> wheel cluster rule; owners (default, comparable with published numbers) "
+                   "or any_synonym (an alternative: the most common cluster of all synonyms)")
     p.add_argument("--grouping", help="mer2024_ov: folder of per-clip synonym groupings <name>.npy (MERTools format) -> official `score`")
     p.add_argument("--group-with-llm", action="store_true",
                    help="mer2024_ov: group each clip's words with the LLM at --judge-url/--judge-model (cached; written to <out>/grouping)")
@@ -327,6 +344,8 @@ def _openset_csv_records(pred_path: Path, gold_path: str | None) -> list[dict[st
 def score_main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = print) -> int:
     """CLI body: returns 0 on success, 2 with a one-line ``error:`` message on bad input."""
     args = build_parser().parse_args(argv)
+    if args.dataset in UNIBENCH_DATASETS:
+        return unibench_score_main(args.dataset, args.gold, args.score, args.wheels, args.word_mapping, print_fn=print_fn)
     pred_path = Path(args.score)
     out_dir = Path(args.out) if args.out else pred_path.with_name(pred_path.stem + "_scores")
     labels: str | list[str] | None = None
