@@ -5,11 +5,12 @@
     .venv/bin/python benchmarks/bench_eval.py --cfg-path eval_configs/demo_tiny.yaml --dataset synthetic \
         --checkpoint outputs/demo/stage2/best/trainable.safetensors  # after `make demo`
 
-The released evaluation answered one clip per `generate` call with up to 500 new tokens. Both runs
-here go through `eval_emotion.generate_records` (the code eval_emotion.py runs: the protocol's
-dataset settings, prompt layout and token limit, `predict`) on the same model object and the same
-items; only `run.batch_size` differs (1 = the release's loop, `--batch-size` = ours). One untimed
-warm-up call comes first. Speed does not depend on training, except that a trained model stops at
+The released evaluation answered one clip per `generate` call with up to 500 new tokens. Every mode
+here (MODES: the release's loop; batched with the dynamic KV cache; batched with the preallocated cache
+and merged LoRA, evaluation's defaults) goes through `generate_records` (the code eval_emotion.py runs:
+the protocol's dataset settings, prompt layout and token limit, `predict`) on the same model object and
+the same items, one after another in this process; only `run:` settings differ. One untimed warm-up
+call comes first. On a shared machine the result is "measured under load" (the JSON records the load). Speed does not depend on training, except that a trained model stops at
 EOS early (random weights rarely do, so every answer runs to the cap; the JSON records the mean
 answer length). Batched decoding runs each batch until its longest answer ends. Results:
 benchmarks/results/eval_cpu.json (or --json).

@@ -379,7 +379,7 @@ def estimate_memory(params: dict[str, int], flops: FlopModel, intermediate: int,
     return parts
 
 
-def estimate_table(model, flops: FlopModel, batch: int, seq: int, targets: int) -> list[dict[str, Any]]:
+def estimate_table(model, flops: FlopModel, batch: int, seq: int, targets: Optional[int] = None) -> list[dict[str, Any]]:
     params = count_parameters(model)
     intermediate = model.llama_model.config.intermediate_size
     rows = []

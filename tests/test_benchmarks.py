@@ -137,6 +137,10 @@ def test_memory_estimate_orders_the_options():
     assert by[("nf4 (QLoRA)", True)]["activations"] == by[("bf16", True)]["activations"]
     assert 12 < by[("bf16", True)]["llm_weights"] < 13  # 6.74 B parameters x 2 bytes
     assert by[("bf16", True)]["fits_24gb"]
+    # logits at the target positions only (964 of 1285 here) cost less than at every position
+    target_only = {(r["weights"], r["gradient_checkpointing"]): r
+                   for r in estimate_table(model, FlopModel.of(model), batch=1, seq=1285, targets=964)}
+    assert target_only[("bf16", True)]["logits_and_loss"] * 1285 == pytest.approx(by[("bf16", True)]["logits_and_loss"] * 964)
 
 
 @pytest.mark.slow
