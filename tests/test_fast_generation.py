@@ -68,3 +68,21 @@ def test_merged_lora_gives_the_same_answers_and_restores_the_weights(model_with_
     assert all(torch.equal(before[k], after[k]) for k in before)  # bit-exact: training can go on
     # and the LoRA path is live again (not merged twice): the same answers once more
     assert model_with_lora.generate(batch, max_new_tokens=40) == unmerged
+
+
+def test_static_cache_runs_through_generate(model_with_lora):
+    """HF's StaticCache (the shape torch.compile needs on a GPU) through the same generate call; in fp32 on
+    the tiny model its answers match too (masked unused positions add exact zeros to the softmax)."""
+    batch = generation_batch(model_with_lora, [make_sample(**s) for s in SAMPLES])
+    assert model_with_lora.generate(batch, max_new_tokens=20, kv_cache="static") == model_with_lora.generate(
+        batch, max_new_tokens=20, kv_cache="dynamic")
+
+
+def test_kv_cache_is_a_checked_config_key():
+    from minigpt4.common.config import ConfigError
+    from minigpt4.run_config import EvalRunConfig, load_config
+
+    cfg = load_config(EvalRunConfig, None, ["run.kv_cache=dynamic", "run.merge_lora=false"])
+    assert cfg.run.kwargs(False)["kv_cache"] == "dynamic" and cfg.run.merge_lora is False
+    with pytest.raises(ConfigError, match="kv_cache 'dynamc' is unknown; choose one of preallocated"):
+        load_config(EvalRunConfig, None, ["run.kv_cache=dynamc"])
