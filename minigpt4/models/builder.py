@@ -12,9 +12,10 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from minigpt4.common.registry import Registry
-from minigpt4.models.config import LLMConfig, LoraConfig, ModelConfig
+from minigpt4.common.config import ConfigError
+from minigpt4.models.config import LLMConfig, LoraConfig, ModelConfig, VisionConfig
 from minigpt4.models.emotion_llama import EmotionLLaMA
-from minigpt4.models.eva_vit import VISION_ENCODERS
+from minigpt4.models.vision_towers import VISION_ENCODERS
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def build_emotion_llama(cfg: ModelConfig, *, meta: bool = False) -> EmotionLLaMA
     device = torch.device("meta") if meta else None
     with torch.device(device) if meta else contextlib.nullcontext():
         vision_cfg = cfg.vision if not meta else type(cfg.vision)(**{**vars(cfg.vision), "weights": None})
-        visual_encoder = VISION_ENCODERS.get(cfg.vision.arch)(vision_cfg).to(dtype)
+        visual_encoder = build_vision_tower(vision_cfg).to(dtype)
         llm = build_llm(cfg.llm, dtype, meta=meta)
         llm = apply_lora(llm, cfg.lora)
         model = EmotionLLaMA(cfg, visual_encoder, llm, tokenizer=None if meta else load_tokenizer(cfg.llm))
@@ -45,6 +46,13 @@ def build_emotion_llama(cfg: ModelConfig, *, meta: bool = False) -> EmotionLLaMA
 
         load_trainable(model, cfg.checkpoint, partial=cfg.checkpoint_partial)
     return model
+
+
+def build_vision_tower(cfg: VisionConfig) -> torch.nn.Module:
+    """The frozen frame encoder `cfg.arch` names (eva_vit_g | clip | siglip | timm_vit)."""
+    if cfg.arch not in VISION_ENCODERS:
+        raise ConfigError(f"unknown model.vision.arch {cfg.arch!r}; choices: {', '.join(VISION_ENCODERS.names())}")
+    return VISION_ENCODERS.get(cfg.arch)(cfg)
 
 
 def build_llm(cfg: LLMConfig, dtype: torch.dtype, *, meta: bool = False) -> torch.nn.Module:

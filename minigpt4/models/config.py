@@ -10,7 +10,9 @@ from minigpt4.data.prompts import PROMPT_FORMATS
 
 @dataclass
 class VisionConfig:
-    """Frozen EVA ViT-g/14 (LAVIS layout: 39 blocks, no final norm) on the global frame."""
+    """The frozen frame encoder on the global frame; by default EVA ViT-g/14 (LAVIS layout: 39
+    blocks, no final norm). `arch` names a `VISION_ENCODERS` entry (minigpt4/models/vision_towers.py):
+    eva_vit_g | clip | siglip | timm_vit; the dimensions below are the tower's (docs/encoders.md)."""
 
     arch: str = "eva_vit_g"
     image_size: int = 448
@@ -19,7 +21,11 @@ class VisionConfig:
     depth: int = 39
     num_heads: int = 16
     mlp_dim: int = 6144
-    weights: Optional[str] = None  # LAVIS eva_vit_g.pth or a timm-format state dict; None = random init
+    # eva_vit_g: LAVIS eva_vit_g.pth or a timm-format state dict; clip / siglip: a save_pretrained
+    # folder; timm_vit: a state-dict file. None = random init
+    weights: Optional[str] = None
+    layer: int = -1  # clip / siglip: hidden_states index the tokens come from (-1 = final output)
+    model_name: Optional[str] = None  # timm_vit: the timm architecture, e.g. vit_large_patch14_clip_224
     init_seed: int = 0  # used only when `weights` is None (tiny test towers)
 
 
