@@ -123,8 +123,8 @@ class ClipInputs:
     frame: np.ndarray  # uint8 [H,W,3], the chosen frame (the global view for EVA)
     frame_index: int
     face: np.ndarray  # uint8 [S,S,3], the face crop of the chosen frame
-    features: np.ndarray  # float32 [3, D] in the model's order: local, temporal, audio
-    present: np.ndarray  # bool [3]
+    features: np.ndarray  # float32 [F, D]: the rows of model.feature_layout (local, temporal, audio)
+    present: np.ndarray  # bool [F]: one per feature row (model.feature_layout)
     notes: list[str]
     seconds: dict[str, float]
 
@@ -244,13 +244,18 @@ class EmotionPredictor:
         self._torch = torch
 
     def _check_feature_dims(self) -> None:
-        for name in ("audio", "local", "temporal"):
+        """Each configured encoder must give what the model's slot for its kind takes (width, tokens)."""
+        from minigpt4.data.feature_layout import FEATURE_ORDER
+
+        layout = self.cfg.model.feature_layout
+        for i, name in enumerate(FEATURE_ORDER):
             encoder = getattr(self.extractor, name)
-            if encoder is not None and encoder.dim != self.cfg.model.feature_dim:
+            if encoder is not None and (encoder.dim, encoder.tokens) != (layout.widths[i], layout.tokens[i]):
                 raise ConfigError(
-                    f"the {name} encoder (features.{name}_encoder={getattr(self.cfg.features, name + '_encoder')}) "
-                    f"outputs {encoder.dim}-d vectors but model.feature_dim is {self.cfg.model.feature_dim}; "
-                    f"use the encoders the model was trained with")
+                    f"the {name} encoder (features.encoders.{name}: {self.cfg.features.encoder(name).name}, weights "
+                    f"{self.cfg.features.weights(name)}) gives {encoder.tokens} token(s) of width {encoder.dim}, but the "
+                    f"model's {name} slot (model.feature_slots.{name}: {layout.encoders[i]}) takes {layout.tokens[i]} of "
+                    f"width {layout.widths[i]}; use the encoders the model was trained with")
 
     # ---- one clip -> inputs ---------------------------------------------------------------
 
@@ -266,12 +271,8 @@ class EmotionPredictor:
         vectors = self.extractor.encode(clip, seconds)
         frame_index = clip.chosen_index
 
-        dim = self.cfg.model.feature_dim
-        features = np.zeros((len(FEATURE_ORDER), dim), dtype=np.float32)
-        present = np.zeros(len(FEATURE_ORDER), dtype=bool)
-        for row, kind in enumerate(FEATURE_ORDER):
-            if kind in vectors:
-                features[row], present[row] = vectors[kind], True
+        # the same rows a dataset builds from the extracted files
+        features, present = self.cfg.model.feature_layout.stack(vectors, f"clip {path.name}")
 
         notes = []
         if "audio" in self.cfg.features.features and clip.waveform is None:
@@ -368,7 +369,8 @@ class EmotionPredictor:
             notes.append("no transcript given: the text input is empty (pass what the person says)")
         if label is None:
             notes.append(f"the answer names no single label of {self.cfg.label_set} ({', '.join(self.labels)})")
-        used = {"image": True, **{kind: bool(p) for kind, p in zip(FEATURE_ORDER, inputs.present)},
+        layout = self.cfg.model.feature_layout
+        used = {"image": True, **{kind: bool(inputs.present[layout.slice(kind)].any()) for kind in FEATURE_ORDER},
                 "text": bool(transcript)}
         total = seconds.get("total_inputs", 0.0) + seconds["generate"]
         return Prediction(inputs.video, task, instruction, text, label, list(self.labels), used, notes, total,
