@@ -109,7 +109,8 @@ def build_eval_sets(cfg: EvalRunConfig, key: str, folds: Sequence[int | None], i
         dcfg = dataclasses.replace(dcfg, protocol=protocol)  # the protocol's instruction pools
         if protocol == "release":
             dcfg = dataclasses.replace(dcfg, frame_choice=RELEASE_FRAME_CHOICE)
-        dataset = build_dataset(dcfg, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=cfg.run.seed)
+        dataset = build_dataset(dcfg, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=cfg.run.seed,
+                                feature_layout=cfg.model.feature_layout)
         log.info("%s%s: %s", key, f" fold {fold}" if fold is not None else "", describe(dataset))
         sets.append((fold, dataset))
     return sets

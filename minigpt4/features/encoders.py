@@ -391,6 +391,7 @@ def build_feature_encoder(kind: str, cfg: EncoderConfig, weights: str, device: s
 # ------------------------------------------------------------------------------------ tiny ones
 
 DEFAULT_TINY = ("hubert", "mae", "videomae")
+TINY_TIMM_VIT = "test_vit"  # a timm architecture name: what `encoders.<kind>.model_name` says for the tiny one
 
 
 def make_tiny_encoders(out_dir: str | Path, seed: int = 0, hidden: int = 32, image_size: int = 32,
@@ -400,7 +401,7 @@ def make_tiny_encoders(out_dir: str | Path, seed: int = 0, hidden: int = 32, ima
 
     MAE and VideoMAE are saved with their pre-training decoders (`*ForPreTraining`), so
     `pretrain` can start from them and extraction loads just the encoder part. timm_vit is saved
-    as a state-dict file (out_dir/timm_vit.safetensors) of timm's vit_tiny_patch16_224.
+    as a state-dict file (out_dir/timm_vit.safetensors) of timm's `test_vit` (TINY_TIMM_VIT).
     """
     out_dir = Path(out_dir)
     folders = {}
@@ -439,7 +440,9 @@ def _tiny_whisper(out: Path, hidden: int, image_size: int) -> Path:
     # Whisper's fixed 30 s input (1500 encoder positions) with 2 thin layers and 80 mel bins
     config = WhisperConfig(d_model=hidden, encoder_layers=2, decoder_layers=1, encoder_attention_heads=heads,
                            decoder_attention_heads=heads, encoder_ffn_dim=2 * hidden, decoder_ffn_dim=2 * hidden,
-                           num_mel_bins=80, max_source_positions=1500, max_target_positions=32, vocab_size=64)
+                           num_mel_bins=80, max_source_positions=1500, max_target_positions=32, vocab_size=64,
+                           pad_token_id=0, bos_token_id=1, eos_token_id=1, decoder_start_token_id=2,
+                           suppress_tokens=[], begin_suppress_tokens=[])
     return _save(WhisperModel(config), out / "whisper")
 
 
@@ -483,8 +486,8 @@ def _tiny_timm_vit(out: Path, hidden: int, image_size: int) -> Path:
     import timm
     from safetensors.torch import save_file
 
-    # a real timm architecture at its own size (width 192): timm_vit loads any ViT by name
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    # timm's own test ViT (width 64, patch 16, 0.3 M parameters): timm_vit loads any ViT by name
+    model = timm.create_model(TINY_TIMM_VIT, pretrained=False, num_classes=0)
     out.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), out / "timm_vit.safetensors")
     return out / "timm_vit.safetensors"

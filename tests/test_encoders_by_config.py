@@ -1,0 +1,149 @@
+"""Every encoder by name, at tiny size (random weights saved and loaded back with from_pretrained):
+output shape, frozen, k-token pooling, layer choice, and the config errors of a wrong choice.
+
+The end-to-end path (extraction CLI == live model, a trained checkpoint loading back) is in
+tests/test_encoders_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from minigpt4.common.config import ConfigError, load_config
+from minigpt4.features.config import ENCODER_INPUTS, EncoderConfig, FeatureConfig
+from minigpt4.features.encoders import (FEATURE_ENCODERS, TINY_BUILDERS, TINY_TIMM_VIT, build_feature_encoder,
+                                        make_tiny_encoders, pool_over_time)
+
+REPO = Path(__file__).resolve().parents[1]
+ALL = tuple(TINY_BUILDERS)
+WIDTH = {name: 64 if name == "timm_vit" else 16 for name in ALL}  # timm's test_vit is 64 wide
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory) -> dict[str, Path]:
+    return make_tiny_encoders(tmp_path_factory.mktemp("all_encoders"), seed=0, hidden=16, image_size=32, names=ALL)
+
+
+def build(name: str, folder: Path, **options):
+    kind = "audio" if ENCODER_INPUTS[name] == "audio" else "local"
+    if name == "timm_vit":
+        options = {"model_name": TINY_TIMM_VIT, "image_size": 32, **options}
+    return build_feature_encoder(kind, EncoderConfig(name=name, **options), str(folder))
+
+
+def clip_input(name: str) -> np.ndarray:
+    """A waveform whose frame count is a multiple of 4 (48 frames), or 12 face crops."""
+    rng = np.random.default_rng(0)
+    if ENCODER_INPUTS[name] == "audio":
+        # HuBERT-style: (n - 400) // 320 + 1 frames; Whisper: ceil(n / 320)
+        n = 320 * 48 if name == "whisper" else 400 + 320 * 47
+        return rng.standard_normal(n).astype(np.float32)
+    return rng.integers(0, 256, (12, 40, 40, 3), dtype=np.uint8)
+
+
+def test_registry_and_config_agree_on_the_names():
+    assert FEATURE_ENCODERS.names() == sorted(ENCODER_INPUTS) == sorted(TINY_BUILDERS)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_output_shape_frozen_and_k_tokens(encoders, name):
+    one, four = build(name, encoders[name]), build(name, encoders[name], tokens=4)
+    data = clip_input(name)
+    vector, tokens = one.encode(data), four.encode(data)
+    assert one.dim == WIDTH[name]
+    assert vector.shape == (WIDTH[name],) and vector.dtype == np.float32 and np.isfinite(vector).all()
+    assert tokens.shape == (4, WIDTH[name]) and np.isfinite(tokens).all()
+    np.testing.assert_array_equal(vector, one.encode(data))  # repeatable
+    # frozen: eval mode, no parameter takes a gradient
+    params = list(one.model.parameters())
+    assert params and not any(p.requires_grad for p in params) and not one.model.training
+    # the 4 tokens are the means of 4 equal stretches of the clip, so their mean is the clip vector
+    np.testing.assert_allclose(tokens.mean(axis=0), vector, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(tokens[0], tokens[-1])  # and they differ over time
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n != "timm_vit"])
+def test_layer_picks_a_hidden_state(encoders, name):
+    data = clip_input(name)
+    last, first = build(name, encoders[name]).encode(data), build(name, encoders[name], layer=0).encode(data)
+    assert first.shape == last.shape and not np.allclose(first, last)
+    with pytest.raises(ConfigError, match=rf"encoders\.(audio|local) \({name}.*layer=7 is outside the 2-layer"):
+        build(name, encoders[name], layer=7)
+
+
+def test_image_encoders_cls_pooling_uses_the_summary_token(encoders):
+    crops = clip_input("clip")
+    mean, cls = build("clip", encoders["clip"]).encode(crops), build("clip", encoders["clip"], pooling="cls").encode(crops)
+    encoder = build("clip", encoders["clip"], pooling="cls")
+    assert cls.shape == mean.shape and not np.allclose(cls, mean)
+    np.testing.assert_allclose(encoder.encode_frames(crops).mean(0), cls, rtol=1e-6)
+
+
+def test_pool_over_time_hand_computed():
+    hidden = torch.arange(10, dtype=torch.float32).view(5, 2)  # rows [0,1] [2,3] [4,5] [6,7] [8,9]
+    np.testing.assert_array_equal(pool_over_time(hidden, 1), [4.0, 5.0])
+    # 5 rows into 2 stretches: rows 0-2 and rows 2-4 (adaptive pooling shares the middle row)
+    np.testing.assert_array_equal(pool_over_time(hidden, 2), [[2.0, 3.0], [6.0, 7.0]])
+    # more tokens than rows repeats rows
+    np.testing.assert_array_equal(pool_over_time(hidden[:2], 4), [[0, 1], [0, 1], [2, 3], [2, 3]])
+
+
+def test_whisper_pools_only_the_frames_that_hold_audio(encoders):
+    whisper = build("whisper", encoders["whisper"])
+    wave = clip_input("whisper")  # 48 frames of audio in Whisper's 1500-frame window
+    mels = whisper.features([wave], sampling_rate=16000, return_tensors="pt").input_features
+    with torch.no_grad():
+        hidden = whisper.model(input_features=mels).last_hidden_state[0]
+    np.testing.assert_allclose(whisper.encode(wave), hidden[:48].mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(whisper.encode(wave), hidden.mean(0).numpy())
+    # over 30 s: several windows, each pooled over its own audio
+    assert whisper.encode(np.tile(wave, 40)).shape == (16,)
+
+
+# ---- config errors: one line naming the key and the choices ---------------------------------
+
+def test_unknown_or_misplaced_encoder_names_the_key_and_the_choices():
+    with pytest.raises(ConfigError, match=r"encoders\.audio\.name='whispr' is unknown encoder; choices for audio: "
+                                          r"hubert, wavlm, wav2vec2, whisper"):
+        load_config(FeatureConfig, None, ["encoders.audio.name=whispr"])
+    with pytest.raises(ConfigError, match=r"encoders\.local\.name='whisper' is an encoder of another input; "
+                                          r"choices for local: mae, videomae, clip, siglip, timm_vit"):
+        load_config(FeatureConfig, None, ["encoders.local.name=whisper"])
+    with pytest.raises(ConfigError, match=r"encoders has unknown kind\(s\) \['voice'\]"):
+        load_config(FeatureConfig, None, ["encoders.voice.name=whisper"])
+    with pytest.raises(ConfigError, match=r"encoders\.audio\.tokens must be >= 1"):
+        load_config(FeatureConfig, None, ["encoders.audio.tokens=0"])
+
+
+def test_weights_folder_of_another_architecture(encoders):
+    with pytest.raises(ConfigError, match=r"encoders\.audio \(whisper, weights .*hubert\): .*holds a 'hubert' model, "
+                                          r"not a whisper one \(accepted model_type: whisper\)"):
+        build("whisper", encoders["hubert"])
+    with pytest.raises(ConfigError, match=r"encoders\.local \(clip, .*holds a 'siglip_vision_model' model, not a clip vision tower"):
+        build("clip", encoders["siglip"])
+
+
+def test_output_folders_follow_the_encoder_names():
+    release = load_config(FeatureConfig)
+    assert [release.output_folder(k) for k in ("audio", "local", "temporal")] == ["HL-UTT", "mae_340_UTT", "maeV_399_UTT"]
+    other = load_config(FeatureConfig, None, ["encoders.audio.name=whisper", "encoders.local.tokens=2",
+                                              "encoders.temporal.output=my_video_feats"])
+    assert [other.output_folder(k) for k in ("audio", "local", "temporal")] == ["audio_whisper", "local_mae", "my_video_feats"]
+    with pytest.raises(ConfigError, match="two feature kinds write to the same folder"):
+        load_config(FeatureConfig, None, ["encoders.temporal.output=HL-UTT"])
+
+
+def test_extract_cli_prints_one_error_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "minigpt4.features", "extract", "--videos", str(tmp_path),
+                           "--out", str(tmp_path / "out"), "--cfg-path", "minigpt4/configs/features/tiny.yaml",
+                           "--options", "encoders.audio.name=whispr"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "encoders.audio.name='whispr'" in lines[0], done.stderr
