@@ -393,19 +393,20 @@ class FeatureExtractor:
 
 
 class _EvaTokenCache:
-    """Frozen EVA ViT tokens ([1 + patches, width] float16) of the chosen frame, so training
-    need not run the 1-billion-parameter tower every epoch."""
+    """Frozen frame-encoder tokens ([1 + patches, width] float16) of the chosen frame, so training
+    need not run the 1-billion-parameter tower every epoch. The tower is `eva_vision`'s `arch`
+    (EVA by default; any of minigpt4/models/vision_towers.py)."""
 
     def __init__(self, cfg: FeatureConfig):
         import torch
 
         from minigpt4.common.config import load_config
         from minigpt4.models.config import VisionConfig
-        from minigpt4.models.eva_vit import build_eva_vit
+        from minigpt4.models.builder import build_vision_tower
         from minigpt4.processors import EvaImageTransform
 
         vision = load_config(VisionConfig, cfg.eva_vision)
-        self.model = build_eva_vit(vision).to(cfg.device).eval()
+        self.model = build_vision_tower(vision).to(cfg.device).eval()
         self.transform = EvaImageTransform(vision.image_size)
         self.device = cfg.device
         self._torch = torch
