@@ -147,3 +147,68 @@ def test_extract_cli_prints_one_error_line(tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "encoders.audio.name='whispr'" in lines[0], done.stderr
+
+
+# ---- the model side: frame towers, feature slots, the merge's count check --------------------
+
+def test_model_config_errors_name_the_key_and_the_choices(tiny_model_cfg, encoders, tmp_path):
+    import dataclasses
+
+    from minigpt4.models.builder import build_vision_tower
+    from minigpt4.models.config import ModelConfig
+
+    with pytest.raises(ConfigError, match=r"unknown model\.vision\.arch 'clipp'; choices: clip, eva_vit_g, siglip, timm_vit"):
+        build_vision_tower(dataclasses.replace(tiny_model_cfg.vision, arch="clipp"))
+    tower = TINY_BUILDERS["siglip"](tmp_path, 32, 56)  # a SigLIP folder where a CLIP one is expected
+    with pytest.raises(ConfigError, match=r"holds a 'siglip_vision_model' model, not a clip vision tower"):
+        build_vision_tower(dataclasses.replace(tiny_model_cfg.vision, arch="clip", weights=str(tower)))
+    with pytest.raises(ConfigError, match=r"model\.vision\.width=48 but siglip weights .* has width 32; set model\.vision\.width: 32"):
+        build_vision_tower(dataclasses.replace(tiny_model_cfg.vision, arch="siglip", weights=str(tower), width=48))
+    # a patch grid the 4-patch tokens do not tile, a feature slot of no tokens, an unknown kind
+    with pytest.raises(ConfigError, match=r"27x27 patch grid whose patch count is not divisible by patches_per_token=4"):
+        load_config(ModelConfig, None, ["vision.arch=siglip", "vision.image_size=378", "vision.patch_size=14"])
+    with pytest.raises(ConfigError, match=r"model\.feature_slots\.audio: tokens and width must be >= 1"):
+        load_config(ModelConfig, None, ["feature_slots.audio.tokens=0"])
+    with pytest.raises(ConfigError, match=r"model\.feature_slots has unknown kind\(s\) \['voice'\]"):
+        load_config(ModelConfig, None, ["feature_slots.voice.tokens=2"])
+
+
+def test_inspect_model_prints_one_error_line_for_an_unknown_frame_encoder():
+    done = subprocess.run([sys.executable, "-m", "minigpt4.tools.inspect_model", "--cfg-path",
+                           "minigpt4/configs/models/emotion_llama_tiny.yaml", "--meta", "--options", "vision.arch=clipp"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: unknown model.vision.arch 'clipp'"), done.stderr
+
+
+def test_feature_rows_of_another_layout_are_refused_naming_the_encoders(tiny_model_cfg):
+    import dataclasses
+
+    from minigpt4.data.collator import EmotionCollator
+    from minigpt4.models.builder import build_model
+    from minigpt4.models.config import FeatureSlotConfig
+    from minigpt4.models.emotion_llama import merge_visual_tokens
+    from tests.conftest import make_sample
+
+    slots = {"local": FeatureSlotConfig(), "temporal": FeatureSlotConfig(),
+             "audio": FeatureSlotConfig(encoder="whisper", width=48, tokens=2)}
+    cfg = dataclasses.replace(tiny_model_cfg, feature_slots=slots)
+    assert cfg.num_features == 4 and cfg.num_visual_tokens == cfg.num_patch_tokens + 4 + 1
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    assert model.feats_llama_proj3.weight.shape == (model.feats_llama_proj1.weight.shape[0], 48)
+    release_rows = EmotionCollator(model.tokenizer, cfg.num_patch_tokens, train=True)([make_sample()])  # 3 x 32
+    with pytest.raises(ValueError, match=r"features have shape \(3, 32\) per clip, but the model's feature encoders give "
+                                         r"local \(mae\) 1 x 32 \+ temporal \(videomae\) 1 x 32 \+ audio \(whisper\) 2 x 48"):
+        model(release_rows)
+    # rows of the right layout pass, and a sample whose slots disagree with its tokens names the encoders too
+    features, present = cfg.feature_layout.stack({"local": np.ones(32), "temporal": np.ones(32), "audio": np.ones((2, 48))})
+    sample = make_sample() | {"features": torch.from_numpy(features), "feature_present": torch.from_numpy(present)}
+    batch = EmotionCollator(model.tokenizer, cfg.num_patch_tokens, train=True)([sample])
+    assert batch["visual_mask"].sum() == cfg.num_visual_tokens and torch.isfinite(model(batch).loss)
+    tokens, present_tokens = model.encode_visual(batch)
+    short_mask = batch["visual_mask"].clone()
+    short_mask[0, short_mask[0].nonzero()[-1]] = False
+    embeds = model.llama_model.get_input_embeddings()(batch["input_ids"])
+    with pytest.raises(ValueError, match=r"8 visual placeholder slots .* but 9 visual tokens.*audio \(whisper\) 2 x 48"):
+        merge_visual_tokens(embeds, short_mask, tokens, present_tokens, layout=cfg.feature_layout.describe())
