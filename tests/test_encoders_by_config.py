@@ -212,3 +212,19 @@ def test_feature_rows_of_another_layout_are_refused_naming_the_encoders(tiny_mod
     embeds = model.llama_model.get_input_embeddings()(batch["input_ids"])
     with pytest.raises(ValueError, match=r"8 visual placeholder slots .* but 9 visual tokens.*audio \(whisper\) 2 x 48"):
         merge_visual_tokens(embeds, short_mask, tokens, present_tokens, layout=cfg.feature_layout.describe())
+
+
+def test_real_size_encoder_configs_meta_counts():
+    """The counts README and docs/model.md state, by hand: each projection is as wide as its encoder."""
+    from minigpt4.tools.inspect_model import main
+
+    hidden = 4096
+    whisper = main(["--cfg-path", "minigpt4/configs/models/emotion_llama_whisper.yaml", "--meta"])
+    assert whisper["parameters"]["feats_llama_proj"] == 2 * (1024 * hidden + hidden) + (1280 * hidden + hidden) == 13_643_776
+    assert whisper["parameters"]["trainable"] == 74_993_664 - (1024 * hidden) + 1280 * hidden == 76_042_240
+    clip = main(["--cfg-path", "minigpt4/configs/models/emotion_llama_clip_hubert.yaml", "--meta"])
+    counts = clip["parameters"]
+    assert counts["llama_proj"] == 4 * 1024 * hidden + hidden and counts["cls_tk_llama_proj"] == 1024 * hidden + hidden
+    assert counts["visual_encoder"] == 303_179_776 + 2 * 1024  # CLIP ViT-L/14 vision tower + ln_vision
+    assert counts["trainable"] == 67_129_344 and counts["total"] == 7_108_726_784
+    assert clip["token_layout"]["visual_tokens_per_clip"] == 64 + 6 + 1
