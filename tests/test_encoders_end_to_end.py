@@ -146,3 +146,14 @@ def test_live_model_computes_the_extracted_features_and_trains_a_checkpoint_that
     assert loaded.keys() == trained.keys()
     for key in trained:
         assert torch.equal(loaded[key], trained[key]), key
+
+
+def test_inference_refuses_encoders_that_do_not_fit_the_models_slots(setup):
+    from minigpt4.common.config import ConfigError
+    from minigpt4.infer import EmotionPredictor
+
+    audio, hidden, tokens, _ = setup["kinds"]["audio"]
+    with pytest.raises(ConfigError, match=rf"the audio encoder \(features\.encoders\.audio: {audio}, weights .*\) gives "
+                                          rf"{tokens + 1} token\(s\) of width {hidden}, but the model's audio slot "
+                                          rf"\(model\.feature_slots\.audio: {audio}\) takes {tokens} of width {hidden}"):
+        EmotionPredictor(infer_config(setup, f"features.encoders.audio.tokens={tokens + 1}"))
