@@ -228,3 +228,18 @@ def test_real_size_encoder_configs_meta_counts():
     assert counts["visual_encoder"] == 303_179_776 + 2 * 1024  # CLIP ViT-L/14 vision tower + ln_vision
     assert counts["trainable"] == 67_129_344 and counts["total"] == 7_108_726_784
     assert clip["token_layout"]["visual_tokens_per_clip"] == 64 + 6 + 1
+
+
+def test_demo_encoders_option():
+    from minigpt4.demo import StepFailed, parse_encoders
+
+    assert parse_encoders("whisper,siglip") == {"frame": "siglip", "local": "siglip", "temporal": "siglip", "audio": "whisper"}
+    assert parse_encoders("audio=wavlm,local=clip") == {"frame": "eva_vit_g", "local": "clip", "temporal": "videomae",
+                                                        "audio": "wavlm"}
+    with pytest.raises(StepFailed, match=r"kind must be one of frame, local, temporal, audio and the encoder one of "
+                                         r"whisper, wavlm, wav2vec2, hubert"):
+        parse_encoders("audio=clip")
+    done = subprocess.run([sys.executable, "-m", "minigpt4.demo", "--encoders", "whispr"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "unknown encoder 'whispr'; choices: whisper" in lines[0], done.stderr
