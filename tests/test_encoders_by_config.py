@@ -243,3 +243,16 @@ def test_demo_encoders_option():
                           capture_output=True, text=True, timeout=60)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "unknown encoder 'whispr'; choices: whisper" in lines[0], done.stderr
+
+
+def test_timm_vit_loads_its_state_dict_file_and_resamples_the_position_embedding(encoders):
+    from safetensors.torch import load_file
+
+    from minigpt4.models.vision_towers import create_timm_vit
+
+    saved = load_file(encoders["timm_vit"])
+    model = create_timm_vit(TINY_TIMM_VIT, 32, encoders["timm_vit"], init_seed=5)  # 160 px saved, 32 px built
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items() if k != "pos_embed")
+    assert saved["pos_embed"].shape == (1, 1 + 10 * 10, 64) and model.pos_embed.shape == (1, 1 + 2 * 2, 64)
+    with pytest.raises(ConfigError, match=r"model_name='vit_nope' is not a timm architecture"):
+        create_timm_vit("vit_nope", 32)

@@ -267,8 +267,10 @@ class FaceImageEncoder(LocalEncoder):
         if arch == "timm_vit":
             if layer != -1:
                 raise ConfigError(f"layer={layer}: timm_vit gives its final layer only (set layer: -1)")
-            probe = create_timm_vit(model_name, 224)  # its native input size, unless image_size says otherwise
-            size = image_size or probe.pretrained_cfg.get("input_size", (3, 224, 224))[-1]
+            import timm
+
+            native = timm.get_pretrained_cfg(model_name) if model_name else None  # None: create_timm_vit says why
+            size = image_size or (native.input_size[-1] if native is not None else 224)
             tower = TimmVisionTower(create_timm_vit(model_name, size, weights))
         else:
             model = load_hf_tower(arch, weights)
