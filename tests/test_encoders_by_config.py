@@ -256,3 +256,62 @@ def test_timm_vit_loads_its_state_dict_file_and_resamples_the_position_embedding
     assert saved["pos_embed"].shape == (1, 1 + 10 * 10, 64) and model.pos_embed.shape == (1, 1 + 2 * 2, 64)
     with pytest.raises(ConfigError, match=r"model_name='vit_nope' is not a timm architecture"):
         create_timm_vit("vit_nope", 32)
+
+
+# ---- the data side: rows of the model's layout, in folders and in shards ---------------------
+
+@pytest.fixture
+def multi_token_corpus(tmp_path):
+    """The release fixtures with local (8,), temporal (2, 8) and audio (12,) features per clip."""
+    import shutil
+
+    import cv2
+
+    from tests.test_data_dataset import FIXTURES
+
+    for name in ("MERR_coarse_grained.txt", "MERR_coarse_grained.json", "MERR_fine_grained.json", "transcripts.csv"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    shapes = {"local_mae": (8,), "temporal_siglip": (2, 8), "audio_whisper": (12,)}
+    for i, name in enumerate(["samplenew_00006611", "samplenew_00006612", "sample_00000042", "samplenew_00006613"]):
+        for k, (folder, shape) in enumerate(shapes.items()):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            np.save(tmp_path / folder / f"{name}.npy", np.arange(np.prod(shape), dtype=np.float32).reshape(shape) + 100 * k + i)
+        (tmp_path / "frames").mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / "frames" / f"{name}.png"), np.full((20, 24, 3), 9 * i, np.uint8))
+    return tmp_path
+
+
+def test_datasets_and_shards_build_the_models_rows(multi_token_corpus, tmp_path):
+    from minigpt4.data.annotations import AnnotationError
+    from minigpt4.data.config import DatasetConfig
+    from minigpt4.data.datasets import build_dataset
+    from minigpt4.data.feature_layout import FeatureLayout
+    from minigpt4.data.shards import write_shards
+    from tests.test_data_dataset import _cfg
+
+    layout = FeatureLayout(tokens=(1, 2, 1), widths=(8, 8, 12), encoders=("mae", "siglip", "whisper"))
+    dirs = {"local": "local_mae", "temporal": "temporal_siglip", "audio": "audio_whisper"}
+    dataset = build_dataset(_cfg(multi_token_corpus, feature_dirs=dirs, tasks=["emotion"]), None, train=False,
+                            feature_layout=layout)
+    sample = dataset[1]  # clip index 1: values + 1
+    features = sample["features"].numpy()
+    assert features.shape == (4, 12) and sample["feature_present"].tolist() == [True] * 4
+    np.testing.assert_array_equal(features[0], np.r_[np.arange(8) + 1, np.zeros(4)])  # local, zero beyond width 8
+    np.testing.assert_array_equal(features[1:3, :8], np.arange(16).reshape(2, 8) + 101)  # temporal's 2 tokens
+    np.testing.assert_array_equal(features[3], np.arange(12) + 201)  # audio, 12 wide
+    dropped = build_dataset(_cfg(multi_token_corpus, feature_dirs=dirs, tasks=["emotion"], drop_modalities=["temporal"]),
+                            None, train=False, feature_layout=layout)[1]
+    assert dropped["feature_present"].tolist() == [True, False, False, True] and not dropped["features"][1:3].any()
+    # the release's layout cannot read these files: refused up front, naming the file, encoder and key
+    with pytest.raises(AnnotationError, match=r"temporal_siglip/.*\.npy: temporal feature has shape \(2, 8\), expected "
+                                              r"\(8,\) or \(1, 8\): the model's temporal slot \(encoder videomae\)"):
+        build_dataset(_cfg(multi_token_corpus, feature_dirs=dirs, tasks=["emotion"]), None, train=False,
+                      feature_layout=FeatureLayout.uniform(8))
+    # shards keep the rows; a model of another layout is told at start-up
+    write_shards(dataset, tmp_path / "shards", max_per_shard=3)
+    sharded = build_dataset(DatasetConfig(reader="shards", shards=str(tmp_path / "shards"), tasks=["emotion"]), None,
+                            train=False, feature_layout=layout)
+    assert torch.equal(sharded[1]["features"], sample["features"])
+    with pytest.raises(AnnotationError, match=r"features have shape \(4, 12\), the model's layout is .*audio \(hubert\) 1 x 8"):
+        build_dataset(DatasetConfig(reader="shards", shards=str(tmp_path / "shards"), tasks=["emotion"]), None,
+                      train=False, feature_layout=FeatureLayout.uniform(8))
