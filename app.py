@@ -31,7 +31,7 @@ from typing import Any, Optional, Sequence
 from minigpt4.common.errors import report, user_errors
 from minigpt4.data.labels import label_set
 from minigpt4.eval.generation import check_answer_mode
-from minigpt4.features.media import MediaError
+from minigpt4.common.media import MediaError
 from minigpt4.infer import INPUT_NAMES, EmotionPredictor, InferConfig, load_infer_config, quiet_libraries
 
 log = logging.getLogger("app")

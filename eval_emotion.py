@@ -45,7 +45,7 @@ from minigpt4.eval.report import markdown_summary, write_predictions
 from minigpt4.eval.scoring import DATASETS as BENCHMARKS
 from minigpt4.eval.scoring import score_main, score_predictions, write_score_outputs
 from minigpt4.run_config import EvalRunConfig, load_eval_config
-from minigpt4.training.distributed import DistInfo, barrier, init_distributed, shutdown
+from minigpt4.common.distributed import DistInfo, barrier, init_distributed, shutdown
 
 log = logging.getLogger("eval_emotion")
 
@@ -156,8 +156,7 @@ def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int |
     (out / "config.yaml").write_text(to_yaml(cfg))
     pred_path = write_predictions(records, out / "predictions.jsonl")
     dcfg = cfg.datasets[key]
-    judge = dict(cfg.run.judge)
-    judge.setdefault("cache_path", str(out / "emer_judge_cache.jsonl"))
+    judge = dataclasses.replace(cfg.run.judge, cache_path=cfg.run.judge.cache_path or str(out / "emer_judge_cache.jsonl"))
     result = score_predictions(
         records, benchmark, labels=dcfg.label_set if benchmark in CLASSIFICATION else None,
         judge_cfg=judge if benchmark == "emer" else None, task=scored_task(benchmark, dcfg),

@@ -32,6 +32,9 @@ import sys
 import time
 from pathlib import Path
 
+from minigpt4.common.config import load_config
+from minigpt4.features.config import FeatureConfig
+
 OUT = Path("outputs/demo")
 DATA = OUT / "data"
 TINY = Path("checkpoints/tiny")
@@ -152,9 +155,6 @@ def parse_encoders(spec: str) -> dict[str, str]:
 
 def run_encoders(plan: dict[str, str], steps: list[dict], started: float) -> dict:
     """Extract with the other encoders, train stages 1 and 2 and evaluate; the default model beside it."""
-    from minigpt4.common.config import load_config
-    from minigpt4.features.config import FeatureConfig
-
     names = sorted({name for kind, name in plan.items() if name != RELEASE[kind]})
     out = Path(f"{OUT}_encoders_{'_'.join(names)}")
     if not all((TINY_ENCODERS / name).exists() for name in names):
@@ -220,7 +220,8 @@ def run_eval_drops(steps: list[dict]) -> dict[str, dict]:
     return scores
 
 
-def main(argv: list[str] | None = None) -> dict:
+def run_demo(argv: list[str] | None = None) -> dict:
+    """Run every step (see the module doc) and return the results written to results.json."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -291,9 +292,15 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """The command (console script `emotion-llama-demo`): a failed step is one `error:` line, exit 2."""
     try:
-        main()
+        run_demo(argv)
     except StepFailed as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

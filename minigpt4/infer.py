@@ -38,8 +38,9 @@ from minigpt4.common.config import ConfigError, load_config
 from minigpt4.common.errors import run_cli
 from minigpt4.data.prompts import check_protocol
 from minigpt4.features.config import FeatureConfig
-from minigpt4.features.media import MediaError, video_info
+from minigpt4.common.media import MediaError, video_info
 from minigpt4.models.config import ModelConfig
+from minigpt4.models.feature_layout import FEATURE_ORDER
 
 INFER_TASKS = ("emotion", "reason", "reason_v2")
 INPUT_NAMES = ("image", "local", "temporal", "audio", "text")
@@ -216,7 +217,7 @@ class EmotionPredictor:
         from minigpt4.features.extract import FeatureExtractor
         from minigpt4.models.builder import build_model
         from minigpt4.processors import EvaImageTransform
-        from minigpt4.training.distributed import pick_device
+        from minigpt4.common.distributed import pick_device
 
         from minigpt4.data.prompts import RELEASE_FRAME_CHOICE
 
@@ -245,8 +246,6 @@ class EmotionPredictor:
 
     def _check_feature_dims(self) -> None:
         """Each configured encoder must give what the model's slot for its kind takes (width, tokens)."""
-        from minigpt4.data.feature_layout import FEATURE_ORDER
-
         layout = self.cfg.model.feature_layout
         for i, name in enumerate(FEATURE_ORDER):
             encoder = getattr(self.extractor, name)

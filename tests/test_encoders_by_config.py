@@ -285,7 +285,7 @@ def test_datasets_and_shards_build_the_models_rows(multi_token_corpus, tmp_path)
     from minigpt4.data.annotations import AnnotationError
     from minigpt4.data.config import DatasetConfig
     from minigpt4.data.datasets import build_dataset
-    from minigpt4.data.feature_layout import FeatureLayout
+    from minigpt4.models.feature_layout import FeatureLayout
     from minigpt4.data.shards import write_shards
     from tests.test_data_dataset import _cfg
 
@@ -315,3 +315,14 @@ def test_datasets_and_shards_build_the_models_rows(multi_token_corpus, tmp_path)
     with pytest.raises(AnnotationError, match=r"features have shape \(4, 12\), the model's layout is .*audio \(hubert\) 1 x 8"):
         build_dataset(DatasetConfig(reader="shards", shards=str(tmp_path / "shards"), tasks=["emotion"]), None,
                       train=False, feature_layout=FeatureLayout.uniform(8))
+
+
+def test_towers_renormalise_from_the_frame_transforms_statistics():
+    from minigpt4 import processors
+    from minigpt4.models import vision_towers
+
+    assert (vision_towers.CLIP_MEAN, vision_towers.CLIP_STD) == (processors.CLIP_MEAN, processors.CLIP_STD)
+    to_siglip = vision_towers.Renormalise((0.5,) * 3, (0.5,) * 3)
+    raw = torch.rand(1, 3, 4, 4)  # [0, 1] pixels
+    clip_normalised = (raw - torch.tensor(processors.CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(processors.CLIP_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(to_siglip(clip_normalised), (raw - 0.5) / 0.5)

@@ -23,12 +23,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
-import cv2
 import numpy as np
 import torch
 
 from ..common.config import ConfigError
+from ..common.media import VIDEO_SUFFIXES, decode_image, read_frame
 from ..common.registry import Registry
+from ..models.feature_layout import FEATURE_ORDER, FeatureLayout, FeatureShapeError
 from . import shards as shard_io
 from .annotations import (
     AnnotationError,
@@ -45,7 +46,6 @@ from .annotations import (
     read_transcripts,
 )
 from .config import DatasetConfig
-from .feature_layout import FEATURE_ORDER, FeatureLayout
 from .labels import label_key, label_set
 from .prompts import TASKS, check_protocol, instruction_for
 
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 MODALITIES = ("image",) + FEATURE_ORDER + ("text",)
 FRAME_EXTENSIONS = (".jpg", ".png", ".jpeg")
-VIDEO_EXTENSIONS = (".mp4", ".avi")
 
 ImageTransform = Callable[[np.ndarray], torch.Tensor]
 
@@ -120,20 +119,20 @@ def _load_feature(path: Path, kind: str) -> np.ndarray:
         raise AnnotationError(f"{path}: not a valid .npy file ({err})") from None
 
 
+def _as_annotation_error(call, *args):
+    """`call(*args)`, a feature of the wrong shape reported like any other bad file of a clip."""
+    try:
+        return call(*args)
+    except FeatureShapeError as err:
+        raise AnnotationError(str(err)) from None
+
+
 def _npy_dim(path: Path) -> int:
     """D of a (D,) / (1, D) .npy from its header only (cheap enough for every clip at start-up)."""
     shape = np.load(path, mmap_mode="r").shape
     if len(shape) == 1 or (len(shape) == 2 and shape[0] == 1):
         return int(shape[-1])
     raise AnnotationError(f"{path}: feature has shape {tuple(shape)}, expected (D,) or (1, D) (re-extract this feature)")
-
-
-def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Encoded JPEG / PNG bytes -> RGB uint8 [H, W, 3]."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise AnnotationError(f"{where}: cannot decode the image (corrupt or not a JPEG/PNG file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class FolderMedia:
@@ -176,13 +175,13 @@ class FolderMedia:
         for kind, folder in self.feature_dirs.items():  # a layout the files do not have fails here, not mid-epoch
             if kept:
                 path = folder / f"{kept[0].name}.npy"
-                self.layout.check(kind, np.load(path, mmap_mode="r"), str(path))
+                _as_annotation_error(self.layout.check, kind, np.load(path, mmap_mode="r"), str(path))
         return kept
 
     def _missing(self, record: Record) -> str | None:
         if self.frames_dir is not None or self.videos_dir is not None:
             folder, extensions = (
-                (self.frames_dir, FRAME_EXTENSIONS) if self.frames_dir is not None else (self.videos_dir, VIDEO_EXTENSIONS)
+                (self.frames_dir, FRAME_EXTENSIONS) if self.frames_dir is not None else (self.videos_dir, VIDEO_SUFFIXES)
             )
             found = next((folder / f"{record.name}{e}" for e in extensions if (folder / f"{record.name}{e}").is_file()), None)
             if found is None:
@@ -204,14 +203,12 @@ class FolderMedia:
             return None
         if path.suffix.lower() in FRAME_EXTENSIONS:
             return decode_image(path.read_bytes(), str(path))
-        from ..features.media import read_frame  # the video reader lives with the feature code
-
         return read_frame(str(path), self.cfg.frame_choice)
 
     def features(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
         paths = {kind: folder / f"{record.name}.npy" for kind, folder in self.feature_dirs.items()}
         arrays = {kind: _load_feature(path, kind) for kind, path in paths.items()}
-        return self.layout.stack(arrays, {kind: str(path) for kind, path in paths.items()})
+        return _as_annotation_error(self.layout.stack, arrays, {kind: str(path) for kind, path in paths.items()})
 
     def eva(self, record: Record) -> np.ndarray | None:
         if self.eva_dir is None:

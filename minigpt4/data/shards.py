@@ -7,7 +7,7 @@ webdataset sample with key = clip name:
     <name>.json          label, valence, frame_count, session, transcript, caption, smp_reason,
                          reason, source, feature_present
     <name>.features.npy  float32 [F, D] rows of the model's feature layout (release: 3 rows, local,
-                         temporal, audio; zeros where absent; data/feature_layout.py)
+                         temporal, audio; zeros where absent; models/feature_layout.py)
     <name>.frame.jpg|png the chosen frame: the original frame file's bytes, or a lossless PNG of
                          the frame decoded from the video (so reading back gives the same pixels)
     <name>.eva.npy       cached EVA tokens, when the source dataset had them
@@ -29,6 +29,8 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
+from ..common.media import decode_image
+from ..models.feature_layout import FeatureLayout
 from .annotations import AnnotationError, BadItems, Record
 
 _RECORD_FIELDS = [f.name for f in fields(Record) if f.name != "name"]
@@ -142,9 +144,7 @@ class ShardIndex:
             out.append(Record(key, **{k: (label if k == "label" else meta.get(k)) for k in _RECORD_FIELDS}))
         return out
 
-    def prepare(self, records: list[Record], bad: BadItems, layout=None) -> list[Record]:
-        from .feature_layout import FeatureLayout
-
+    def prepare(self, records: list[Record], bad: BadItems, layout: FeatureLayout | None = None) -> list[Record]:
         for record in records:
             if "features.npy" in self.members[record.name]:
                 shape = np.load(io.BytesIO(self._read(record.name, "features.npy"))).shape
@@ -162,8 +162,6 @@ class ShardIndex:
         return None
 
     def frame(self, record: Record) -> np.ndarray | None:
-        from .datasets import decode_image
-
         for ext in ("frame.jpg", "frame.png"):
             data = self._read(record.name, ext)
             if data is not None:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from minigpt4.common.config import ConfigError
 from minigpt4.data.collator import EmotionCollator
-from minigpt4.training.distributed import DistInfo, gather_objects
+from minigpt4.common.distributed import DistInfo, gather_objects
 
 ANSWER_MODES = ("generate", "score_labels", "both")
 SINGLE_PROCESS = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))

@@ -28,6 +28,9 @@ import torch
 from minigpt4.common.config import ConfigError
 from minigpt4.common.registry import Registry
 from minigpt4.features.config import EncoderConfig
+from minigpt4.models.config import VisionConfig
+from minigpt4.models.vision_towers import (HFVisionTower, TimmVisionTower, create_timm_vit, hf_tower_config,
+                                           load_hf_tower)
 from minigpt4.processors import CLIP_MEAN, CLIP_STD
 
 # ViT-MAE and VideoMAE were pre-trained on ImageNet-normalised pixels (their image processors'
@@ -262,8 +265,6 @@ class FaceImageEncoder(LocalEncoder):
     def __init__(self, arch: str, weights: str | Path, device: str = "cpu", batch_size: int = 32,
                  layer: int = -1, pooling: str = "mean", tokens: int = 1, model_name: str | None = None,
                  image_size: int | None = None):
-        from minigpt4.models.vision_towers import HFVisionTower, TimmVisionTower, create_timm_vit, load_hf_tower
-
         if arch == "timm_vit":
             if layer != -1:
                 raise ConfigError(f"layer={layer}: timm_vit gives its final layer only (set layer: -1)")
@@ -473,9 +474,6 @@ def _tiny_decoder(hidden: int) -> dict:
 def _tiny_tower(arch: str):
     def build(out: Path, hidden: int, image_size: int) -> Path:
         from transformers import CLIPVisionModel, SiglipVisionModel
-
-        from minigpt4.models.config import VisionConfig
-        from minigpt4.models.vision_towers import hf_tower_config
 
         vision = VisionConfig(arch=arch, image_size=image_size, patch_size=max(4, image_size // 4), width=hidden,
                               depth=2, num_heads=_tiny_shared(hidden)["num_attention_heads"], mlp_dim=2 * hidden)

@@ -23,6 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from minigpt4.common.openai_client import EndpointConfig, OpenAIClient, audio_part, image_part, wav_bytes
+from minigpt4.data.annotations import read_transcripts
+from minigpt4.eval.parsing import label_mentions
 from minigpt4.merr.prosody import TONE_WORDS
 
 # Published prompts (MERR construction, section "how the dataset was built" of the paper's release).
@@ -109,8 +111,6 @@ def openai_tone(client: OpenAIClient, audio: np.ndarray, sample_rate: int) -> st
 
 
 def read_transcripts_csv(path: str, column: str) -> dict[str, str]:
-    from minigpt4.data.annotations import read_transcripts
-
     return read_transcripts(path, column)
 
 
@@ -148,8 +148,6 @@ def check_reasoning(text: str, label: str, labels: Sequence[str]) -> str:
     Uses the evaluation parser's label mentions (synonyms and negations handled), so a
     reasoning passes here exactly when an evaluator would read `label` from it.
     """
-    from minigpt4.eval.parsing import label_mentions
-
     if not text.strip():
         return "empty reasoning"
     mentioned = {m for sentence in label_mentions(text, labels) for m in sentence}

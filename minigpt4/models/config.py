@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from minigpt4.data.feature_layout import FEATURE_ORDER, RELEASE_ENCODER_NAMES, FeatureLayout
+from minigpt4.models.feature_layout import FEATURE_ORDER, RELEASE_ENCODER_NAMES, FeatureLayout
 from minigpt4.data.prompts import PROMPT_FORMATS
 
 
@@ -128,7 +128,7 @@ class ModelConfig:
 
     @property
     def feature_layout(self) -> FeatureLayout:
-        """The rows of a sample's `features` (data/feature_layout.py), from `feature_slots`."""
+        """The rows of a sample's `features` (models/feature_layout.py), from `feature_slots`."""
         slots = [self.feature_slots.get(kind) or FeatureSlotConfig() for kind in FEATURE_ORDER]
         return FeatureLayout(tokens=tuple(s.tokens for s in slots),
                              widths=tuple(s.width or self.feature_dim for s in slots),

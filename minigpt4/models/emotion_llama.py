@@ -5,7 +5,7 @@ Visual tokens per clip, in prompt order (docs/model.md):
     [ patch tokens (P) | local, temporal, audio feature tokens (F) | CLS token (1) ]
 
 F is 3 in the release (one vector per kind); an encoder configured for k tokens gives k
-(`model.feature_slots`, data/feature_layout.py), each kind through its own projection.
+(`model.feature_slots`, models/feature_layout.py), each kind through its own projection.
 
 The collator writes one placeholder slot per *present* token (absent modalities have no slot) and
 a boolean `visual_mask` marking the slots; `merge_visual_tokens` fills them with one masked
@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from minigpt4.data.feature_layout import FEATURE_ORDER
+from minigpt4.models.feature_layout import FEATURE_ORDER
 from minigpt4.data.prompts import end_of_turn_id
 from minigpt4.models.config import ModelConfig
 

@@ -27,8 +27,11 @@ from torch import nn
 from minigpt4.common.config import ConfigError
 from minigpt4.models.config import VisionConfig
 from minigpt4.models.eva_vit import VISION_ENCODERS
-from minigpt4.processors import CLIP_MEAN, CLIP_STD
 
+# The statistics the one frame transform (processors.EvaImageTransform) normalises with; written
+# here too because models sit below processors' neighbours (tests keep the two equal).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # transformers model_type values a weights folder of each tower may carry (a full CLIP / SigLIP
 # checkpoint holds the vision tower under `vision_model.`; the vision-only one at top level)
 HF_TOWERS = {

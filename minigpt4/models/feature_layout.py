@@ -8,7 +8,8 @@ count tokens, not kinds. The release's layout is 3 rows of 1024: one vector per 
 
 The model config says what the layout is (`ModelConfig.feature_layout`, from `feature_slots`);
 datasets and inference build every sample with `FeatureLayout.stack`, the one place a wrong
-shape is caught, with a message that names the kind's encoder and the config key to fix.
+shape is caught, with a message that names the kind's encoder and the config key to fix. (It
+lives with the model, a floor below the data that use it: docs/architecture.md.)
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from .annotations import AnnotationError
+from minigpt4.common.errors import UserError
 
 FEATURE_ORDER = ("local", "temporal", "audio")  # row order of `features`, as the model expects
 RELEASE_ENCODER_NAMES = {"local": "mae", "temporal": "videomae", "audio": "hubert"}
+
+
+class FeatureShapeError(UserError):
+    """A feature array whose shape is not what the model's slot for its kind takes."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ class FeatureLayout:
         rows = array.reshape(1, -1) if array.ndim == 1 else array
         if rows.ndim != 2 or rows.shape != (tokens, width):
             expected = f"({width},) or (1, {width})" if tokens == 1 else f"({tokens}, {width})"
-            raise AnnotationError(
+            raise FeatureShapeError(
                 f"{where}: {kind} feature has shape {tuple(array.shape)}, expected {expected}: the model's {kind} "
                 f"slot (encoder {self.encoders[i]}) takes {tokens} token(s) of width {width}; extract it with that "
                 f"encoder (features encoders.{kind}) or set model.feature_slots.{kind} (encoder, width, tokens) "
