@@ -216,7 +216,7 @@ def test_feature_rows_of_another_layout_are_refused_naming_the_encoders(tiny_mod
 
 def test_real_size_encoder_configs_meta_counts():
     """The counts README and docs/model.md state, by hand: each projection is as wide as its encoder."""
-    from minigpt4.tools.inspect_model import main
+    from minigpt4.tools.inspect_model import inspect_command as main
 
     hidden = 4096
     whisper = main(["--cfg-path", "minigpt4/configs/models/emotion_llama_whisper.yaml", "--meta"])
