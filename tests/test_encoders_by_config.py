@@ -2,13 +2,12 @@
 output shape, frozen, k-token pooling, layer choice, and the config errors of a wrong choice.
 
 The end-to-end path (extraction CLI == live model, a trained checkpoint loading back) is in
-tests/test_encoders_end_to_end.py.
+tests/test_encoders_end_to_end.py; the entry points' one `error:` line for a wrong encoder name in
+tests/test_entry_point_errors.py.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -139,16 +138,6 @@ def test_output_folders_follow_the_encoder_names():
         load_config(FeatureConfig, None, ["encoders.temporal.output=HL-UTT"])
 
 
-def test_extract_cli_prints_one_error_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "minigpt4.features", "extract", "--videos", str(tmp_path),
-                           "--out", str(tmp_path / "out"), "--cfg-path", "minigpt4/configs/features/tiny.yaml",
-                           "--options", "encoders.audio.name=whispr"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "encoders.audio.name='whispr'" in lines[0], done.stderr
-
-
 # ---- the model side: frame towers, feature slots, the merge's count check --------------------
 
 def test_model_config_errors_name_the_key_and_the_choices(tiny_model_cfg, encoders, tmp_path):
@@ -171,14 +160,6 @@ def test_model_config_errors_name_the_key_and_the_choices(tiny_model_cfg, encode
         load_config(ModelConfig, None, ["feature_slots.audio.tokens=0"])
     with pytest.raises(ConfigError, match=r"model\.feature_slots has unknown kind\(s\) \['voice'\]"):
         load_config(ModelConfig, None, ["feature_slots.voice.tokens=2"])
-
-
-def test_inspect_model_prints_one_error_line_for_an_unknown_frame_encoder():
-    done = subprocess.run([sys.executable, "-m", "minigpt4.tools.inspect_model", "--cfg-path",
-                           "minigpt4/configs/models/emotion_llama_tiny.yaml", "--meta", "--options", "vision.arch=clipp"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: unknown model.vision.arch 'clipp'"), done.stderr
 
 
 def test_feature_rows_of_another_layout_are_refused_naming_the_encoders(tiny_model_cfg):
@@ -239,10 +220,7 @@ def test_demo_encoders_option():
     with pytest.raises(StepFailed, match=r"kind must be one of frame, local, temporal, audio and the encoder one of "
                                          r"whisper, wavlm, wav2vec2, hubert"):
         parse_encoders("audio=clip")
-    done = subprocess.run([sys.executable, "-m", "minigpt4.demo", "--encoders", "whispr"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and "unknown encoder 'whispr'; choices: whisper" in lines[0], done.stderr
+    # the command's one error line: tests/test_entry_point_errors.py (demo-unknown-encoder)
 
 
 def test_timm_vit_loads_its_state_dict_file_and_resamples_the_position_embedding(encoders):
