@@ -143,7 +143,7 @@ def test_output_folders_follow_the_encoder_names():
 def test_model_config_errors_name_the_key_and_the_choices(tiny_model_cfg, encoders, tmp_path):
     import dataclasses
 
-    from minigpt4.models.builder import build_vision_tower
+    from minigpt4.models.vision_towers import build_vision_tower
     from minigpt4.models.config import ModelConfig
 
     with pytest.raises(ConfigError, match=r"unknown model\.vision\.arch 'clipp'; choices: clip, eva_vit_g, siglip, timm_vit"):

@@ -46,8 +46,8 @@ from minigpt4.common.media import VIDEO_SUFFIXES, MediaError, NoAudioError, load
 from minigpt4.features.config import FeatureConfig
 from minigpt4.features.encoders import build_feature_encoder, sample_clip_indices
 from minigpt4.features.faces import build_face_detector, read_video_faces
-from minigpt4.models.builder import build_vision_tower
 from minigpt4.models.config import VisionConfig
+from minigpt4.models.vision_towers import build_vision_tower
 from minigpt4.processors import EvaImageTransform
 
 REPORT_NAME = "extraction_report.json"

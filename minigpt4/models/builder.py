@@ -12,11 +12,10 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from minigpt4.common.registry import Registry
-from minigpt4.common.config import ConfigError
 from minigpt4.models.checkpoint import load_trainable
-from minigpt4.models.config import LLMConfig, LoraConfig, ModelConfig, VisionConfig
+from minigpt4.models.config import LLMConfig, LoraConfig, ModelConfig
 from minigpt4.models.emotion_llama import EmotionLLaMA
-from minigpt4.models.vision_towers import VISION_ENCODERS
+from minigpt4.models.vision_towers import build_vision_tower
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +44,6 @@ def build_emotion_llama(cfg: ModelConfig, *, meta: bool = False) -> EmotionLLaMA
     if cfg.checkpoint and not meta:
         load_trainable(model, cfg.checkpoint, partial=cfg.checkpoint_partial)
     return model
-
-
-def build_vision_tower(cfg: VisionConfig) -> torch.nn.Module:
-    """The frozen frame encoder `cfg.arch` names (eva_vit_g | clip | siglip | timm_vit)."""
-    if cfg.arch not in VISION_ENCODERS:
-        raise ConfigError(f"unknown model.vision.arch {cfg.arch!r}; choices: {', '.join(VISION_ENCODERS.names())}")
-    return VISION_ENCODERS.get(cfg.arch)(cfg)
 
 
 def build_llm(cfg: LLMConfig, dtype: torch.dtype, *, meta: bool = False) -> torch.nn.Module:

@@ -106,6 +106,13 @@ class TimmVisionTower(nn.Module):
         return torch.cat([summary, patches], dim=1)
 
 
+def build_vision_tower(cfg: VisionConfig) -> nn.Module:
+    """The frozen frame encoder `cfg.arch` names (eva_vit_g | clip | siglip | timm_vit)."""
+    if cfg.arch not in VISION_ENCODERS:
+        raise ConfigError(f"unknown model.vision.arch {cfg.arch!r}; choices: {', '.join(VISION_ENCODERS.names())}")
+    return VISION_ENCODERS.get(cfg.arch)(cfg)
+
+
 def _check_dims(cfg: VisionConfig, found: dict[str, int], source: str) -> None:
     """Each `model.vision.<key>` must equal what the weights hold (`found`)."""
     for key, value in found.items():
