@@ -202,7 +202,7 @@ def synthetic_batch(cfg: ModelConfig, vocab: int, batch: int, text_tokens: int, 
     visual[:, start:start + n_tail] = True
     out: dict[str, Any] = {
         "input_ids": ids, "attention_mask": torch.ones_like(ids), "visual_mask": visual,
-        "features": torch.randn(batch, cfg.num_features, cfg.feature_dim, generator=g),
+        "features": torch.randn(batch, cfg.num_features, cfg.feature_layout.width, generator=g),
         "feature_present": torch.ones(batch, cfg.num_features, dtype=torch.bool),
         "image_present": torch.ones(batch, dtype=torch.bool),
     }

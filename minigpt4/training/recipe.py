@@ -48,7 +48,8 @@ log = logging.getLogger("train")
 def build_train_set(cfg: TrainRunConfig, image_size: int) -> torch.utils.data.Dataset:
     if not cfg.datasets:
         raise ConfigError("the config has no `datasets:` to train on (add at least one dataset entry)")
-    parts = [build_dataset(d, EvaImageTransform(image_size), train=True, seed=cfg.run.seed) for d in cfg.datasets.values()]
+    parts = [build_dataset(d, EvaImageTransform(image_size), train=True, seed=cfg.run.seed,
+                           feature_layout=cfg.model.feature_layout) for d in cfg.datasets.values()]
     for name, part in zip(cfg.datasets, parts):
         log.info("train %s: %s", name, describe(part))
     return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
@@ -132,7 +133,8 @@ class TrainRecipe:
         resume_from = find_resume_checkpoint(self.run_dir, run.resume, run.start_fresh)
         self.train_set = build_train_set(cfg, cfg.model.vision.image_size)
         self.val_sets = {
-            name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed)
+            name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed,
+                                feature_layout=cfg.model.feature_layout)
             for name, d in cfg.val_datasets.items()
         }
         torch.manual_seed(run.seed)  # identical initial projections on every rank
