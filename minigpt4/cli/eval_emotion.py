@@ -8,7 +8,10 @@
 
 The model is built once; every process generates for its share of the items (batched greedy
 decoding, left padding, `run.max_new_tokens` per task) and rank 0 writes, under
-``<run.output_dir>/<dataset>/`` (``.../fold_<k>/`` when one fold is chosen):
+``<run.output_dir>/<dataset>/`` for the clean protocol and generated answers, or a folder named
+after what changes the numbers (``.../release/``, ``.../score_labels/``, ``.../release_score_labels/``:
+`EvalConfig.result_dir`), so one evaluation never overwrites another; ``.../fold_<k>/`` when one
+fold is chosen. metrics.json records the protocol, answer mode, parse, checkpoint and config.
 
     predictions.jsonl   one record per item (schema: minigpt4/eval/report.py)
     metrics.json        every metric of the benchmark (minigpt4/eval/scoring.py)
@@ -44,7 +47,7 @@ from minigpt4.data.prompts import PromptTemplate
 from minigpt4.eval.generation import autocast, check_answer_mode, predict, scored_view
 from minigpt4.eval.report import markdown_summary, write_predictions
 from minigpt4.eval.scoring import DATASETS as BENCHMARKS
-from minigpt4.eval.scoring import score_main, score_predictions, write_score_outputs
+from minigpt4.eval.scoring import answer_mode_table, score_main, score_predictions, write_score_outputs
 from minigpt4.models.builder import build_model
 from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import EvalRunConfig, load_eval_config
@@ -93,9 +96,14 @@ def scored_task(benchmark: str, dataset: DatasetConfig) -> str:
 
 
 def output_dir(cfg: EvalRunConfig, key: str, folds: Sequence[int | None]) -> Path:
-    """``<output_dir>/<key>``, or ``.../fold_<k>`` for a single chosen fold (so folds do not overwrite)."""
-    root = Path(cfg.run.output_dir) / key
-    return root / f"fold_{folds[0]}" if len(folds) == 1 and folds[0] is not None else root
+    """`EvalConfig.result_dir` of the run: one folder per protocol / answer mode, and per fold when one is chosen."""
+    return cfg.run.result_dir(key, folds[0] if len(folds) == 1 else None)
+
+
+def run_labels(cfg: EvalRunConfig, key: str, cfg_path: str | None) -> dict[str, Any]:
+    """What produced an evaluation's numbers, stored in metrics.json and shown in summaries and model cards."""
+    return {"config_key": key, "config": cfg_path, "checkpoint": cfg.model.checkpoint,
+            "protocol": cfg.run.protocol, "answer_mode": cfg.run.answer_mode}
 
 
 def build_eval_sets(cfg: EvalRunConfig, key: str, folds: Sequence[int | None], info: DistInfo,
@@ -133,7 +141,8 @@ def generate_records(model, cfg: EvalRunConfig, sets: list, info: DistInfo,
     return records
 
 
-def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int | None], info: DistInfo) -> dict[str, Any] | None:
+def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int | None], info: DistInfo,
+             cfg_path: str | None = None) -> dict[str, Any] | None:
     """Build the model once, generate for every fold, and (rank 0) write and return the scores."""
     if cfg.model.checkpoint is None:
         log.warning("model.checkpoint is not set: evaluating UNTRAINED projections / LoRA (pass --checkpoint)")
@@ -154,27 +163,13 @@ def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int |
         records, benchmark, labels=dcfg.label_set if benchmark in CLASSIFICATION else None,
         judge_cfg=judge if benchmark == "emer" else None, task=scored_task(benchmark, dcfg),
     )
-    result = {"source": str(pred_path), "config_key": key, "checkpoint": cfg.model.checkpoint,
-              "answer_mode": cfg.run.answer_mode, **result}
+    result = {"source": str(pred_path), **run_labels(cfg, key, cfg_path), "resolved_config": str(out / "config.yaml"),
+              **result}
     if cfg.run.answer_mode == "both":
         scored = score_predictions(scored_view(records), benchmark, labels=dcfg.label_set, task="emotion")
         result["by_answer_mode"] = {"generate": result["metrics"], "score_labels": scored["metrics"]}
     write_score_outputs(result, out)
-    if "by_answer_mode" in result:
-        with (out / "summary.md").open("a", encoding="utf-8") as fh:
-            fh.write("\n" + answer_mode_table(result["by_answer_mode"]))
     return result
-
-
-def answer_mode_table(by_mode: dict[str, dict[str, float]]) -> str:
-    """Markdown: one row per metric, one column per answer mode."""
-    modes = list(by_mode)
-    lines = ["| metric | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
-    for metric in by_mode[modes[0]]:
-        values = [by_mode[m].get(metric, float("nan")) for m in modes]
-        cells = [f"{int(v)}" if metric == "n" or metric.startswith("n_") else f"{v:.4f}" for v in values]
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,7 +203,7 @@ def _score_only(args: argparse.Namespace, extra: list[str]) -> int:
     elif args.benchmark:
         dataset = args.benchmark
     argv = ["--score", args.score, "--dataset", dataset] + (["--out", args.out] if args.out else []) + labels + extra
-    return score_main(argv)
+    return score_main(argv, prog="eval_emotion.py --score")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -260,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("dataset %s scored as %s (from %s)%s, protocol %s", args.dataset, benchmark, why,
              f", folds {folds}" if folds != [None] else "", cfg.run.protocol)
     try:
-        result = run_cli(lambda: evaluate(cfg, args.dataset, benchmark, folds, info))
+        result = run_cli(lambda: evaluate(cfg, args.dataset, benchmark, folds, info, args.cfg_path))
         if isinstance(result, int):  # a user error, already reported
             return result
         barrier(info)
