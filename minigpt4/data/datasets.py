@@ -441,6 +441,21 @@ def build_dataset(
     return EmotionDataset(cfg, records, media, image_transform, train, seed, bad, split)
 
 
+def clip_key(name: str) -> str:
+    """A clip's name as the split lists compare it: no folder, no video suffix (``a/x.mp4`` -> ``x``)."""
+    stem = Path(str(name).strip()).name
+    return Path(stem).stem if Path(stem).suffix.lower() in VIDEO_SUFFIXES else stem
+
+
+def remove_clips(dataset: EmotionDataset, names: set[str]) -> list[str]:
+    """Drop from `dataset` every clip whose `clip_key` is in `names` (the validation split, so that
+    no validation clip is trained on); returns the names removed, in the dataset's order."""
+    removed = [r.name for r in dataset.records if clip_key(r.name) in names]
+    if removed:
+        dataset.records = [r for r in dataset.records if clip_key(r.name) not in names]
+    return removed
+
+
 def item_class_keys(dataset) -> list:
     """The class key of every item, in index order; a `ConcatDataset` of several training sets included."""
     parts = getattr(dataset, "datasets", [dataset])
@@ -478,8 +493,10 @@ __all__: Sequence[str] = (
     "FolderMedia",
     "build_dataset",
     "class_balanced_weights",
+    "clip_key",
     "class_counts",
     "describe",
     "fill_path",
     "load_npy",
+    "remove_clips",
 )
