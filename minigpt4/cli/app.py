@@ -28,12 +28,13 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from minigpt4.common.errors import report, user_errors
+from minigpt4.common.errors import report, run_cli, user_errors
 from minigpt4.common.media import MediaError
 from minigpt4.data.labels import label_set
 from minigpt4.eval.generation import check_answer_mode
 from minigpt4.features.extract import find_videos, read_names_file
 from minigpt4.infer import INPUT_NAMES, EmotionPredictor, InferConfig, load_infer_config, quiet_libraries
+from minigpt4.infer.cli import check_infer_config
 
 log = logging.getLogger("app")
 
@@ -183,11 +184,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. model.checkpoint=path app.examples=folder")
+    parser.add_argument("--check", action="store_true", help="list every file, folder and package the config needs (present or missing) and exit: 0 all there, 2 not; no model is built")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    if args.check:
+        return run_cli(lambda: check_infer_config(args.cfg_path, args.options, app=True))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
     quiet_libraries()

@@ -51,6 +51,7 @@ from minigpt4.eval.scoring import answer_mode_table, score_main, score_predictio
 from minigpt4.models.builder import build_model
 from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import EvalRunConfig, load_eval_config
+from minigpt4.setup_check import check_config, eval_needs
 
 log = logging.getLogger("eval_emotion")
 
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "500-token limit, to compare with published numbers (sets run.protocol; docs/release_protocol.md)")
     p.add_argument("--score", metavar="PREDICTIONS.jsonl", help="score an existing predictions file; no model is loaded")
     p.add_argument("--out", help="--score mode: output folder (default <stem>_scores next to the file)")
+    p.add_argument("--check", action="store_true", help="list every file, folder and package the config needs (present or missing) and exit: 0 all there, 2 not; no model is built")
     return p
 
 
@@ -219,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides += [f"run.protocol={args.protocol}"] if args.protocol else []
     try:
         cfg = load_eval_config(args.cfg_path, overrides)
+        if args.check:
+            if args.dataset not in cfg.datasets:
+                raise EvalError(f"{args.cfg_path}: no dataset {args.dataset!r} under `datasets:`; configured: {', '.join(cfg.datasets)}")
+            return check_config(eval_needs(cfg, [args.dataset]), f"{args.cfg_path} (eval config, dataset {args.dataset})")
         PromptTemplate.resolve(cfg.run.protocol, cfg.model.prompt_format)  # a bad protocol / format fails here, in seconds
         if args.dataset not in cfg.datasets:
             known = ", ".join(cfg.datasets) or "(none)"

@@ -9,7 +9,10 @@ the working directory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
+
+from minigpt4.common.config import ConfigError
 
 
 @dataclass
@@ -44,3 +47,12 @@ class DatasetConfig:
     limit: Optional[int] = None  # keep only the first N clips (smoke tests)
     on_bad_item: str = "error"  # error | skip
     protocol: str = "clean"  # clean | release: whose instruction pools (docs/release_protocol.md); eval's --protocol sets it
+
+
+def fill_path(path: str | None, cfg: DatasetConfig, split: str) -> Path | None:
+    """`path` with ``{split}`` / ``{fold}`` filled in."""
+    if path is None:
+        return None
+    if "{fold}" in path and cfg.fold is None:
+        raise ConfigError(f"path {path!r} contains {{fold}} but the dataset config sets no `fold`")
+    return Path(path.format(split=split, fold=cfg.fold))

@@ -41,7 +41,7 @@ from .annotations import (
     read_mer2023_csv,
     read_transcripts,
 )
-from .config import DatasetConfig
+from .config import DatasetConfig, fill_path
 from .labels import label_key, label_set
 from .prompts import TASKS, PromptTemplate
 
@@ -72,15 +72,6 @@ class Media(Protocol):
 
 Reader = Callable[[DatasetConfig, str, BadItems], "tuple[list[Record], Media]"]
 DATASET_READERS: Registry[Reader] = Registry("dataset reader")
-
-
-def fill_path(path: str | None, cfg: DatasetConfig, split: str) -> Path | None:
-    """`path` with ``{split}`` / ``{fold}`` filled in."""
-    if path is None:
-        return None
-    if "{fold}" in path and cfg.fold is None:
-        raise ConfigError(f"path {path!r} contains {{fold}} but the dataset config sets no `fold`")
-    return Path(path.format(split=split, fold=cfg.fold))
 
 
 def load_npy(path: Path, what: str, dim: int | None = None) -> np.ndarray:
