@@ -47,7 +47,9 @@ def client(workspace, tmp_path_factory):
                 if time.monotonic() > deadline:
                     pytest.fail(f"app.py did not answer on {url}:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.5)
-        yield Client(url, verbose=False)
+        client = Client(url, verbose=False)
+        client.log_path = log_path  # the tests read what the server logged
+        yield client
     finally:
         server.terminate()
         try:
@@ -59,7 +61,7 @@ def client(workspace, tmp_path_factory):
 def test_api_documents_the_predict_endpoint(client):
     endpoint = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/predict"]
     params = {p["parameter_name"]: p for p in endpoint["parameters"]}
-    assert list(params) == ["video", "task", "question", "transcript", "sample"]
+    assert list(params) == ["video", "task", "question", "transcript", "sample", "answer_mode"]
     assert params["video"]["python_type"]["type"] == "filepath"
     assert params["task"]["parameter_default"] == "emotion" and params["sample"]["parameter_default"] is False
 
@@ -98,3 +100,15 @@ def test_a_broken_upload_is_an_error_naming_the_file_and_the_server_keeps_answer
         client.predict(handle_file(str(next(iter(workspace["videos"].values())))), "mood", api_name="/predict")
     name, label = next(iter(workspace["labels"].items()))
     assert client.predict(handle_file(str(workspace["videos"][name])), api_name="/predict")["label"] == label
+    assert "this is a text file, not a video" in message  # not FFmpeg's errno and re-download advice
+    log = client.log_path.read_text()
+    assert log.count("/predict: error:") == 2 and "Traceback" not in log and "HTTP Request" not in log
+
+
+def test_predict_returns_label_probabilities_on_request(client, workspace):
+    from gradio_client import handle_file
+
+    name, label = next(iter(workspace["labels"].items()))
+    api = client.predict(handle_file(str(workspace["videos"][name])), answer_mode="both", api_name="/predict")
+    assert set(api["label_probs"]) == set(api["label_set"]) and sum(api["label_probs"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert max(api["label_probs"], key=api["label_probs"].get) == label

@@ -103,22 +103,32 @@ def analyse(predictor: EmotionPredictor, video: Optional[str], task: str, questi
             for_display(prediction.frame), for_display(prediction.face), prediction.label_probs)
 
 
-def predict_json(predictor: EmotionPredictor, video: dict[str, Any], task: str = "emotion", question: str = "",
-                 transcript: str = "", sample: bool = False) -> dict[str, Any]:
-    """The `/predict` endpoint: `Prediction.to_json()`, i.e. what `python -m minigpt4.infer --json`
-    prints, for one uploaded clip. Greedy unless `sample`, as on the command line. `video` is
-    gradio's file payload; the result names the file as uploaded, not the server's temporary
-    copy. A bad clip or task raises `gradio.Error` (the client gets the message, naming the file)."""
+def request_error(message: str):
+    """A `/predict` user error: one log line on the server, the message to the client, no traceback."""
     import gradio as gr
 
+    log.warning("/predict: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
+def predict_json(predictor: EmotionPredictor, video: dict[str, Any], task: str = "emotion", question: str = "",
+                 transcript: str = "", sample: bool = False, answer_mode: str = "") -> dict[str, Any]:
+    """The `/predict` endpoint: `Prediction.to_json()`, i.e. what `python -m minigpt4.infer --json`
+    prints, for one uploaded clip. Greedy unless `sample`, as on the command line; `answer_mode`
+    score_labels or both adds ``label_probs`` (empty: the config's answer_mode). `video` is
+    gradio's file payload; the result names the file as uploaded, not the server's temporary
+    copy. A bad clip or task raises `gradio.Error` (the client gets the message, naming the file)."""
     path = video.get("path") if isinstance(video, dict) else None
     if not path:
-        raise gr.Error("no video: send the clip as a file (gradio_client.handle_file(path))")
+        raise request_error("error: no video: send the clip as a file (gradio_client.handle_file(path))")
     name = video.get("orig_name") or Path(path).name
     try:
-        result = predictor.predict(path, task, question or None, transcript or "", sample=bool(sample)).to_json()
-    except (MediaError, ValueError) as err:  # unreadable, too long, too large, bad task
-        raise gr.Error(f"error: {str(err).replace(str(path), name)}") from None
+        mode = answer_mode or predictor.cfg.answer_mode
+        check_answer_mode(mode, predictor.labels)
+        result = predictor.predict(path, task, question or None, transcript or "", sample=bool(sample),
+                                   answer_mode=mode).to_json()
+    except (MediaError, ValueError) as err:  # unreadable, too long, too large, bad task or answer mode
+        raise request_error(f"error: {str(err).replace(str(path), name)}") from None
     return {**result, "video": name}
 
 
@@ -170,9 +180,10 @@ def add_api(predictor: EmotionPredictor) -> None:
     from gradio.data_classes import FileData
 
     def predict(video: FileData, task: str = "emotion", question: str = "", transcript: str = "",
-                sample: bool = False) -> dict:
-        """One clip -> the JSON of `python -m minigpt4.infer --json` (task: emotion | reason | reason_v2)."""
-        return predict_json(predictor, video, task, question, transcript, sample)
+                sample: bool = False, answer_mode: str = "") -> dict:
+        """One clip -> the JSON of `python -m minigpt4.infer --json` (task: emotion | reason | reason_v2;
+        answer_mode: generate | score_labels | both, the last two with label_probs)."""
+        return predict_json(predictor, video, task, question, transcript, sample, answer_mode)
 
     gr.api(predict, api_name="predict")
 
@@ -193,6 +204,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.check:
         return run_cli(lambda: check_infer_config(args.cfg_path, args.options, app=True))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per request gradio makes to itself
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
     quiet_libraries()
     try:

@@ -32,9 +32,16 @@ def report(err: BaseException) -> int:
     return 2
 
 
+INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
+
+
 def run_cli(body: Callable[[], Any]) -> Any:
-    """``body()``; a user error becomes one ``error:`` line on stderr and exit status 2."""
+    """``body()``; a user error becomes one ``error:`` line on stderr and exit status 2, Ctrl-C
+    one ``interrupted`` line and status 130 (what was written so far stays: writes are atomic)."""
     try:
         return body()
     except user_errors() as err:
         return report(err)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return INTERRUPTED
