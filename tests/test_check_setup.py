@@ -93,3 +93,35 @@ def test_eval_check_flag_runs_the_same_check_without_a_model(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "MISSING  model.checkpoint" in proc.stdout and "MISSING  datasets.mer2023.annotation" in proc.stdout
+
+
+def test_a_wrong_cfg_path_fails_before_the_heavy_imports(tmp_path):
+    """The top-level scripts check --cfg-path before importing torch: one error line, exit 2, and no
+    torch module loaded (the check runs first; `-X importtime` would list it otherwise)."""
+    for script in ("train.py", "eval_emotion.py", "app.py"):
+        proc = subprocess.run([sys.executable, "-X", "importtime", str(REPO / script), "--cfg-path", "/nope.yaml",
+                               "--dataset", "x"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+        errors = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+        assert proc.returncode == 2 and errors == ["error: config file not found: /nope.yaml"], proc.stderr[-2000:]
+        assert "| torch" not in proc.stderr
+
+
+def test_ctrl_c_is_one_line_and_exit_130(capsys):
+    from minigpt4.common.errors import run_cli
+
+    def body():
+        raise KeyboardInterrupt
+
+    assert run_cli(body) == 130
+    assert capsys.readouterr().err == "interrupted (Ctrl-C)\n"
+
+
+def test_preflight_reads_both_flag_spellings(tmp_path):
+    from minigpt4.common.preflight import missing_path
+
+    real = tmp_path / "c.yaml"
+    real.write_text("{}")
+    assert missing_path(["--cfg-path", str(real)]) is None and missing_path([f"--cfg-path={real}"]) is None
+    assert missing_path(["--cfg-path=/no.yaml"]) == "config file not found: /no.yaml"
+    assert missing_path(["--score", "p.jsonl", "--dataset", "mer2023"]) is None  # no --cfg-path: nothing to check
