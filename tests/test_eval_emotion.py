@@ -161,7 +161,7 @@ def test_score_errors_name_the_eval_command(single_run, capsys):
     with pytest.raises(SystemExit):
         main(["--score", str(out / "predictions.jsonl"), "--dataset", "nope"])
     err = capsys.readouterr().err
-    assert "eval_emotion.py --score: error:" in err and "minigpt4.eval.scoring" not in err
+    assert err.startswith("error:") and "eval_emotion.py --score --help" in err and "minigpt4.eval.scoring" not in err
 
 
 def test_unknown_dataset_lists_configured_ones(setup, capsys):
