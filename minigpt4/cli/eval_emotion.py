@@ -213,7 +213,7 @@ def evaluate_unibench(cfg: EvalRunConfig, info: DistInfo, scores_from: str | Non
     `scores_from`), then (rank 0) extract, score and write the table; returns the table."""
     keys = unibench_keys(cfg)
     ucfg = cfg.run.unibench
-    out_root = Path(scores_from or cfg.run.output_dir)
+    out_root = Path(scores_from) if scores_from else Path(cfg.run.output_dir) / cfg.run.variant  # release: its own folder
     extraction = {"cache_path": str(out_root / "unibench_extraction_cache.jsonl"), **ucfg.extraction}
     needs_wheels = extraction.get("kind") == "offline_lexicon" or any(UNIBENCH_SETS[s].kind != "sentiment" for s in keys)
     if needs_wheels and not ucfg.wheels:
