@@ -51,6 +51,7 @@ import torch
 from minigpt4.common.config import to_yaml
 from minigpt4.common.distributed import DistInfo, barrier, init_distributed, shutdown
 from minigpt4.common.errors import UserError, report, run_cli
+from minigpt4.common.io import atomic_write
 from minigpt4.data.config import DatasetConfig
 from minigpt4.data.datasets import build_dataset, describe
 from minigpt4.data.labels import label_set
@@ -171,7 +172,7 @@ def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int |
         return None
     out = output_dir(cfg, key, folds)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(to_yaml(cfg))
+    atomic_write(out / "config.yaml", to_yaml(cfg))
     pred_path = write_predictions(records, out / "predictions.jsonl")
     dcfg = cfg.datasets[key]
     judge = dataclasses.replace(cfg.run.judge, cache_path=cfg.run.judge.cache_path or str(out / "emer_judge_cache.jsonl"))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
+from minigpt4.common.io import is_disk_full
+
 
 class UserError(ValueError):
     """Bad input the user can fix; the message says what and how (no traceback is shown)."""
@@ -32,16 +34,29 @@ def report(err: BaseException) -> int:
     return 2
 
 
+def report_disk_full(err: OSError) -> int:
+    """A full disk as the one ``error:`` line: what could not be written and what to do."""
+    where = f" while writing {err.filename}" if err.filename else ""
+    print(f"error: the disk is full ({err.strerror}){where}. Free some space there (or write to another "
+          "disk) and run again", file=sys.stderr)
+    return 2
+
+
 INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def run_cli(body: Callable[[], Any]) -> Any:
-    """``body()``; a user error becomes one ``error:`` line on stderr and exit status 2, Ctrl-C
-    one ``interrupted`` line and status 130 (what was written so far stays: writes are atomic)."""
+    """``body()``; a user error becomes one ``error:`` line on stderr and exit status 2, and so
+    does a full disk (files written with `atomic_write` are then left as they were); Ctrl-C is one
+    ``interrupted`` line and status 130."""
     try:
         return body()
     except user_errors() as err:
         return report(err)
+    except OSError as err:
+        if is_disk_full(err):
+            return report_disk_full(err)
+        raise
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C)", file=sys.stderr)
         return INTERRUPTED
