@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -77,7 +78,9 @@ class StepFailed(Exception):
 def run(cmd: list[str], log: list[dict]) -> None:
     print(f"\n$ {shlex.join(cmd)}", flush=True)
     start = time.perf_counter()
-    code = subprocess.run([sys.executable if c == "python" else c for c in cmd]).returncode
+    # no "Loading weights" / "Writing model shards" bars from transformers in every step (our own bars stay)
+    env = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    code = subprocess.run([sys.executable if c == "python" else c for c in cmd], env=env).returncode
     if code != 0:
         raise StepFailed(f"demo step failed with exit status {code}: {shlex.join(cmd)} (its message is above; "
                          "fix that and re-run `python -m minigpt4.demo`, finished steps are kept)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Mapping, Optional, Sequence
 
 from minigpt4.common.config import load_config
@@ -193,6 +194,22 @@ class EvalConfig(GenerationConfig):
     answer_mode: str = "generate"
 
     BOUNDS: ClassVar[dict[str, str]] = {**GenerationConfig.BOUNDS, "batch_size": ">0", "num_workers": ">=0"}
+
+    @property
+    def variant(self) -> str:
+        """The folder name of a run whose numbers differ from the default's: ``""`` for the clean
+        protocol with generated answers, else ``release``, ``score_labels`` or ``release_score_labels``.
+        (``both`` reports the generated answers' metrics as ``generate`` does, plus the scored ones beside them.)"""
+        parts = [self.protocol] if self.protocol != "clean" else []
+        return "_".join(parts + (["score_labels"] if self.answer_mode == "score_labels" else []))
+
+    def result_dir(self, key: str, fold: Optional[int] = None) -> Path:
+        """Where an evaluation of `datasets.<key>` writes: ``<output_dir>/<key>`` for the clean protocol
+        and generated answers, ``<output_dir>/<key>/<variant>`` otherwise (a release-protocol run never
+        overwrites the clean one), then ``/fold_<k>`` when a single fold is chosen."""
+        root = Path(self.output_dir) / key
+        root = root / self.variant if self.variant else root
+        return root / f"fold_{fold}" if fold is not None else root
 
 
 @dataclass

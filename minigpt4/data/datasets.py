@@ -45,7 +45,7 @@ from .annotations import (
     read_mer2023_csv,
     read_transcripts,
 )
-from .config import DatasetConfig
+from .config import DatasetConfig, fill_path
 from .labels import label_key, label_set
 from .merfactory import read_merfactory_export
 from .prompts import TASKS, PromptTemplate
@@ -80,15 +80,6 @@ class Media(Protocol):
 
 Reader = Callable[[DatasetConfig, str, BadItems], "tuple[list[Record], Media]"]
 DATASET_READERS: Registry[Reader] = Registry("dataset reader")
-
-
-def fill_path(path: str | None, cfg: DatasetConfig, split: str) -> Path | None:
-    """`path` with ``{split}`` / ``{fold}`` filled in."""
-    if path is None:
-        return None
-    if "{fold}" in path and cfg.fold is None:
-        raise ConfigError(f"path {path!r} contains {{fold}} but the dataset config sets no `fold`")
-    return Path(path.format(split=split, fold=cfg.fold))
 
 
 def load_npy(path: Path, what: str, dim: int | None = None) -> np.ndarray:
@@ -505,6 +496,21 @@ def build_dataset(
     return EmotionDataset(cfg, records, media, image_transform, train, seed, bad, split)
 
 
+def clip_key(name: str) -> str:
+    """A clip's name as the split lists compare it: no folder, no video suffix (``a/x.mp4`` -> ``x``)."""
+    stem = Path(str(name).strip()).name
+    return Path(stem).stem if Path(stem).suffix.lower() in VIDEO_SUFFIXES else stem
+
+
+def remove_clips(dataset: EmotionDataset, names: set[str]) -> list[str]:
+    """Drop from `dataset` every clip whose `clip_key` is in `names` (the validation split, so that
+    no validation clip is trained on); returns the names removed, in the dataset's order."""
+    removed = [r.name for r in dataset.records if clip_key(r.name) in names]
+    if removed:
+        dataset.records = [r for r in dataset.records if clip_key(r.name) not in names]
+    return removed
+
+
 def item_class_keys(dataset) -> list:
     """The class key of every item, in index order; a `ConcatDataset` of several training sets included."""
     parts = getattr(dataset, "datasets", [dataset])
@@ -542,8 +548,10 @@ __all__: Sequence[str] = (
     "FolderMedia",
     "build_dataset",
     "class_balanced_weights",
+    "clip_key",
     "class_counts",
     "describe",
     "fill_path",
     "load_npy",
+    "remove_clips",
 )
