@@ -222,7 +222,7 @@ def test_two_processes_match_one(setup, single_run, tmp_path):
     launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                 "--master-addr", "127.0.0.1", "--master-port", str(free_port()))
     proc = run_script("--cfg-path", str(cfg), "--dataset", "synthetic", "--options", f"run.output_dir={tmp_path}",
-                      launcher=launcher, timeout=60)
+                      launcher=launcher, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("| weighted_f1 |") == 1  # only rank 0 reports
     two = (tmp_path / "synthetic" / "predictions.jsonl").read_text()
@@ -259,7 +259,7 @@ def test_kfold_driver_two_folds_from_the_same_init(setup, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "minigpt4.eval.kfold_driver", "--train-cfg", str(train_cfg), "--eval-cfg", str(eval_cfg),
          "--dataset", "dfew", "--folds", "2", "--out", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "kfold.json").read_text())
