@@ -18,6 +18,7 @@ from minigpt4.models.config import ModelConfig
 
 
 SCHEDULES = ("cosine_after_warmup", "release")
+INIT_PROJECTIONS = ("default", "standardized")
 
 
 @dataclass
@@ -47,7 +48,8 @@ class TrainConfig:
     iters_per_epoch: Optional[int] = 1000  # optimizer steps per epoch (the release's 1000); None = one pass
     batch_size: int = 1  # per process and micro-step
     grad_accum_steps: int = 1
-    num_workers: int = 2
+    num_workers: int = 2  # data-loader worker processes (at most the usable cores minus one)
+    num_threads: Optional[int] = None  # intra-op CPU threads; None = usable cores minus workers (common/threads.py)
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # autocast in model.dtype on GPU (fp16 adds a grad scaler)
     class_balanced: bool = False  # sample classes equally (WeightedRandomSampler weights)
@@ -56,12 +58,20 @@ class TrainConfig:
     keep_checkpoints: int = 2  # newest N step checkpoints kept; `best/` is kept separately
     resume: Optional[str] = None  # "auto" (newest valid in output_dir) or a checkpoint folder
     init_from: Optional[str] = None  # trainable weights to start from (stage 2 <- stage 1 best)
+    # "default": nn.Linear's random init (the release); "standardized": fold the training split's
+    # per-dimension input mean / std into each projection first (training/projection_init.py)
+    init_projections: str = "default"
     max_steps: Optional[int] = None  # stop after this many optimizer steps in total (smoke tests)
     val_every_epochs: int = 1
     val_max_new_tokens: int = 16
     val_batch_size: int = 8
     val_metric: str = "weighted_f1"
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if self.init_projections not in INIT_PROJECTIONS:
+            raise ValueError(f"run.init_projections {self.init_projections!r} is unknown; "
+                             f"choose one of {', '.join(INIT_PROJECTIONS)}")
 
 
 @dataclass
@@ -121,7 +131,8 @@ class JudgeConfig:
 class EvalConfig:
     output_dir: str = "outputs/eval"
     batch_size: int = 8
-    num_workers: int = 2
+    num_workers: int = 2  # data-loader worker processes (at most the usable cores minus one)
+    num_threads: Optional[int] = None  # intra-op CPU threads; None = usable cores minus workers (common/threads.py)
     device: str = "auto"
     max_new_tokens: dict[str, int] = field(default_factory=lambda: {"emotion": 16, "reason": 200, "reason_v2": 200})
     judge: JudgeConfig = field(default_factory=JudgeConfig)  # EMER judge: kind, url, model, api_key, cache_path
