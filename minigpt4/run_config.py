@@ -18,7 +18,6 @@ from minigpt4.models.config import ModelConfig
 
 
 SCHEDULES = ("cosine_after_warmup", "release")
-INIT_PROJECTIONS = ("default", "standardized")
 
 
 @dataclass
@@ -58,20 +57,12 @@ class TrainConfig:
     keep_checkpoints: int = 2  # newest N step checkpoints kept; `best/` is kept separately
     resume: Optional[str] = None  # "auto" (newest valid in output_dir) or a checkpoint folder
     init_from: Optional[str] = None  # trainable weights to start from (stage 2 <- stage 1 best)
-    # "default": nn.Linear's random init (the release); "standardized": fold the training split's
-    # per-dimension input mean / std into each projection first (training/projection_init.py)
-    init_projections: str = "default"
     max_steps: Optional[int] = None  # stop after this many optimizer steps in total (smoke tests)
     val_every_epochs: int = 1
     val_max_new_tokens: int = 16
     val_batch_size: int = 8
     val_metric: str = "weighted_f1"
     optim: OptimConfig = field(default_factory=OptimConfig)
-
-    def __post_init__(self) -> None:
-        if self.init_projections not in INIT_PROJECTIONS:
-            raise ValueError(f"run.init_projections {self.init_projections!r} is unknown; "
-                             f"choose one of {', '.join(INIT_PROJECTIONS)}")
 
 
 @dataclass

@@ -159,9 +159,10 @@ class EmotionLLaMA(nn.Module):
                 f"{self.cfg.vision.width}) for image_size={self.cfg.vision.image_size}; "
                 "were cached EVA tokens made with another image size?"
             )
-        grouped, cls = self.image_projection_inputs(vis)
+        vis = self.ln_vision(vis.to(proj_weight.device).float()).to(proj_weight.dtype)
+        grouped = vis[:, 1:, :].reshape(vis.shape[0], n_patch, self.cfg.patches_per_token * vis.shape[2])  # 4 raster-order patches
         # Zeros in the projections' output dtype: under autocast that is the autocast dtype, not the weights'.
-        projected, cls_projected = self.llama_proj(grouped), self.cls_tk_llama_proj(cls)
+        projected, cls_projected = self.llama_proj(grouped), self.cls_tk_llama_proj(vis[:, 0])
         patch_tokens = projected.new_zeros(batch_size, n_patch, projected.shape[-1])
         patch_tokens = patch_tokens.index_put((image_present,), projected)
         cls_tokens = cls_projected.new_zeros(batch_size, cls_projected.shape[-1])
@@ -179,15 +180,6 @@ class EmotionLLaMA(nn.Module):
             dim=1,
         )
         return tokens, present.to(tokens.device)
-
-    def image_projection_inputs(self, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """EVA tokens [B, 1 + N, width] -> what `llama_proj` and `cls_tk_llama_proj` read: the
-        `ln_vision`-normed patches grouped `patches_per_token` at a time in raster order
-        [B, N / patches_per_token, patches_per_token * width], and the normed CLS token [B, width]."""
-        weight = self.llama_proj.weight
-        vis = self.ln_vision(vis.to(weight.device).float()).to(weight.dtype)
-        grouped = vis[:, 1:, :].reshape(vis.shape[0], self.cfg.num_patch_tokens, self.cfg.patches_per_token * vis.shape[2])
-        return grouped, vis[:, 0]
 
     def visual_counts(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(placeholder slots, present visual tokens) per row, from the collator's CPU tensors

@@ -37,7 +37,6 @@ from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import TrainRunConfig
 from minigpt4.training.checkpointing import TrainState, find_resume_checkpoint, load_checkpoint, save_best, save_checkpoint
 from minigpt4.training.optim import build_optimizer, learning_rate, set_learning_rate
-from minigpt4.training.projection_init import standardize_projections
 from minigpt4.training.sampling import EpochSampler
 from minigpt4.training.step import forward_backward
 
@@ -139,8 +138,6 @@ class TrainRecipe:
         self.model = build_model(cfg.model).to(info.device)
         if run.init_from:
             load_trainable(self.model, run.init_from)
-        elif run.init_projections == "standardized" and resume_from is None:
-            standardize_projections(self.model, getattr(self.train_set, "datasets", [self.train_set]))
         self.collator = EmotionCollator(self.model.tokenizer, cfg.model.num_patch_tokens, train=True,
                                         max_txt_len=cfg.model.max_txt_len, prompt_format=cfg.model.prompt_format)
         self.optimizer = build_optimizer(self.model, run.optim)
