@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from minigpt4.common.config import load_config
 from minigpt4.data.config import DatasetConfig
@@ -18,6 +18,28 @@ from minigpt4.models.config import ModelConfig
 
 
 SCHEDULES = ("cosine_after_warmup", "release")
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings, shared by evaluation (the keys of `run:`) and inference (`generation:`);
+    docs/model.md, "Answers". Greedy with one beam unless sampling is asked for; sampling uses
+    the release demo's temperature / top-p / repetition penalty."""
+
+    max_new_tokens: dict[str, int] = field(
+        default_factory=lambda: {"emotion": 16, "reason": 200, "reason_v2": 200})
+    sample: bool = False  # the command line's --sample; the web demo turns it on
+    temperature: float = 0.2
+    top_p: float = 0.9
+    repetition_penalty: float = 1.05
+    seed: int = 0  # seeds projections a checkpoint does not cover, and sampled answers (repeatable runs)
+
+    def kwargs(self, sample: bool) -> dict[str, Any]:
+        """Keyword arguments for `EmotionLLaMA.generate` (on top of max_new_tokens)."""
+        if not sample:
+            return {"do_sample": False, "num_beams": 1}
+        return {"do_sample": True, "num_beams": 1, "temperature": self.temperature, "top_p": self.top_p,
+                "repetition_penalty": self.repetition_penalty}
 
 
 @dataclass
@@ -119,16 +141,18 @@ class JudgeConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(GenerationConfig):
+    """`run:` of an eval config. The decoding keys (max_new_tokens, sample, temperature, ...) are
+    `GenerationConfig`'s, written directly under `run:`."""
+
     output_dir: str = "outputs/eval"
     batch_size: int = 8
     num_workers: int = 2  # data-loader worker processes (at most the usable cores minus one)
     num_threads: Optional[int] = None  # intra-op CPU threads; None = usable cores minus workers (common/threads.py)
     device: str = "auto"
-    max_new_tokens: dict[str, int] = field(default_factory=lambda: {"emotion": 16, "reason": 200, "reason_v2": 200})
+    amp: bool = True  # autocast in model.dtype on GPU, as training
     judge: JudgeConfig = field(default_factory=JudgeConfig)  # EMER judge: kind, url, model, api_key, cache_path
     protocol: str = "clean"  # clean | release: the released evaluation's prompt, first frame, 500 tokens (--protocol)
-    seed: int = 0
     # generate: parse the generated text; score_labels: the most likely label of the label set (with
     # probabilities); both: generate, and report the metrics of both modes side by side
     answer_mode: str = "generate"

@@ -150,6 +150,28 @@ def test_inputs_match_batch_extraction_and_the_evaluation_batch(workspace, predi
         assert inputs.face.shape == (predictor.cfg.features.face_size,) * 2 + (3,)
 
 
+def test_evaluation_and_inference_answer_a_clip_alike(workspace, predictor):
+    """One answering function: eval's `predict` on the extracted clips and the predictor on the raw
+    videos give the same answer, the same scored label and (up to the JPEG'd frame) the same probabilities."""
+    from minigpt4.data.config import DatasetConfig
+    from minigpt4.data.datasets import build_dataset
+    from minigpt4.eval.generation import predict
+    from minigpt4.processors import EvaImageTransform
+
+    data = workspace["data"]
+    dataset = build_dataset(DatasetConfig(reader="merr", annotation=str(data / "all.txt"), frames=str(data / "frames"),
+                                          label_set=LABEL_SET, tasks=["emotion"]),
+                            EvaImageTransform(predictor.cfg.model.vision.image_size), train=False)
+    records = predict(predictor.model, dataset, batch_size=2, max_new_tokens=predictor.cfg.generation.max_new_tokens,
+                      answer_mode="both", template=predictor.template, progress=False)
+    assert len(records) == len(workspace["labels"])
+    for record in records:
+        ours = predictor.predict(workspace["videos"][record["name"]], answer_mode="both")
+        assert (ours.answer, max(ours.label_probs, key=ours.label_probs.get)) == (record["answer"], record["scored_answer"])
+        assert ours.label_probs.keys() == record["label_probs"].keys()
+        assert max(abs(ours.label_probs[k] - record["label_probs"][k]) for k in ours.label_probs) < 0.02
+
+
 def test_emotion_question_is_the_evaluation_question_for_merr_label_sets_too(workspace, predictor, monkeypatch):
     """Label sets inside MERR (the real model's) are asked with the release's pool, not their own list."""
     from minigpt4.data.config import DatasetConfig
@@ -227,7 +249,7 @@ def test_untrained_model_answer_is_a_label_or_reported_invalid(workspace, tmp_pa
 
 
 def test_app_handler_reports_errors_in_the_page_and_keeps_answering(tmp_path, workspace, predictor):
-    from app import analyse  # the repository root is on pytest's pythonpath
+    from minigpt4.cli.app import analyse
 
     name, label = next(iter(workspace["labels"].items()))
     status, shown_label, answer, inputs, frame, face, probs = analyse(predictor, str(workspace["videos"][name]),

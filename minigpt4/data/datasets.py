@@ -43,7 +43,7 @@ from .annotations import (
 )
 from .config import DatasetConfig
 from .labels import label_key, label_set
-from .prompts import TASKS, check_protocol, instruction_for
+from .prompts import TASKS, PromptTemplate
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ class EmotionDataset(torch.utils.data.Dataset):
             raise ConfigError(f"tasks {cfg.tasks} must be a non-empty list of {', '.join(TASKS)}")
         if unknown_drops:
             raise ConfigError(f"drop_modalities has unknown {unknown_drops}; valid: {', '.join(MODALITIES)}")
-        check_protocol(cfg.protocol)
+        self.template = PromptTemplate.resolve(cfg.protocol)  # whose instruction pools; no tokens needed here
         bad_dropout = {k: v for k, v in cfg.modality_dropout.items() if k not in MODALITIES or not 0.0 <= v <= 1.0}
         if bad_dropout:
             raise ConfigError(
@@ -331,9 +331,9 @@ class EmotionDataset(torch.utils.data.Dataset):
         return normalise_text(text, self.cfg.max_words)
 
     def instruction(self, task: str, index: int) -> str:
-        """The question of item `index` (`prompts.instruction_for`: the same decision as inference)."""
+        """The question of item `index` (`PromptTemplate.instruction`: the same decision as inference)."""
         rng = random.Random(f"{self.seed}:{self.epoch}:{index}") if self.train else None
-        return instruction_for(task, self.labels, self.cfg.protocol, rng)
+        return self.template.instruction(task, self.labels, rng)
 
     def dropped(self, index: int) -> set[str]:
         """Inputs item `index` goes without: `drop_modalities` always, plus (training only) a

@@ -28,10 +28,10 @@ from minigpt4.common.config import ConfigError, to_yaml
 from minigpt4.common.distributed import DistInfo, gather_objects
 from minigpt4.data.collator import EmotionCollator
 from minigpt4.data.datasets import build_dataset, class_balanced_weights, describe
-from minigpt4.eval.generation import predict
+from minigpt4.eval.generation import autocast, autocast_dtype, predict
 from minigpt4.eval.metrics import classification_metrics
 from minigpt4.eval.parsing import parse_label
-from minigpt4.models.builder import DTYPES, build_model
+from minigpt4.models.builder import build_model
 from minigpt4.models.checkpoint import load_trainable
 from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import TrainRunConfig
@@ -58,10 +58,9 @@ def validate(model, cfg: TrainRunConfig, val_sets: dict, info: DistInfo, limit: 
     Runs under the autocast evaluation uses (model.dtype on GPU when run.amp). `limit` keeps the
     first items of each set: the quick check before the first step.
     """
-    amp_dtype = DTYPES[cfg.model.dtype] if cfg.run.amp and info.device.type == "cuda" else torch.float32
     scores: dict[str, float] = {}
     for name, dataset in val_sets.items():
-        with torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
+        with autocast(cfg.model.dtype, info.device, cfg.run.amp):
             records = predict(model, dataset, batch_size=cfg.run.val_batch_size, max_new_tokens=cfg.run.val_max_new_tokens,
                               info=info, progress=limit is None, limit=limit)
         records = [r for r in records if r["task"] == "emotion"]
@@ -141,7 +140,7 @@ class TrainRecipe:
         self.collator = EmotionCollator(self.model.tokenizer, cfg.model.num_patch_tokens, train=True,
                                         max_txt_len=cfg.model.max_txt_len, prompt_format=cfg.model.prompt_format)
         self.optimizer = build_optimizer(self.model, run.optim)
-        self.amp_dtype = DTYPES[cfg.model.dtype] if run.amp and info.device.type == "cuda" else torch.float32
+        self.amp_dtype = autocast_dtype(cfg.model.dtype, info.device, run.amp)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.amp_dtype == torch.float16)
 
         self.micro_per_step = run.grad_accum_steps
