@@ -7,9 +7,13 @@ The demo configs train with modality dropout (each input left out of some sample
 once), so the model answers from any subset of its inputs; the evaluation with each input
 removed measures how well it does, in both answer modes (generated text, scored labels).
 
-Every step is the command a user would type (printed before it runs), so the demo doubles as a
-walk-through. Steps whose outputs exist are skipped or resumed, so a second `make demo` is quick.
-Results go to `outputs/demo/results.json` and `outputs/demo/results.md`.
+It prints its plan with an ETA first and one screen of results at the end. Every step is the
+command a user would type (printed before it runs), so the demo doubles as a walk-through. Steps
+whose outputs exist are skipped or resumed, so a second `make demo` is quick. Results go to
+`outputs/demo/results.json` and `outputs/demo/results.md`.
+
+`--quick`: the same corpus and stages with fewer epochs, evaluated with all inputs only, under
+`outputs/demo_quick/` (the full demo's outputs stay untouched).
 
 `--backbone llama3` or `--backbone qwen2` trains and evaluates the same model on a tiny
 chat-template LLM instead (`model.prompt_format: chat_template`), on the same clips and
@@ -130,8 +134,9 @@ def run_eval_drops(steps: list[dict]) -> dict[str, dict]:
     return scores
 
 
-# Seconds each kind of step takes on 2 idle cores (measured with `make demo`, see docs/results.md):
-# the plan's ETA. Every subprocess also pays its start-up (importing torch and transformers).
+# Rough seconds per unit of work on 2 idle cores, for the plan's ETA (the summary prints the real
+# times; docs/results.md has measured runs). Every step's process also pays its start-up
+# (importing torch and transformers).
 SECONDS_PER = {"start": 6.0, "clip_made": 0.06, "clip_extracted": 0.05, "train_step": 0.06, "clip_answered": 0.01,
                "tiny_models": 10.0}
 # --quick: the same corpus and stages, fewer epochs, no evaluation without each input; outputs/demo_quick/

@@ -66,3 +66,19 @@ def test_importing_the_package_makes_openmp_threads_wait_passively():
     env["OMP_WAIT_POLICY"] = "ACTIVE"  # a user's choice stands
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ACTIVE"
+
+
+def test_every_console_command_sets_its_threads():
+    """Each console script's module calls configure_threads (the one decision, made by every entry point)."""
+    import importlib
+    import inspect
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    missing = []
+    for command, target in scripts.items():
+        module, func = target.split(":")
+        main = getattr(importlib.import_module(module), func)
+        if "configure_threads(" not in Path(inspect.getsourcefile(main)).read_text():
+            missing.append(command)
+    assert not missing, f"these commands never call minigpt4.common.threads.configure_threads: {missing}"

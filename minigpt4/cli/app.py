@@ -30,6 +30,7 @@ from typing import Any, Optional, Sequence
 
 from minigpt4.common.errors import report, user_errors
 from minigpt4.common.media import MediaError
+from minigpt4.common.threads import configure_threads
 from minigpt4.data.labels import label_set
 from minigpt4.eval.generation import check_answer_mode
 from minigpt4.features.extract import find_videos, read_names_file
@@ -188,6 +189,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    configure_threads()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
     quiet_libraries()

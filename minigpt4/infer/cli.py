@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 from transformers.utils import logging as hf_logging
 
 from minigpt4.common.errors import run_cli
+from minigpt4.common.threads import configure_threads
 from minigpt4.data.labels import label_set
 from minigpt4.data.prompts import PromptTemplate
 from minigpt4.eval.generation import check_answer_mode
@@ -53,6 +54,7 @@ def quiet_libraries() -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Exit status 0 on an answer, 2 on a bad file or config (the message says which and why)."""
     args = parse_args(argv)
+    configure_threads()
     quiet_libraries()
 
     def run() -> Prediction:
