@@ -28,6 +28,7 @@ import os
 import shlex
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -184,8 +185,8 @@ def summary_screen(results: dict, out: Path, eta: float) -> str:
     lines = [
         "",
         "=" * 78,
-        f"Demo finished in {results['total_seconds']:.0f} s (plan: ~{eta:.0f} s). Synthetic test split, "
-        f"{int(full['n'])} clips, 6 labels (chance weighted F1 ~0.17):",
+        f"Demo finished in {results['total_seconds']:.0f} s (plan: ~{eta:.0f} s).",
+        f"Synthetic test split: {int(full['n'])} clips, 6 labels (chance weighted F1 ~0.17).",
         "",
         f"  weighted F1 {full['weighted_f1']:.3f}, accuracy {full['accuracy']:.3f} with all inputs "
         f"(target >= {TARGET_F1})",
@@ -199,7 +200,8 @@ def summary_screen(results: dict, out: Path, eta: float) -> str:
         "",
         f"  stage 1 best: validation F1 {s1.get('weighted_f1', float('nan')):.3f} at step {s1.get('step')}; "
         f"stage 2 best: {s2.get('weighted_f1', float('nan')):.3f} at step {s2.get('step')}",
-        "  time per step: " + ", ".join(f"{step['what']} {step['seconds']:.0f} s" for step in results["steps"]),
+        *textwrap.wrap("time per step: " + ", ".join(f"{step['what']} {step['seconds']:.0f} s" for step in results["steps"]),
+                       width=90, initial_indent="  ", subsequent_indent="    "),
         "",
         f"  results:  {out / 'results.md'}, {out / 'results.json'}",
         f"  model:    {out / 'stage2' / 'best' / 'trainable.safetensors'} (eval_configs/demo_tiny.yaml reads it)",
