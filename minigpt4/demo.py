@@ -127,7 +127,7 @@ def run_eval_drops(steps: list[dict]) -> dict[str, dict]:
         else:
             out = OUT / "eval_without" / dropped[0]
             run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic", "--options",
-                 f"run.output_dir={out}", f"datasets.synthetic.drop_modalities=[{dropped[0]}]"], steps)
+                 f"run.output_dir={out}", f"datasets.synthetic.drop_modalities=[{dropped[0]}]"], steps, name)
             path = out / "synthetic" / "metrics.json"
         by_mode = json.loads(path.read_text())["by_answer_mode"]
         scores[name] = {"dropped": dropped, **{mode: {k: m[k] for k in ("weighted_f1", "accuracy", "n_invalid")}
