@@ -165,11 +165,12 @@ def print_plan(args: argparse.Namespace, out: Path) -> float:
     for stage in ("stage1", "stage2"):
         epochs, per_epoch = stage_epochs(f"train_configs/demo_{stage}.yaml")
         epochs = QUICK_EPOCHS[stage] if args.quick else epochs
-        rows.append((f"train {stage}: {epochs} epochs x {per_epoch} steps (-> {out / stage})",
+        rows.append((f"train {stage}: {epochs} epoch{'s' if epochs != 1 else ''} x {per_epoch} steps (-> {out / stage})",
                      SECONDS_PER["start"] + epochs * per_epoch * SECONDS_PER["train_step"]))
     evals = 1 if args.quick else len(EVAL_DROPS)
     test_clips = round(0.15 * args.clips)
-    rows.append((f"evaluate on the test split: all inputs{'' if args.quick else ', then without each input'} ({evals} runs)",
+    rows.append((f"evaluate on the test split: all inputs{'' if args.quick else ', then without each input'} "
+                 f"({evals} run{'s' if evals != 1 else ''})",
                  evals * (SECONDS_PER["start"] + test_clips * SECONDS_PER["clip_answered"])))
     eta = sum(seconds for _, seconds in rows)
     print(f"Demo plan ({'--quick, ' if args.quick else ''}outputs under {out}/; steps whose outputs exist are skipped):")

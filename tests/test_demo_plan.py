@@ -22,7 +22,7 @@ def test_plan_lists_every_step_with_an_eta(monkeypatch, capsys, tmp_path):
     assert "(6 runs)" in out and f"ETA ~{eta / 60:.1f} min" in out
     quick_eta = demo.print_plan(argparse.Namespace(clips=1000, quick=True), Path("outputs/demo_quick"))
     out = capsys.readouterr().out
-    assert "train stage1: 2 epochs" in out and "train stage2: 1 epochs" in out and "(1 runs)" in out
+    assert "train stage1: 2 epochs" in out and "train stage2: 1 epoch x" in out and "(1 run)" in out
     assert quick_eta < eta
 
 
