@@ -100,7 +100,8 @@ def run_steps(work: Path, steps: int, policy: str, busy: bool, tag: str, max_sec
             first_step = None  # start-up (imports, model build) is not capped: only the steps are
             while proc.poll() is None:
                 time.sleep(0.5)
-                if first_step is None and (out / "metrics.jsonl").is_file():
+                metrics_file = out / "metrics.jsonl"  # created empty at setup; a line = logged steps
+                if first_step is None and metrics_file.is_file() and metrics_file.stat().st_size > 0:
                     first_step = time.perf_counter()
                 if first_step is not None and time.perf_counter() - first_step > max_seconds:
                     stopped = True
