@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from minigpt4.common.config import ConfigError, to_yaml
 from minigpt4.common.distributed import DistInfo, gather_objects
+from minigpt4.common.io import atomic_write
 from minigpt4.data.collator import EmotionCollator
 from minigpt4.data.datasets import build_dataset, class_balanced_weights, describe
 from minigpt4.eval.generation import autocast, autocast_dtype, predict
@@ -35,7 +36,8 @@ from minigpt4.models.builder import build_model
 from minigpt4.models.checkpoint import load_trainable
 from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import TrainRunConfig
-from minigpt4.training.checkpointing import TrainState, find_resume_checkpoint, load_checkpoint, save_best, save_checkpoint
+from minigpt4.training.checkpointing import (TrainState, find_resume_checkpoint, load_checkpoint, logged_lines, save_best,
+                                             save_checkpoint)
 from minigpt4.training.optim import build_optimizer, learning_rate, set_learning_rate
 from minigpt4.training.sampling import EpochSampler
 from minigpt4.training.step import forward_backward
@@ -127,7 +129,7 @@ class TrainRecipe:
         cfg, run, info = self.cfg, self.cfg.run, self.info
         if run.init_from and not Path(run.init_from).is_file():
             raise ConfigError(f"run.init_from {run.init_from} does not exist (train the previous stage first, or fix the path)")
-        resume_from = find_resume_checkpoint(self.run_dir, run.resume)
+        resume_from = find_resume_checkpoint(self.run_dir, run.resume, run.start_fresh)
         self.train_set = build_train_set(cfg, cfg.model.vision.image_size)
         self.val_sets = {
             name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed)
@@ -160,10 +162,9 @@ class TrainRecipe:
         self.metrics_log = self.run_dir / "metrics.jsonl"
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
-            kept = [line for line in self.metrics_log.read_text().splitlines()
-                    if json.loads(line)["step"] <= self.state.step] if self.metrics_log.exists() else []
-            self.metrics_log.write_text("".join(line + "\n" for line in kept))  # drop steps a crash made us redo
+            atomic_write(self.run_dir / "config.yaml", to_yaml(cfg))
+            kept = [line for line in logged_lines(self.metrics_log) if json.loads(line)["step"] <= self.state.step]
+            atomic_write(self.metrics_log, "".join(line + "\n" for line in kept))  # drop steps a crash made us redo
         self.window = LogWindow(info.device)
         self.lr, self.bar = learning_rate(self.state.step, self.total_steps, run.optim), None
 
@@ -292,7 +293,7 @@ class TrainRecipe:
             if not self.val_sets or not (self.run_dir / "best").exists():  # never validated: the last weights are the result
                 save_best(self.run_dir, self.model, {"step": state.step, "note": "not validated: last weights"})
             self.writer.close()
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
             log.info("done: %s (weights: %s)", json.dumps(summary), self.run_dir / "best" / "trainable.safetensors")
         return summary
 
