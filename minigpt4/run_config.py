@@ -96,7 +96,8 @@ class TrainConfig:
 
     BOUNDS: ClassVar[dict[str, str]] = {
         "max_epochs": ">0", "iters_per_epoch": ">0", "batch_size": ">0", "grad_accum_steps": ">0",
-        "num_workers": ">=0", "log_every": ">0", "save_every_steps": ">0", "keep_checkpoints": ">=0",
+        "num_workers": ">=0", "num_threads": ">0",
+        "log_every": ">0", "save_every_steps": ">0", "keep_checkpoints": ">=0",
         "max_steps": ">0", "val_every_epochs": ">0", "val_max_new_tokens": ">0", "val_batch_size": ">0"}
 
 
@@ -184,7 +185,8 @@ class EvalConfig(GenerationConfig):
     # probabilities); both: generate, and report the metrics of both modes side by side
     answer_mode: str = "generate"
 
-    BOUNDS: ClassVar[dict[str, str]] = {**GenerationConfig.BOUNDS, "batch_size": ">0", "num_workers": ">=0"}
+    BOUNDS: ClassVar[dict[str, str]] = {**GenerationConfig.BOUNDS, "batch_size": ">0", "num_workers": ">=0",
+                                        "num_threads": ">0"}
 
 
 @dataclass
