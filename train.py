@@ -6,7 +6,12 @@
 
 import sys
 
-from minigpt4.cli.train import main
+from minigpt4.common.preflight import exit_if_missing
+
+if __name__ == "__main__":
+    exit_if_missing(sys.argv[1:])  # a wrong --cfg-path fails in a second, before torch loads
+
+from minigpt4.cli.train import main  # noqa: E402  (after the check above, which needs no heavy import)
 
 if __name__ == "__main__":
     sys.exit(main())

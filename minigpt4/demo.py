@@ -18,6 +18,12 @@ whose outputs exist are skipped or resumed, so a second `make demo` is quick. Re
 `--backbone llama3` or `--backbone qwen2` trains and evaluates the same model on a tiny
 chat-template LLM instead (`model.prompt_format: chat_template`), on the same clips and
 features; its results go to `outputs/demo_<backbone>/`.
+
+`--encoders whisper,siglip` trains and evaluates the same model with other encoders (tiny random
+ones, docs/encoders.md) on the same clips and reports its F1 beside the default's: an audio encoder
+name (whisper, wavlm, wav2vec2) replaces HuBERT; an image encoder name (clip, siglip) replaces the
+frame tower and, applied per face crop, MAE and VideoMAE; `kind=name` (kind: frame, local,
+temporal, audio) replaces one. Its results go to `outputs/demo_encoders_<names>/`.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ import textwrap
 import time
 from pathlib import Path
 
+from minigpt4.common.config import load_config
 from minigpt4.common.threads import THREADS_ENV, configure_threads
+from minigpt4.features.config import FeatureConfig
 from minigpt4.run_config import load_train_config
 
 OUT = Path("outputs/demo")
@@ -62,6 +70,13 @@ EVAL_DROPS = {"all inputs": [], "no frame": ["image"], "no local face": ["local"
               "no audio": ["audio"], "no transcript": ["text"]}
 
 
+# --encoders: what each name replaces when no kind is given
+AUDIO_NAMES = ("whisper", "wavlm", "wav2vec2", "hubert")
+IMAGE_NAMES = ("clip", "siglip")  # HF towers: one tiny folder serves as frame tower and per-crop encoder
+RELEASE = {"frame": "eva_vit_g", "local": "mae", "temporal": "videomae", "audio": "hubert"}
+TINY_ENCODERS = TINY / "encoders_56"  # tiny other encoders; 56 px like the tiny EVA
+
+
 class StepFailed(Exception):
     """The demo cannot go on: a step exited with an error (its message is above), or it was
     started outside the repository."""
@@ -70,7 +85,9 @@ class StepFailed(Exception):
 def run(cmd: list[str], log: list[dict], what: str = "") -> None:
     print(f"\n$ {shlex.join(cmd)}", flush=True)
     start = time.perf_counter()
-    code = subprocess.run([sys.executable if c == "python" else c for c in cmd]).returncode
+    # no "Loading weights" / "Writing model shards" bars from transformers in every step (our own bars stay)
+    env = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    code = subprocess.run([sys.executable if c == "python" else c for c in cmd], env=env).returncode
     if code != 0:
         raise StepFailed(f"demo step failed with exit status {code}: {shlex.join(cmd)} (its message is above; "
                          "fix that and re-run `python -m minigpt4.demo`, finished steps are kept)")
@@ -118,6 +135,84 @@ def run_backbone(backbone: str, steps: list[dict], started: float) -> dict:
     print(f"\nDemo ({backbone}, {prompt_format}) finished in {results['total_seconds']:.0f} s: weighted F1 "
           f"{full['weighted_f1']:.4f}, accuracy {full['accuracy']:.4f} on the synthetic test split. Written: {out / 'results.json'}")
     return results
+def parse_encoders(spec: str) -> dict[str, str]:
+    """'whisper,siglip' or 'audio=whisper,frame=clip' -> {frame, local, temporal, audio: encoder name}."""
+    plan = dict(RELEASE)
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        kind, _, name = item.rpartition("=")
+        if kind:
+            if kind == "audio":
+                allowed = AUDIO_NAMES
+            elif kind == "frame":
+                allowed = IMAGE_NAMES
+            else:  # a face kind: an image encoder per crop, or either of the release's face encoders
+                allowed = IMAGE_NAMES + ("mae", "videomae")
+            if kind not in RELEASE or name not in allowed:
+                raise StepFailed(f"--encoders {item!r}: kind must be one of {', '.join(RELEASE)} and the encoder one of "
+                                 f"{', '.join(allowed) if kind in RELEASE else '...'}")
+            plan[kind] = name
+        elif name in AUDIO_NAMES:
+            plan["audio"] = name
+        elif name in IMAGE_NAMES:
+            plan.update(frame=name, local=name, temporal=name)
+        else:
+            raise StepFailed(f"--encoders: unknown encoder {name!r}; choices: {', '.join(AUDIO_NAMES + IMAGE_NAMES)} "
+                             "(or kind=name with kind frame, local, temporal, audio)")
+    if plan == RELEASE:
+        raise StepFailed("--encoders names only the release's encoders; the default demo already runs them")
+    return plan
+
+
+def run_encoders(plan: dict[str, str], steps: list[dict], started: float) -> dict:
+    """Extract with the other encoders, train stages 1 and 2 and evaluate; the default model beside it."""
+    names = sorted({name for kind, name in plan.items() if name != RELEASE[kind]})
+    out = Path(f"{OUT}_encoders_{'_'.join(names)}")
+    if not all((TINY_ENCODERS / name).exists() for name in names):
+        run(["python", "-m", "minigpt4.features", "tiny-encoders", "--out", str(TINY_ENCODERS), "--image-size", "56",
+             "--names", ",".join(names)], steps)
+    feature_options = []
+    for kind in ("local", "temporal", "audio"):
+        if plan[kind] != RELEASE[kind]:
+            feature_options += [f"{kind}_encoder={TINY_ENCODERS / plan[kind]}", f"encoders.{kind}.name={plan[kind]}"]
+    folders = {kind: load_config(FeatureConfig, "minigpt4/configs/features/tiny.yaml", feature_options).output_folder(kind)
+               for kind in ("local", "temporal", "audio")}
+    run(["python", "-m", "minigpt4.features", "extract", "--videos", str(DATA / "videos"), "--out", str(DATA),
+         "--cfg-path", "minigpt4/configs/features/tiny.yaml", "--options", *feature_options], steps)
+    model = [f"model.feature_slots.{kind}.encoder={plan[kind]}" for kind in ("local", "temporal", "audio")]
+    if plan["frame"] != RELEASE["frame"]:
+        model += [f"model.vision.arch={plan['frame']}", f"model.vision.weights={TINY_ENCODERS / plan['frame']}"]
+
+    def dirs(dataset: str) -> list[str]:
+        return [f"{dataset}.feature_dirs.{kind}={folder}" for kind, folder in folders.items()]
+
+    train = [*model, *dirs("datasets.synthetic_coarse"), *dirs("val_datasets.synthetic_val")]
+    run(["python", "train.py", "--cfg-path", "train_configs/demo_stage1.yaml", "--resume", "--options", *train,
+         f"run.output_dir={out}/stage1"], steps)
+    run(["python", "train.py", "--cfg-path", "train_configs/demo_stage2.yaml", "--resume", "--options", *train,
+         f"run.output_dir={out}/stage2", f"run.init_from={out}/stage1/best/trainable.safetensors"], steps)
+    run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic", "--options", *model,
+         *dirs("datasets.synthetic"), f"model.checkpoint={out}/stage2/best/trainable.safetensors",
+         f"run.output_dir={out}/eval"], steps)
+    ours = metrics(out / "eval" / "synthetic" / "metrics.json")
+    default_path = OUT / "eval" / "synthetic" / "metrics.json"
+    if not default_path.is_file():  # the default model on the same clips, for the comparison
+        run(["python", "train.py", "--cfg-path", "train_configs/demo_stage1.yaml", "--resume"], steps)
+        run(["python", "train.py", "--cfg-path", "train_configs/demo_stage2.yaml", "--resume"], steps)
+        run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic"], steps)
+    default = metrics(default_path)
+    keys = ("weighted_f1", "accuracy", "n", "n_invalid")
+    results = {"encoders": plan, "feature_folders": folders, "test_split": str(DATA / "test.txt"),
+               "with_these_encoders": {k: ours[k] for k in keys}, "default_encoders": {k: default[k] for k in keys},
+               "steps": steps, "total_seconds": round(time.perf_counter() - started, 1)}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    described = ", ".join(f"{kind} {name}" for kind, name in plan.items())
+    print(f"\n| encoders | weighted F1 | accuracy |\n|---|---|---|\n"
+          f"| default ({', '.join(f'{k} {v}' for k, v in RELEASE.items())}) | {default['weighted_f1']:.4f} | {default['accuracy']:.4f} |\n"
+          f"| {described} | {ours['weighted_f1']:.4f} | {ours['accuracy']:.4f} |\n"
+          f"\nSynthetic test split; {results['total_seconds']:.0f} s. Written: {out / 'results.json'}")
+    return results
+
+
 def run_eval_drops(steps: list[dict]) -> dict[str, dict]:
     """The demo model evaluated with each input removed from every test clip, both answer modes."""
     scores = {}
@@ -219,6 +314,9 @@ def run_demo(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone", choices=list(BACKBONES), default="llama2",
                         help="the tiny LLM: llama2 ([INST] prompts) or a chat-template one (llama3, qwen2)")
+    parser.add_argument("--encoders", default="",
+                        help="other encoders, e.g. whisper,siglip or audio=wavlm,local=clip (docs/encoders.md); "
+                             "reports F1 beside the default encoders'")
     parser.add_argument("--ablations", action="store_true",
                         help="also train and evaluate one emotion-only model per input subset (about 4 more minutes)")
     parser.add_argument("--quick", action="store_true",
@@ -227,13 +325,14 @@ def run_demo(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, help="intra-op CPU threads of every step (default: chosen from the "
                                                      "usable cores and data-loader workers, minigpt4/common/threads.py)")
     args = parser.parse_args(argv)
+    plan = parse_encoders(args.encoders) if args.encoders else None
     if not Path("train.py").is_file():
         raise StepFailed(f"run the demo from the repository root (the folder with train.py), not {Path.cwd()}")
     if args.threads is not None:
         os.environ[THREADS_ENV] = str(args.threads)  # inherited by every step's process
     configure_threads(threads=args.threads)
     out = Path(f"{OUT}_quick") if args.quick else OUT
-    eta = print_plan(args, out) if args.backbone == "llama2" else 0.0
+    eta = print_plan(args, out) if args.backbone == "llama2" and plan is None else 0.0
     started = time.perf_counter()
     steps: list[dict] = []
 
@@ -246,6 +345,8 @@ def run_demo(argv: list[str] | None = None) -> dict:
          "--cfg-path", "minigpt4/configs/features/tiny.yaml"], steps, "features")
     if args.backbone != "llama2":
         return run_backbone(args.backbone, steps, started)
+    if plan is not None:
+        return run_encoders(plan, steps, started)
     quick1 = [f"run.output_dir={out}/stage1", f"run.max_epochs={QUICK_EPOCHS['stage1']}"] if args.quick else []
     quick2 = [f"run.output_dir={out}/stage2", f"run.max_epochs={QUICK_EPOCHS['stage2']}",
               f"run.init_from={out}/stage1/best/trainable.safetensors"] if args.quick else []

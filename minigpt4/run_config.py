@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Mapping, Optional, Sequence
 
 from minigpt4.common.config import load_config
 from minigpt4.data.config import DatasetConfig
 from minigpt4.models.config import ModelConfig
+from minigpt4.models.emotion_llama import KV_CACHES
 
 
 SCHEDULES = ("cosine_after_warmup", "release")
@@ -33,6 +35,15 @@ class GenerationConfig:
     top_p: float = 0.9
     repetition_penalty: float = 1.05
     seed: int = 0  # seeds projections a checkpoint does not cover, and sampled answers (repeatable runs)
+    # Speed only, same answers (docs/model.md, "Fast generation"): the KV cache of the decode loop
+    # (preallocated | dynamic | static; static = HF's StaticCache, which HF compiles on CUDA) and
+    # LoRA folded into the base weights while answering (restored exactly afterwards).
+    kv_cache: str = "preallocated"
+    merge_lora: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kv_cache not in KV_CACHES:
+            raise ValueError(f"kv_cache {self.kv_cache!r} is unknown; choose one of {', '.join(KV_CACHES)}")
 
     BOUNDS: ClassVar[dict[str, str]] = {  # checked at load time (common.config.check_bounds)
         "max_new_tokens": ">0", "temperature": ">0", "top_p": "0..1", "repetition_penalty": ">0"}
@@ -40,9 +51,9 @@ class GenerationConfig:
     def kwargs(self, sample: bool) -> dict[str, Any]:
         """Keyword arguments for `EmotionLLaMA.generate` (on top of max_new_tokens)."""
         if not sample:
-            return {"do_sample": False, "num_beams": 1}
+            return {"do_sample": False, "num_beams": 1, "kv_cache": self.kv_cache}
         return {"do_sample": True, "num_beams": 1, "temperature": self.temperature, "top_p": self.top_p,
-                "repetition_penalty": self.repetition_penalty}
+                "repetition_penalty": self.repetition_penalty, "kv_cache": self.kv_cache}
 
 
 @dataclass
@@ -187,6 +198,22 @@ class EvalConfig(GenerationConfig):
 
     BOUNDS: ClassVar[dict[str, str]] = {**GenerationConfig.BOUNDS, "batch_size": ">0", "num_workers": ">=0",
                                         "num_threads": ">0"}
+
+    @property
+    def variant(self) -> str:
+        """The folder name of a run whose numbers differ from the default's: ``""`` for the clean
+        protocol with generated answers, else ``release``, ``score_labels`` or ``release_score_labels``.
+        (``both`` reports the generated answers' metrics as ``generate`` does, plus the scored ones beside them.)"""
+        parts = [self.protocol] if self.protocol != "clean" else []
+        return "_".join(parts + (["score_labels"] if self.answer_mode == "score_labels" else []))
+
+    def result_dir(self, key: str, fold: Optional[int] = None) -> Path:
+        """Where an evaluation of `datasets.<key>` writes: ``<output_dir>/<key>`` for the clean protocol
+        and generated answers, ``<output_dir>/<key>/<variant>`` otherwise (a release-protocol run never
+        overwrites the clean one), then ``/fold_<k>`` when a single fold is chosen."""
+        root = Path(self.output_dir) / key
+        root = root / self.variant if self.variant else root
+        return root / f"fold_{fold}" if fold is not None else root
 
 
 @dataclass

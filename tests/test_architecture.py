@@ -31,7 +31,7 @@ FLOORS: dict[int, tuple[str, ...]] = {
     1: ("models", "processors"),
     2: ("data", "features"),
     3: ("run_config",),
-    4: ("eval",),
+    4: ("eval", "setup_check"),
     5: ("training", "infer"),
     6: ("merr",),
     7: ("cli", "demo", "tools"),

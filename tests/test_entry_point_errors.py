@@ -87,6 +87,15 @@ CASES = [
      "config file not found"),
     ("tiny-models-out-is-a-file", ["-m", "minigpt4.tools.make_tiny_models", "--out", "{file}"], "is a file"),
     ("demo-outside-the-repo", ["-m", "minigpt4.demo"], "repository root"),
+    # encoders by config (docs/encoders.md): the key and the choices
+    ("features-unknown-encoder", ["-m", "minigpt4.features", "extract", "--videos", "{out}", "--out", "{out}",
+                                  "--cfg-path", FEATURE_CFG, "--options", "encoders.audio.name=whispr"],
+     "encoders.audio.name='whispr' is unknown encoder; choices for audio: hubert, wavlm, wav2vec2, whisper"),
+    ("inspect-unknown-frame-encoder", ["-m", "minigpt4.tools.inspect_model", "--cfg-path",
+                                       "minigpt4/configs/models/emotion_llama_tiny.yaml", "--meta", "--options",
+                                       "vision.arch=clipp"],
+     "unknown model.vision.arch 'clipp'; choices: clip, eva_vit_g, siglip, timm_vit"),
+    ("demo-unknown-encoder", ["-m", "minigpt4.demo", "--encoders", "whispr"], "unknown encoder 'whispr'; choices: whisper"),
     ("app-bad-answer-mode", ["app.py", "--cfg-path", INFER_CFG, "--options", "answer_mode=vote"], "answer_mode"),
 ]
 

@@ -121,6 +121,50 @@ def test_score_only_reproduces_metrics(single_run, tmp_path, capsys):
     assert (tmp_path / "confusion.png").is_file() and "| weighted_f1 |" in capsys.readouterr().out
 
 
+def test_release_protocol_and_both_modes_do_not_overwrite_the_clean_evaluation(setup, single_run, tmp_path, capsys):
+    """Eval twice (clean, then release with answer_mode both): both results stay intact and say what they are."""
+    root, cfg = setup
+    clean_dir, _ = single_run
+    clean_before = {name: (clean_dir / name).read_bytes() for name in ("predictions.jsonl", "metrics.json")}
+    from minigpt4.cli.eval_emotion import main
+
+    assert main(["--cfg-path", str(cfg), "--dataset", "synthetic", "--protocol", "release",
+                 "--options", "run.answer_mode=both", "run.max_new_tokens={emotion: 2}"]) == 0
+    release_dir = clean_dir / "release"  # `both` reports the generated answers' metrics, so no answer-mode folder
+    assert {name: (clean_dir / name).read_bytes() for name in clean_before} == clean_before
+    clean, release = (json.loads((d / "metrics.json").read_text()) for d in (clean_dir, release_dir))
+    assert (clean["protocol"], clean["answer_mode"], clean["parse"]) == ("clean", "generate", "both")
+    assert (release["protocol"], release["answer_mode"], release["parse"]) == ("release", "both", "both")
+    assert clean["config"] == release["config"] == str(cfg) and clean["checkpoint"] is None
+    assert release["resolved_config"] == str(release_dir / "config.yaml")
+    assert "protocol: release" in (release_dir / "config.yaml").read_text()
+    assert "- protocol: release" in (release_dir / "summary.md").read_text()
+    assert "- protocol: clean" in (clean_dir / "summary.md").read_text()
+    release_records = [json.loads(line) for line in (release_dir / "predictions.jsonl").read_text().splitlines()]
+    assert len(release_records) == N_CLIPS and all("scored_answer" in r for r in release_records)
+
+    # --score on the `both` file scores the scored labels too, exactly as the eval did
+    assert main(["--score", str(release_dir / "predictions.jsonl"), "--dataset", "mer2023", "--out", str(tmp_path)]) == 0
+    rescored = json.loads((tmp_path / "metrics.json").read_text())
+    assert rescored["by_answer_mode"] == release["by_answer_mode"] and "| score_labels |" not in capsys.readouterr().err
+
+    # the model card says which evaluation its numbers come from
+    from minigpt4.tools.export import metrics_table
+
+    card = "\n".join(metrics_table(release, release_dir / "metrics.json"))
+    assert "- protocol: release" in card and "- answer mode: both" in card and f"- config: {cfg}" in card
+
+
+def test_score_errors_name_the_eval_command(single_run, capsys):
+    from minigpt4.cli.eval_emotion import main
+
+    out, _ = single_run
+    with pytest.raises(SystemExit):
+        main(["--score", str(out / "predictions.jsonl"), "--dataset", "nope"])
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "eval_emotion.py --score --help" in err and "minigpt4.eval.scoring" not in err
+
+
 def test_unknown_dataset_lists_configured_ones(setup, capsys):
     from minigpt4.cli.eval_emotion import main
 

@@ -59,7 +59,7 @@ def server(workspace, tmp_path_factory):
                     pytest.fail(f"app.py did not answer on {url}:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.5)
         yield {"url": url, "uploads": uploads, "listed": examples / f"{listed}.mp4",
-               "unlisted": examples / f"{unlisted}.mp4"}
+               "unlisted": examples / f"{unlisted}.mp4", "log": log_path}
     finally:
         server.terminate()
         try:
@@ -78,7 +78,7 @@ def client(server):
 def test_api_documents_the_predict_endpoint(client):
     endpoint = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/predict"]
     params = {p["parameter_name"]: p for p in endpoint["parameters"]}
-    assert list(params) == ["video", "task", "question", "transcript", "sample"]
+    assert list(params) == ["video", "task", "question", "transcript", "sample", "answer_mode"]
     assert params["video"]["python_type"]["type"] == "filepath"
     assert params["task"]["parameter_default"] == "emotion" and params["sample"]["parameter_default"] is False
 
@@ -103,7 +103,7 @@ def test_predict_returns_the_json_of_the_command_line(client, workspace, task, t
         assert api["label"] == label
 
 
-def test_a_broken_upload_is_an_error_naming_the_file_and_the_server_keeps_answering(client, workspace, tmp_path):
+def test_a_broken_upload_is_an_error_naming_the_file_and_the_server_keeps_answering(client, server, workspace, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
@@ -117,6 +117,18 @@ def test_a_broken_upload_is_an_error_naming_the_file_and_the_server_keeps_answer
         client.predict(handle_file(str(next(iter(workspace["videos"].values())))), "mood", api_name="/predict")
     name, label = next(iter(workspace["labels"].items()))
     assert client.predict(handle_file(str(workspace["videos"][name])), api_name="/predict")["label"] == label
+    assert "this is a text file, not a video" in message  # not FFmpeg's errno and re-download advice
+    log = server["log"].read_text()
+    assert log.count("/predict: error:") >= 2 and "Traceback" not in log and "HTTP Request" not in log
+
+
+def test_predict_returns_label_probabilities_on_request(client, workspace):
+    from gradio_client import handle_file
+
+    name, label = next(iter(workspace["labels"].items()))
+    api = client.predict(handle_file(str(workspace["videos"][name])), answer_mode="both", api_name="/predict")
+    assert set(api["label_probs"]) == set(api["label_set"]) and sum(api["label_probs"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert max(api["label_probs"], key=api["label_probs"].get) == label
 
 
 def test_oversize_and_over_long_requests_get_a_clear_message_fast(client, workspace, tmp_path):

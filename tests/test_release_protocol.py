@@ -215,7 +215,7 @@ def test_eval_emotion_release_protocol_end_to_end(tiny_dir, tmp_path):
     cfg = write_config(tmp_path / "eval.yaml", tiny_dir, data, tmp_path / "out")
     proc = run_script("--cfg-path", str(cfg), "--dataset", "synthetic", "--protocol", "release", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = tmp_path / "out/synthetic"
+    out = tmp_path / "out/synthetic/release"  # never the clean evaluation's folder
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert "weighted_f1" in metrics and "weighted_f1_release_parse" in metrics
     assert "accuracy_release_parse" in proc.stdout  # the printed summary shows both parses

@@ -16,6 +16,7 @@ import torch
 from conftest import REPO, free_port, make_sample, tiny_train_config, write_tiny_corpus
 from minigpt4.cli.train import main as train_main
 from minigpt4.data.collator import EmotionCollator
+from minigpt4.common.distributed import init_distributed
 from minigpt4.models.checkpoint import CheckpointError
 from minigpt4.run_config import OptimConfig
 from minigpt4.training.checkpointing import find_resume_checkpoint, read_state
@@ -205,7 +206,8 @@ def test_class_balanced_weights_over_two_training_sets(tiny_dir, tmp_path):
     raw["datasets"]["z_second"] = {**raw["datasets"]["tiny"], "annotation": str(corpus / "val.txt")}
     cfg_path.write_text(yaml.safe_dump(raw))
     cfg = load_train_config(str(cfg_path))
-    train_set = build_train_set(cfg, cfg.model.vision.image_size)
+    train_set, removed = build_train_set(cfg, cfg.model.vision.image_size)  # no validation sets given: nothing removed
+    assert removed == {"tiny": 0, "z_second": 0}
     weights = class_balanced_weights(train_set)
     # 16 train clips, then 4 val clips ("tiny" < "z_second"): the label of clip i is MER2023[i % 6].
     labels = [i % 6 for i in range(20)]
@@ -264,6 +266,43 @@ def test_one_node_two_nodes_and_one_process_train_the_same(tiny_dir, tmp_path):
     # with a batch of 2; only the order of float additions differs.
     assert losses(tmp_path / "two_nodes") == losses(tmp_path / "one_node")
     assert losses(tmp_path / "one_process") == pytest.approx(losses(tmp_path / "one_node"), rel=1e-4)
+
+
+def test_validation_clips_inside_a_merr_training_list_are_removed_and_counted(tiny_dir, tmp_path, caplog):
+    """A MERR-format training list that holds two validation clips (MERR is built from MER2023 clips):
+    both are removed by name before training, counted in the log and in summary.json."""
+    import yaml
+
+    from minigpt4.run_config import load_train_config
+    from minigpt4.training.recipe import TrainRecipe
+
+    corpus = write_tiny_corpus(tmp_path / "corpus", n=24)  # 16 train, 4 val, 4 test clips
+    val_lines = (corpus / "val.txt").read_text().splitlines()
+    leaked = [line.split()[0] for line in val_lines[:2]]
+    (corpus / "merr_train.txt").write_text((corpus / "train.txt").read_text() + "\n".join(val_lines[:2]) + "\n")
+    cfg_path = tiny_train_config(tmp_path / "t.yaml", tiny_dir, corpus, tmp_path / "out", tasks=["emotion"],
+                                 max_epochs=1, iters_per_epoch=1)
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["datasets"]["tiny"]["annotation"] = str(corpus / "merr_train.txt")
+    raw["datasets"]["mer2023_train"] = {**raw["datasets"]["tiny"], "annotation": str(corpus / "train.txt")}
+    cfg_path.write_text(yaml.safe_dump(raw))
+    caplog.set_level(logging.INFO, logger="train")
+    recipe = TrainRecipe(load_train_config(str(cfg_path)), init_distributed("cpu"))
+    recipe.setup()
+    assert recipe.val_clips_removed == {"tiny": 2, "mer2023_train": 0}
+    names = {r.name for part in recipe.train_set.datasets for r in part.records}
+    assert len(names) == 16 and not names & set(leaked)
+    assert f"train tiny: removed 2 clip(s) that are in the validation split (first: {leaked[0]}, {leaked[1]})" in caplog.text
+    summary = recipe.train()
+    assert summary["val_clips_removed_from_train"] == {"tiny": 2, "mer2023_train": 0}
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["val_clips_removed_from_train"]["tiny"] == 2
+
+
+def test_clip_key_compares_names_without_folder_or_video_suffix():
+    from minigpt4.data.datasets import clip_key
+
+    assert clip_key("videos/sample_00000001.mp4") == clip_key("sample_00000001") == "sample_00000001"
+    assert clip_key(" sample_00000001.AVI ") == "sample_00000001" and clip_key("a.b_c") == "a.b_c"
 
 
 # ------------------------------------------------------------------------------------------ issue 25

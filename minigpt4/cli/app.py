@@ -35,13 +35,14 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from minigpt4.common.errors import report, user_errors
+from minigpt4.common.errors import report, run_cli, user_errors
 from minigpt4.common.media import MediaError
 from minigpt4.common.threads import configure_threads
 from minigpt4.data.labels import label_set
 from minigpt4.eval.generation import check_answer_mode
 from minigpt4.features.extract import find_videos, read_names_file
 from minigpt4.infer import INPUT_NAMES, EmotionPredictor, InferConfig, load_infer_config, quiet_libraries
+from minigpt4.infer.cli import check_infer_config
 
 log = logging.getLogger("app")
 
@@ -143,23 +144,34 @@ def analyse(predictor: EmotionPredictor, video: Optional[str], task: str, questi
             for_display(prediction.frame), for_display(prediction.face), prediction.label_probs)
 
 
+def request_error(message: str):
+    """A `/predict` user error: one log line on the server, the message to the client, no traceback."""
+    import gradio as gr
+
+    log.warning("/predict: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
 def predict_json(predictor: EmotionPredictor, video: dict[str, Any], task: str = "emotion", question: str = "",
-                 transcript: str = "", sample: bool = False) -> dict[str, Any]:
+                 transcript: str = "", sample: bool = False, answer_mode: str = "") -> dict[str, Any]:
     """The `/predict` endpoint: `Prediction.to_json()`, i.e. what `python -m minigpt4.infer --json`
-    prints, for one uploaded clip. Greedy unless `sample`, as on the command line. `video` is
+    prints, for one uploaded clip. Greedy unless `sample`, as on the command line; `answer_mode`
+    score_labels or both adds ``label_probs`` (empty: the config's answer_mode). `video` is
     gradio's file payload; the result names the file as uploaded, not the server's temporary
     copy. A bad clip or task raises `gradio.Error` (the client gets the message, naming the file)."""
     import gradio as gr
 
     path = video.get("path") if isinstance(video, dict) else None
     if not path:
-        raise gr.Error("no video: send the clip as a file (gradio_client.handle_file(path))")
+        raise request_error("error: no video: send the clip as a file (gradio_client.handle_file(path))")
     name = Path(video.get("orig_name") or path).name
     try:
-        result = predictor.predict(path, task, question or None, transcript or "", sample=bool(sample),
+        mode = answer_mode or predictor.cfg.answer_mode
+        check_answer_mode(mode, predictor.labels)
+        result = predictor.predict(path, task, question or None, transcript or "", sample=bool(sample), answer_mode=mode,
                                    deadline=request_deadline(predictor.cfg)).to_json()
-    except (MediaError, ValueError) as err:  # unreadable, over a limit, past the deadline, bad task
-        raise gr.Error(f"error: {public_message(str(err), path, name)}") from None
+    except (MediaError, ValueError) as err:  # unreadable, over a limit, past the deadline, bad task or answer mode
+        raise request_error(f"error: {public_message(str(err), path, name)}") from None
     except Exception as err:  # a bug: the log has the details, the client gets no server internals
         log.exception("request for %s failed", path)
         raise gr.Error(f"error: could not analyse {name}: {type(err).__name__}") from None
@@ -219,9 +231,10 @@ def add_api(predictor: EmotionPredictor) -> None:
     from gradio.data_classes import FileData
 
     def predict(video: FileData, task: str = "emotion", question: str = "", transcript: str = "",
-                sample: bool = False) -> dict:
-        """One clip -> the JSON of `python -m minigpt4.infer --json` (task: emotion | reason | reason_v2)."""
-        return predict_json(predictor, video, task, question, transcript, sample)
+                sample: bool = False, answer_mode: str = "") -> dict:
+        """One clip -> the JSON of `python -m minigpt4.infer --json` (task: emotion | reason | reason_v2;
+        answer_mode: generate | score_labels | both, the last two with label_probs)."""
+        return predict_json(predictor, video, task, question, transcript, sample, answer_mode)
 
     gr.api(predict, api_name="predict")
 
@@ -233,13 +246,17 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. model.checkpoint=path app.examples=folder")
+    parser.add_argument("--check", action="store_true", help="list every file, folder and package the config needs (present or missing) and exit: 0 all there, 2 not; no model is built")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    if args.check:
+        return run_cli(lambda: check_infer_config(args.cfg_path, args.options, app=True))
     configure_threads()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per request gradio makes to itself
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo
     quiet_libraries()
     try:

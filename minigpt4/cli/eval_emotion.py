@@ -8,7 +8,10 @@
 
 The model is built once; every process generates for its share of the items (batched greedy
 decoding, left padding, `run.max_new_tokens` per task) and rank 0 writes, under
-``<run.output_dir>/<dataset>/`` (``.../fold_<k>/`` when one fold is chosen):
+``<run.output_dir>/<dataset>/`` for the clean protocol and generated answers, or a folder named
+after what changes the numbers (``.../release/``, ``.../score_labels/``, ``.../release_score_labels/``:
+`EvalConfig.result_dir`), so one evaluation never overwrites another; ``.../fold_<k>/`` when one
+fold is chosen. metrics.json records the protocol, answer mode, parse, checkpoint and config.
 
     predictions.jsonl   one record per item (schema: minigpt4/eval/report.py)
     metrics.json        every metric of the benchmark (minigpt4/eval/scoring.py)
@@ -60,11 +63,12 @@ from minigpt4.eval.generation import autocast, check_answer_mode, predict, score
 from minigpt4.eval.label_extraction import make_extractor
 from minigpt4.eval.report import markdown_summary, read_predictions, write_predictions
 from minigpt4.eval.scoring import DATASETS as BENCHMARKS
-from minigpt4.eval.scoring import score_main, score_predictions, write_score_outputs
+from minigpt4.eval.scoring import answer_mode_table, score_main, score_predictions, write_score_outputs
 from minigpt4.eval.unibench_run import score_unibench_set, write_unibench_table
 from minigpt4.models.builder import build_model
 from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import EvalRunConfig, load_eval_config
+from minigpt4.setup_check import check_config, eval_needs
 
 log = logging.getLogger("eval_emotion")
 
@@ -110,9 +114,14 @@ def scored_task(benchmark: str, dataset: DatasetConfig) -> str:
 
 
 def output_dir(cfg: EvalRunConfig, key: str, folds: Sequence[int | None]) -> Path:
-    """``<output_dir>/<key>``, or ``.../fold_<k>`` for a single chosen fold (so folds do not overwrite)."""
-    root = Path(cfg.run.output_dir) / key
-    return root / f"fold_{folds[0]}" if len(folds) == 1 and folds[0] is not None else root
+    """`EvalConfig.result_dir` of the run: one folder per protocol / answer mode, and per fold when one is chosen."""
+    return cfg.run.result_dir(key, folds[0] if len(folds) == 1 else None)
+
+
+def run_labels(cfg: EvalRunConfig, key: str, cfg_path: str | None) -> dict[str, Any]:
+    """What produced an evaluation's numbers, stored in metrics.json and shown in summaries and model cards."""
+    return {"config_key": key, "config": cfg_path, "checkpoint": cfg.model.checkpoint,
+            "protocol": cfg.run.protocol, "answer_mode": cfg.run.answer_mode}
 
 
 def build_eval_sets(cfg: EvalRunConfig, key: str, folds: Sequence[int | None], info: DistInfo,
@@ -124,7 +133,8 @@ def build_eval_sets(cfg: EvalRunConfig, key: str, folds: Sequence[int | None], i
         dcfg = dataclasses.replace(cfg.datasets[key], fold=fold) if fold is not None else cfg.datasets[key]
         # the protocol's instruction pools and frame (the first one under release)
         dcfg = dataclasses.replace(dcfg, protocol=template.protocol, frame_choice=template.frame_choice(dcfg.frame_choice))
-        dataset = build_dataset(dcfg, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=cfg.run.seed)
+        dataset = build_dataset(dcfg, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=cfg.run.seed,
+                                feature_layout=cfg.model.feature_layout)
         log.info("%s%s: %s", key, f" fold {fold}" if fold is not None else "", describe(dataset))
         sets.append((fold, dataset))
     return sets
@@ -141,7 +151,7 @@ def generate_records(model, cfg: EvalRunConfig, sets: list, info: DistInfo,
             part = predict(
                 model, dataset, batch_size=cfg.run.batch_size, max_new_tokens=cfg.run.max_new_tokens, info=info,
                 num_workers=cfg.run.num_workers, template=template, answer_mode=cfg.run.answer_mode,
-                generation=cfg.run.kwargs(cfg.run.sample),
+                generation=cfg.run.kwargs(cfg.run.sample), merge_lora=cfg.run.merge_lora,
             )
         if fold is not None:
             for record in part:
@@ -150,7 +160,8 @@ def generate_records(model, cfg: EvalRunConfig, sets: list, info: DistInfo,
     return records
 
 
-def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int | None], info: DistInfo) -> dict[str, Any] | None:
+def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int | None], info: DistInfo,
+             cfg_path: str | None = None) -> dict[str, Any] | None:
     """Build the model once, generate for every fold, and (rank 0) write and return the scores."""
     if cfg.model.checkpoint is None:
         log.warning("model.checkpoint is not set: evaluating UNTRAINED projections / LoRA (pass --checkpoint)")
@@ -171,15 +182,12 @@ def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int |
         records, benchmark, labels=dcfg.label_set if benchmark in CLASSIFICATION else None,
         judge_cfg=judge if benchmark == "emer" else None, task=scored_task(benchmark, dcfg),
     )
-    result = {"source": str(pred_path), "config_key": key, "checkpoint": cfg.model.checkpoint,
-              "answer_mode": cfg.run.answer_mode, **result}
+    result = {"source": str(pred_path), **run_labels(cfg, key, cfg_path), "resolved_config": str(out / "config.yaml"),
+              **result}
     if cfg.run.answer_mode == "both":
         scored = score_predictions(scored_view(records), benchmark, labels=dcfg.label_set, task="emotion")
         result["by_answer_mode"] = {"generate": result["metrics"], "score_labels": scored["metrics"]}
     write_score_outputs(result, out)
-    if "by_answer_mode" in result:
-        summary = out / "summary.md"
-        atomic_write(summary, summary.read_text(encoding="utf-8") + "\n" + answer_mode_table(result["by_answer_mode"]))
     return result
 
 
@@ -208,7 +216,7 @@ def evaluate_unibench(cfg: EvalRunConfig, info: DistInfo, scores_from: str | Non
     `scores_from`), then (rank 0) extract, score and write the table; returns the table."""
     keys = unibench_keys(cfg)
     ucfg = cfg.run.unibench
-    out_root = Path(scores_from or cfg.run.output_dir)
+    out_root = Path(scores_from) if scores_from else Path(cfg.run.output_dir) / cfg.run.variant  # release: its own folder
     extraction = {"cache_path": str(out_root / "unibench_extraction_cache.jsonl"), **ucfg.extraction}
     needs_wheels = extraction.get("kind") == "offline_lexicon" or any(UNIBENCH_SETS[s].kind != "sentiment" for s in keys)
     if needs_wheels and not ucfg.wheels:
@@ -244,17 +252,6 @@ def evaluate_unibench(cfg: EvalRunConfig, info: DistInfo, scores_from: str | Non
     return write_unibench_table(results, out_root, cfg.model.checkpoint)
 
 
-def answer_mode_table(by_mode: dict[str, dict[str, float]]) -> str:
-    """Markdown: one row per metric, one column per answer mode."""
-    modes = list(by_mode)
-    lines = ["| metric | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
-    for metric in by_mode[modes[0]]:
-        values = [by_mode[m].get(metric, float("nan")) for m in modes]
-        cells = [f"{int(v)}" if metric == "n" or metric.startswith("n_") else f"{v:.4f}" for v in values]
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Evaluate Emotion-LLaMA on a benchmark (or, with --score, re-score a predictions file).",
@@ -274,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", metavar="PREDICTIONS.jsonl", help="score an existing predictions file; no model is loaded "
                    f"(--benchmark {UNIBENCH}: the output folder of an earlier run)")
     p.add_argument("--out", help="--score mode: output folder (default <stem>_scores next to the file)")
+    p.add_argument("--check", action="store_true", help="list every file, folder and package the config needs (present or missing) and exit: 0 all there, 2 not; no model is built")
     return p
 
 
@@ -289,7 +287,7 @@ def _score_only(args: argparse.Namespace, extra: list[str]) -> int:
     elif args.benchmark:
         dataset = args.benchmark
     argv = ["--score", args.score, "--dataset", dataset] + (["--out", args.out] if args.out else []) + labels + extra
-    return score_main(argv)
+    return score_main(argv, prog="eval_emotion.py --score")
 
 
 def _unibench_main(args: argparse.Namespace, extra: list[str]) -> int:
@@ -342,6 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides += [f"run.protocol={args.protocol}"] if args.protocol else []
     try:
         cfg = load_eval_config(args.cfg_path, overrides)
+        if args.check:
+            if args.dataset not in cfg.datasets:
+                raise EvalError(f"{args.cfg_path}: no dataset {args.dataset!r} under `datasets:`; configured: {', '.join(cfg.datasets)}")
+            return check_config(eval_needs(cfg, [args.dataset]), f"{args.cfg_path} (eval config, dataset {args.dataset})")
         PromptTemplate.resolve(cfg.run.protocol, cfg.model.prompt_format)  # a bad protocol / format fails here, in seconds
         if args.dataset not in cfg.datasets:
             known = ", ".join(cfg.datasets) or "(none)"
@@ -380,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("dataset %s scored as %s (from %s)%s, protocol %s", args.dataset, benchmark, why,
              f", folds {folds}" if folds != [None] else "", cfg.run.protocol)
     try:
-        result = run_cli(lambda: evaluate(cfg, args.dataset, benchmark, folds, info))
+        result = run_cli(lambda: evaluate(cfg, args.dataset, benchmark, folds, info, args.cfg_path))
         if isinstance(result, int):  # a user error, already reported
             return result
         barrier(info)

@@ -16,6 +16,7 @@ from minigpt4.common.distributed import init_distributed, shutdown
 from minigpt4.common.errors import run_cli
 from minigpt4.common.threads import configure_threads
 from minigpt4.run_config import load_train_config
+from minigpt4.setup_check import check_config, train_needs
 from minigpt4.training.recipe import train
 
 
@@ -24,6 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cfg-path", required=True, help="train_configs/<x>.yaml")
     parser.add_argument("--options", nargs="*", default=[], help="overrides, e.g. run.max_epochs=2 model.lora.r=8")
     parser.add_argument("--resume", nargs="?", const="auto", help="resume: newest valid checkpoint, or a folder")
+    parser.add_argument("--check", action="store_true", help="list every file, folder and package the config needs (present or missing) and exit: 0 all there, 2 not; no model is built")
     parser.add_argument("--start-fresh", action="store_true",
                         help="with --resume: train from step 0 when every checkpoint found is invalid (else it stops)")
     return parser.parse_args(argv)
@@ -51,6 +53,9 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Exit status 0 when training finished, 2 on a user error (one `error:` line on stderr)."""
     args = parse_args(argv)
+    if args.check:
+        return run_cli(lambda: check_config(train_needs(load_train_config(args.cfg_path, args.options)),
+                                            f"{args.cfg_path} (train config)"))
     summary = run_cli(lambda: run(args))
     return summary if isinstance(summary, int) else 0
 

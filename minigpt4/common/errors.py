@@ -42,9 +42,13 @@ def report_disk_full(err: OSError) -> int:
     return 2
 
 
+INTERRUPTED = 130  # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
+
+
 def run_cli(body: Callable[[], Any]) -> Any:
     """``body()``; a user error becomes one ``error:`` line on stderr and exit status 2, and so
-    does a full disk (files written with `atomic_write` are then left as they were)."""
+    does a full disk (files written with `atomic_write` are then left as they were); Ctrl-C is one
+    ``interrupted`` line and status 130."""
     try:
         return body()
     except user_errors() as err:
@@ -53,3 +57,6 @@ def run_cli(body: Callable[[], Any]) -> Any:
         if is_disk_full(err):
             return report_disk_full(err)
         raise
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return INTERRUPTED

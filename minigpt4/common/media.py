@@ -482,11 +482,28 @@ def _existing_file(path: str | Path) -> Path:
     return path
 
 
+def _text_start(path: Path) -> str | None:
+    """The first line of `path` when the file is plain text (a transcript, a list, an HTML error
+    page saved as .mp4), else None: such a file is not a damaged video and needs another fix."""
+    head = path.read_bytes()[:512] if path.stat().st_size < 2**31 else b""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    printable = all(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return (text.strip().splitlines() or [""])[0][:60] if printable and text.strip() else None
+
+
 def _open_av(path: Path):
     try:
         return av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
-        raise MediaError(path, f"not a readable media file ({err})", _CORRUPT_FIX) from None
+        text = _text_start(path)
+        if text is not None:
+            raise MediaError(path, f"this is a text file, not a video (it starts with {text!r})",
+                             "Give the video file itself (.mp4, .avi, .mkv, .webm, .mov)") from None
+        reason = getattr(err, "strerror", None) or str(err)  # without FFmpeg's raw errno and the path
+        raise MediaError(path, f"not a readable media file ({reason})", _CORRUPT_FIX) from None
 
 
 def _video_stream(container, path: Path):

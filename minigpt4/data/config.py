@@ -9,7 +9,10 @@ the working directory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar, Optional
+
+from minigpt4.common.config import ConfigError
 
 
 @dataclass
@@ -48,3 +51,12 @@ class DatasetConfig:
 
     BOUNDS: ClassVar[dict[str, str]] = {  # checked at load time (common.config.check_bounds)
         "feature_dim": ">0", "max_words": ">0", "limit": ">0", "modality_dropout": "0..1"}
+
+
+def fill_path(path: str | None, cfg: DatasetConfig, split: str) -> Path | None:
+    """`path` with ``{split}`` / ``{fold}`` filled in."""
+    if path is None:
+        return None
+    if "{fold}" in path and cfg.fold is None:
+        raise ConfigError(f"path {path!r} contains {{fold}} but the dataset config sets no `fold`")
+    return Path(path.format(split=split, fold=cfg.fold))

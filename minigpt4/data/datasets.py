@@ -6,8 +6,11 @@ for webdataset tars). `EmotionDataset` then does the same thing for every benchm
 side files (transcripts, captions, reasons), checks that every referenced file exists, maps each
 index to a (clip, task) pair and builds the sample dict the collator consumes:
 
-    name, image [3,S,S] | None, (image_embeds [N,W]), features [3,D], feature_present [3],
+    name, image [3,S,S] | None, (image_embeds [N,W]), features [F,D], feature_present [F],
     transcript, task, instruction, target, label, valence
+
+`features` has one row per feature token (`feature_layout.FeatureLayout`; the release's layout:
+3 rows, one vector each of local, temporal, audio).
 
 Adding a benchmark means writing one reader function, not another Dataset class.
 """
@@ -26,6 +29,7 @@ import torch
 from ..common.config import ConfigError
 from ..common.media import VIDEO_SUFFIXES, decode_image, read_frame
 from ..common.registry import Registry
+from ..models.feature_layout import FEATURE_ORDER, FeatureLayout, FeatureShapeError
 from . import shards as shard_io
 from .annotations import (
     AnnotationError,
@@ -41,7 +45,7 @@ from .annotations import (
     read_mer2023_csv,
     read_transcripts,
 )
-from .config import DatasetConfig
+from .config import DatasetConfig, fill_path
 from .labels import label_key, label_set
 from .merfactory import read_merfactory_export
 from .prompts import TASKS, PromptTemplate
@@ -49,7 +53,6 @@ from .unibench import UNIBENCH_SETS, read_mafw_split, read_ravdess_folder, read_
 
 log = logging.getLogger(__name__)
 
-FEATURE_ORDER = ("local", "temporal", "audio")  # row order of `features`, as the model expects
 MODALITIES = ("image",) + FEATURE_ORDER + ("text",)
 FRAME_EXTENSIONS = (".jpg", ".png", ".jpeg")
 
@@ -59,14 +62,17 @@ ImageTransform = Callable[[np.ndarray], torch.Tensor]
 class Media(Protocol):
     """Where a reader's clips keep their frame, features and cached EVA tokens."""
 
-    def prepare(self, records: list[Record], bad: BadItems) -> list[Record]:
-        """Check every referenced file up front; return the records that can be loaded."""
+    layout: FeatureLayout  # set by `prepare`
+
+    def prepare(self, records: list[Record], bad: BadItems, layout: FeatureLayout | None = None) -> list[Record]:
+        """Check every referenced file up front; return the records that can be loaded. `layout`:
+        the model's feature rows (None = the release's, at the width the files have)."""
 
     def frame(self, record: Record) -> np.ndarray | None:
         """RGB uint8 [H, W, 3], or None when the source has no image."""
 
     def features(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
-        """float32 [3, D] in FEATURE_ORDER (zeros where absent) and bool [3] presence."""
+        """float32 [F, D] rows of `layout` (zeros where absent) and bool [F] presence."""
 
     def eva(self, record: Record) -> np.ndarray | None:
         """Cached frozen EVA tokens [N, W], or None when no cache is configured."""
@@ -74,15 +80,6 @@ class Media(Protocol):
 
 Reader = Callable[[DatasetConfig, str, BadItems], "tuple[list[Record], Media]"]
 DATASET_READERS: Registry[Reader] = Registry("dataset reader")
-
-
-def fill_path(path: str | None, cfg: DatasetConfig, split: str) -> Path | None:
-    """`path` with ``{split}`` / ``{fold}`` filled in."""
-    if path is None:
-        return None
-    if "{fold}" in path and cfg.fold is None:
-        raise ConfigError(f"path {path!r} contains {{fold}} but the dataset config sets no `fold`")
-    return Path(path.format(split=split, fold=cfg.fold))
 
 
 def load_npy(path: Path, what: str, dim: int | None = None) -> np.ndarray:
@@ -103,6 +100,24 @@ def load_npy(path: Path, what: str, dim: int | None = None) -> np.ndarray:
             " (one mean-pooled utterance vector per clip; re-extract this feature)"
         )
     return array.astype(np.float32, copy=False)
+
+
+def _load_feature(path: Path, kind: str) -> np.ndarray:
+    """A feature file as written by extraction: (D,), (1, D) or (k, D); `FeatureLayout.check` checks the shape."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise AnnotationError(f"{kind} feature file not found: {path} (run feature extraction or fix the folder)") from None
+    except ValueError as err:
+        raise AnnotationError(f"{path}: not a valid .npy file ({err})") from None
+
+
+def _as_annotation_error(call, *args):
+    """`call(*args)`, a feature of the wrong shape reported like any other bad file of a clip."""
+    try:
+        return call(*args)
+    except FeatureShapeError as err:
+        raise AnnotationError(str(err)) from None
 
 
 def _npy_dim(path: Path) -> int:
@@ -138,7 +153,7 @@ class FolderMedia:
         self.image_paths: dict[str, Path] = {}
         self.dim = cfg.feature_dim
 
-    def prepare(self, records: list[Record], bad: BadItems) -> list[Record]:
+    def prepare(self, records: list[Record], bad: BadItems, layout: FeatureLayout | None = None) -> list[Record]:
         kept = []
         for record in records:
             problem = self._missing(record)
@@ -146,9 +161,14 @@ class FolderMedia:
                 bad.report(f"{record.source}: clip {record.name!r}: {problem}")
             else:
                 kept.append(record)
-        if kept and self.feature_dirs:
+        if layout is None and kept and self.feature_dirs:
             kind, folder = next(iter(self.feature_dirs.items()))
             self.dim = _npy_dim(folder / f"{kept[0].name}.npy")
+        self.layout = layout or FeatureLayout.uniform(self.dim)
+        for kind, folder in self.feature_dirs.items():  # a layout the files do not have fails here, not mid-epoch
+            if kept:
+                path = folder / f"{kept[0].name}.npy"
+                _as_annotation_error(self.layout.check, kind, np.load(path, mmap_mode="r"), str(path))
         return kept
 
     def _missing(self, record: Record) -> str | None:
@@ -179,14 +199,9 @@ class FolderMedia:
         return read_frame(str(path), self.cfg.frame_choice)
 
     def features(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
-        feats = np.zeros((len(FEATURE_ORDER), self.dim), np.float32)
-        present = np.zeros(len(FEATURE_ORDER), bool)
-        for row, kind in enumerate(FEATURE_ORDER):
-            folder = self.feature_dirs.get(kind)
-            if folder is not None:
-                feats[row] = load_npy(folder / f"{record.name}.npy", f"{kind} feature", self.dim)
-                present[row] = True
-        return feats, present
+        paths = {kind: folder / f"{record.name}.npy" for kind, folder in self.feature_dirs.items()}
+        arrays = {kind: _load_feature(path, kind) for kind, path in paths.items()}
+        return _as_annotation_error(self.layout.stack, arrays, {kind: str(path) for kind, path in paths.items()})
 
     def eva(self, record: Record) -> np.ndarray | None:
         if self.eva_dir is None:
@@ -396,10 +411,11 @@ class EmotionDataset(torch.utils.data.Dataset):
                 frame = self.media.frame(record)
                 sample["image"] = None if frame is None else self.image_transform(frame)
         feats, present = self.media.features(record)
-        for row, kind in enumerate(FEATURE_ORDER):
+        for kind in FEATURE_ORDER:
             if kind in drop:
-                feats[row] = 0.0
-                present[row] = False
+                rows = self.media.layout.slice(kind)
+                feats[rows] = 0.0
+                present[rows] = False
         sample["features"] = torch.from_numpy(feats)
         sample["feature_present"] = torch.from_numpy(present)
         sample["transcript"] = "" if "text" in drop else (record.transcript or "")
@@ -458,9 +474,12 @@ def _missing_targets(cfg: DatasetConfig, record: Record) -> str | None:
 
 
 def build_dataset(
-    cfg: DatasetConfig, image_transform: Optional[ImageTransform] = None, train: bool = True, seed: int = 0
+    cfg: DatasetConfig, image_transform: Optional[ImageTransform] = None, train: bool = True, seed: int = 0,
+    feature_layout: FeatureLayout | None = None,
 ) -> EmotionDataset:
-    """Read, join and check one configured dataset split; errors name the file and the fix."""
+    """Read, join and check one configured dataset split; errors name the file and the fix.
+    `feature_layout`: the model's (`ModelConfig.feature_layout`); None = the release's layout at
+    the width the feature files have."""
     if cfg.reason_field not in ("smp_reason_caption", "reason_caption"):
         raise ConfigError(f"reason_field must be smp_reason_caption or reason_caption, got {cfg.reason_field!r}")
     label_set(cfg.label_set)
@@ -470,11 +489,26 @@ def build_dataset(
     if cfg.limit is not None:
         records = records[: cfg.limit]
     records = _join_side_files(cfg, split, records, bad)
-    records = media.prepare(records, bad)
+    records = media.prepare(records, bad, feature_layout)
     bad.log_summary(f"dataset {cfg.reader} ({split})")
     if not records:
         raise AnnotationError(f"dataset {cfg.reader} ({split}) has no usable clips (skipped {bad.count})")
     return EmotionDataset(cfg, records, media, image_transform, train, seed, bad, split)
+
+
+def clip_key(name: str) -> str:
+    """A clip's name as the split lists compare it: no folder, no video suffix (``a/x.mp4`` -> ``x``)."""
+    stem = Path(str(name).strip()).name
+    return Path(stem).stem if Path(stem).suffix.lower() in VIDEO_SUFFIXES else stem
+
+
+def remove_clips(dataset: EmotionDataset, names: set[str]) -> list[str]:
+    """Drop from `dataset` every clip whose `clip_key` is in `names` (the validation split, so that
+    no validation clip is trained on); returns the names removed, in the dataset's order."""
+    removed = [r.name for r in dataset.records if clip_key(r.name) in names]
+    if removed:
+        dataset.records = [r for r in dataset.records if clip_key(r.name) not in names]
+    return removed
 
 
 def item_class_keys(dataset) -> list:
@@ -514,8 +548,10 @@ __all__: Sequence[str] = (
     "FolderMedia",
     "build_dataset",
     "class_balanced_weights",
+    "clip_key",
     "class_counts",
     "describe",
     "fill_path",
     "load_npy",
+    "remove_clips",
 )

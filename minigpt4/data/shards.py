@@ -6,7 +6,8 @@ webdataset sample with key = clip name:
 
     <name>.json          label, valence, frame_count, session, transcript, caption, smp_reason,
                          reason, source, feature_present
-    <name>.features.npy  float32 [3, D] (local, temporal, audio; zeros where absent)
+    <name>.features.npy  float32 [F, D] rows of the model's feature layout (release: 3 rows, local,
+                         temporal, audio; zeros where absent; models/feature_layout.py)
     <name>.frame.jpg|png the chosen frame: the original frame file's bytes, or a lossless PNG of
                          the frame decoded from the video (so reading back gives the same pixels)
     <name>.eva.npy       cached EVA tokens, when the source dataset had them
@@ -29,6 +30,7 @@ import cv2
 import numpy as np
 
 from ..common.media import decode_image
+from ..models.feature_layout import FeatureLayout
 from .annotations import AnnotationError, BadItems, Record
 
 _RECORD_FIELDS = [f.name for f in fields(Record) if f.name != "name"]
@@ -142,11 +144,18 @@ class ShardIndex:
             out.append(Record(key, **{k: (label if k == "label" else meta.get(k)) for k in _RECORD_FIELDS}))
         return out
 
-    def prepare(self, records: list[Record], bad: BadItems) -> list[Record]:
+    def prepare(self, records: list[Record], bad: BadItems, layout: FeatureLayout | None = None) -> list[Record]:
         for record in records:
             if "features.npy" in self.members[record.name]:
-                self.dim = int(np.load(io.BytesIO(self._read(record.name, "features.npy"))).shape[1])
+                shape = np.load(io.BytesIO(self._read(record.name, "features.npy"))).shape
+                self.dim = int(shape[1])
+                if layout is not None and tuple(shape) != (layout.rows, layout.width):
+                    raise AnnotationError(
+                        f"shard sample {record.name}: features have shape {tuple(shape)}, the model's layout is "
+                        f"{layout.describe()} ({layout.rows} x {layout.width}); rewrite the shards from features of "
+                        f"those encoders or set model.feature_slots to match them")
                 break
+        self.layout = layout or FeatureLayout.uniform(self.dim)
         return records
 
     def frame_file(self, record: Record) -> None:
@@ -161,11 +170,12 @@ class ShardIndex:
 
     def features(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
         data = self._read(record.name, "features.npy")
+        rows = self.layout.rows
         if data is None:
-            return np.zeros((3, self.dim), np.float32), np.zeros(3, bool)
+            return np.zeros((rows, self.layout.width), np.float32), np.zeros(rows, bool)
         feats = np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
         meta = json.loads(self._read(record.name, "json"))
-        return feats, np.array(meta.get("feature_present", [True] * 3), bool)
+        return feats, np.array(meta.get("feature_present", [True] * rows), bool)
 
     def eva(self, record: Record) -> np.ndarray | None:
         data = self._read(record.name, "eva.npy")

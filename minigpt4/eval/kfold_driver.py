@@ -10,8 +10,8 @@ init): the folds go through `minigpt4.eval.kfold.cross_validate`, and the init f
 checked before each fold, so no fold can start from another fold's result -- the chaining that
 inflated the community IEMOCAP numbers.
 
-Writes, under ``--out``: ``fold_<k>/train/`` (train.py run), ``fold_<k>/eval/<dataset>/fold_<k>/``
-(eval_emotion.py outputs), and the aggregate: ``predictions.jsonl`` (all folds, tagged),
+Writes, under ``--out``: ``fold_<k>/train/`` (train.py run), ``fold_<k>/eval/<dataset>/[<variant>/]fold_<k>/``
+(eval_emotion.py outputs; `EvalConfig.result_dir`), and the aggregate: ``predictions.jsonl`` (all folds, tagged),
 ``metrics.json`` / ``summary.md`` (per-fold table, mean and std) and ``kfold.json``.
 """
 
@@ -79,19 +79,22 @@ def run_kfold(args: argparse.Namespace) -> dict[str, Any]:
              f"training fold {fold.index}")
         return run_dir / "best" / "trainable.safetensors"
 
+    def fold_dir(k: int) -> Path:  # where eval_emotion.py writes fold k (its protocol / answer mode folder included)
+        return dataclasses.replace(eval_cfg.run, output_dir=str(out / f"fold_{k}" / "eval")).result_dir(args.dataset, k)
+
     def eval_fold(fold: Fold, checkpoint: Path) -> dict[str, float]:
         eval_root = out / f"fold_{fold.index}" / "eval"
         options = [*args.eval_options, f"run.output_dir={eval_root}", f"datasets.{args.dataset}.fold={fold.index}"]
         _run([*_launcher(args.nproc_per_node), str(REPO / "eval_emotion.py"), "--cfg-path", args.eval_cfg,
               "--dataset", args.dataset, "--checkpoint", str(checkpoint), "--options", *options], f"evaluating fold {fold.index}")
-        metrics = json.loads((eval_root / args.dataset / f"fold_{fold.index}" / "metrics.json").read_text())
+        metrics = json.loads((fold_dir(fold.index) / "metrics.json").read_text())
         return metrics.get("folds", {}).get(str(fold.index), metrics["metrics"])
 
     result = cross_validate(folds, init_state, train_fold, eval_fold)
 
     records = [r for k in range(1, args.folds + 1)
-               for r in read_predictions(out / f"fold_{k}" / "eval" / args.dataset / f"fold_{k}" / "predictions.jsonl")]
-    first = json.loads((out / "fold_1" / "eval" / args.dataset / "fold_1" / "metrics.json").read_text())
+               for r in read_predictions(fold_dir(k) / "predictions.jsonl")]
+    first = json.loads((fold_dir(1) / "metrics.json").read_text())
     dcfg, benchmark = eval_cfg.datasets[args.dataset], first["dataset"]
     pooled = score_predictions(
         records, benchmark, labels=dcfg.label_set if benchmark in ("mer2023", "dfew", "iemocap") else None,

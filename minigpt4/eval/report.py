@@ -133,7 +133,7 @@ def markdown_summary(result: Mapping[str, Any]) -> str:
     """A markdown table of `result["metrics"]` (and per-fold rows when there are folds)."""
     metrics: Mapping[str, float] = result["metrics"]
     lines = [f"## {result.get('dataset', 'evaluation')}", ""]
-    for key in ("source", "judge", "labels", "grouping"):
+    for key in ("source", "protocol", "answer_mode", "parse", "checkpoint", "config", "judge", "labels", "grouping"):
         if result.get(key):
             value = result[key]
             lines.append(f"- {key}: {', '.join(value) if isinstance(value, list) else value}")

@@ -287,23 +287,37 @@ def write_score_outputs(result: Mapping[str, Any], out_dir: str | Path) -> dict[
         "metrics": write_metrics_json(result, out_dir / "metrics.json"),
         "summary": write_markdown(result, out_dir / "summary.md"),
     }
+    if "by_answer_mode" in result:  # generate and score_labels side by side
+        with paths["summary"].open("a", encoding="utf-8") as fh:
+            fh.write("\n" + answer_mode_table(result["by_answer_mode"]))
     if "confusion" in result:
         conf = result["confusion"]
         paths["confusion"] = plot_confusion_matrix(conf["counts"], conf["labels"], out_dir / "confusion.png", title=result["dataset"])
     return paths
 
 
+def answer_mode_table(by_mode: Mapping[str, Mapping[str, float]]) -> str:
+    """Markdown: one row per metric, one column per answer mode (``run.answer_mode: both``)."""
+    modes = list(by_mode)
+    lines = ["| metric | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
+    for metric in by_mode[modes[0]]:
+        values = [by_mode[m].get(metric, float("nan")) for m in modes]
+        cells = [f"{int(v)}" if metric == "n" or metric.startswith("n_") else f"{v:.4f}" for v in values]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 class _OneLineErrorParser(argparse.ArgumentParser):
     """A bad argument (an unknown --dataset, say) is one ``error:`` line and exit 2, like every user error."""
 
     def error(self, message: str):
-        print(f"error: {message} (see --help)", file=sys.stderr)
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m minigpt4.eval.scoring") -> argparse.ArgumentParser:
     p = _OneLineErrorParser(
-        prog="python -m minigpt4.eval.scoring",
+        prog=prog,
         description="Recompute benchmark metrics from a predictions JSONL, without a model.",
     )
     p.add_argument("--score", required=True, metavar="PREDICTIONS.jsonl", help="predictions file to score")
@@ -342,9 +356,14 @@ def _openset_csv_records(pred_path: Path, gold_path: str | None) -> list[dict[st
     return [{"name": name, "task": "emotion", "answer": pred[name], "label": words} for name, words in gold.items()]
 
 
-def score_main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = print) -> int:
-    """CLI body: returns 0 on success, 2 with a one-line ``error:`` message on bad input."""
-    args = build_parser().parse_args(argv)
+def score_main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = print,
+               prog: str = "python -m minigpt4.eval.scoring") -> int:
+    """CLI body: returns 0 on success, 2 with a one-line ``error:`` message on bad input. `prog`
+    names the command in usage errors (``eval_emotion.py --score`` when called from there).
+
+    A file of an ``answer_mode: both`` run (records with ``scored_answer``) is scored in both
+    modes: ``metrics`` from the generated answers, ``by_answer_mode`` side by side, as the eval wrote it."""
+    args = build_parser(prog).parse_args(argv)
     if args.dataset in UNIBENCH_DATASETS:
         return unibench_score_main(args.dataset, args.gold, args.score, args.wheels, args.word_mapping, print_fn=print_fn)
     pred_path = Path(args.score)
@@ -366,11 +385,18 @@ def score_main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None
                                    grouping=args.grouping, group_with_llm=args.group_with_llm,
                                    grouping_out=out_dir / "grouping")
         result = {"source": str(pred_path), **result}
+        if any("scored_answer" in r for r in records):
+            scored = [dict(r, answer=r["scored_answer"]) if "scored_answer" in r else r for r in records]
+            by_mode = score_predictions(scored, args.dataset, labels, task=args.task, parse=args.parse)["metrics"]
+            result = {**result, "answer_mode": "both",
+                      "by_answer_mode": {"generate": result["metrics"], "score_labels": by_mode}}
         paths = write_score_outputs(result, out_dir)
     except (PredictionsFileError, ValueError, JudgeError) as err:  # OpensetFormatError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
     print_fn(markdown_summary(result))
+    if "by_answer_mode" in result:
+        print_fn(answer_mode_table(result["by_answer_mode"]))
     print_fn("wrote " + ", ".join(str(p) for p in paths.values()))
     n_invalid = result["metrics"].get("n_invalid", 0.0)
     if n_invalid and not math.isnan(n_invalid):

@@ -20,7 +20,7 @@ from minigpt4.common.config import ConfigError, load_config
 from minigpt4.common.distributed import init_distributed, shutdown
 from minigpt4.common.threads import configure_threads
 from minigpt4.features.config import FeatureConfig
-from minigpt4.features.encoders import make_tiny_encoders
+from minigpt4.features.encoders import TINY_BUILDERS, make_tiny_encoders
 from minigpt4.features.extract import find_videos, read_names_file
 from minigpt4.features.pretrain import pretrain_encoder
 from minigpt4.features.sharded import extract_features_sharded
@@ -45,16 +45,23 @@ def main(argv: list[str] | None = None) -> int:
     pretrain.add_argument("--init", help="start from this save_pretrained folder (default: the config's encoder)")
     _add_config_arguments(pretrain)
 
-    tiny = commands.add_parser("tiny-encoders", help="save random tiny HuBERT / ViT-MAE / VideoMAE folders")
+    tiny = commands.add_parser("tiny-encoders", help="save random tiny encoders (default HuBERT / ViT-MAE / VideoMAE)")
     tiny.add_argument("--out", required=True)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--hidden", type=int, default=32)
     tiny.add_argument("--image-size", type=int, default=32)
+    tiny.add_argument("--names", default="hubert,mae,videomae",
+                      help="comma-separated encoders: hubert, mae, videomae, wavlm, wav2vec2, whisper, clip, siglip, timm_vit")
 
     args = parser.parse_args(argv)
     try:
         if args.command == "tiny-encoders":
-            for name, folder in make_tiny_encoders(Path(args.out), args.seed, args.hidden, args.image_size).items():
+            names = [n.strip() for n in args.names.split(",") if n.strip()]
+            unknown = [n for n in names if n not in TINY_BUILDERS]
+            if unknown:
+                raise ConfigError(f"--names: unknown encoder(s) {unknown}; choices: {', '.join(TINY_BUILDERS)}")
+            for name, folder in make_tiny_encoders(Path(args.out), args.seed, args.hidden, args.image_size,
+                                                   names).items():
                 print(f"{name}: {folder}")
             return 0
         cfg = _load_cfg(args)

@@ -15,6 +15,27 @@ FEATURE_NAMES = ("audio", "local", "temporal")
 # Release folder names (see docs/data_formats.md): they sit beside the annotation file.
 FEATURE_FOLDERS = {"audio": "HL-UTT", "local": "mae_340_UTT", "temporal": "maeV_399_UTT"}
 
+# Encoder names (minigpt4.features.encoders.FEATURE_ENCODERS) and what each reads: audio encoders
+# fill the audio kind, frame encoders (face crops) the local and temporal kinds.
+ENCODER_INPUTS = {"hubert": "audio", "wavlm": "audio", "wav2vec2": "audio", "whisper": "audio",
+                  "mae": "frames", "videomae": "frames", "clip": "frames", "siglip": "frames", "timm_vit": "frames"}
+RELEASE_ENCODERS = {"audio": "hubert", "local": "mae", "temporal": "videomae"}
+POOLINGS = ("mean", "cls")
+
+
+@dataclass
+class EncoderConfig:
+    """Which encoder makes one feature kind, and how its output is pooled (docs/encoders.md).
+    Its weights are the kind's `<kind>_encoder` folder (or file, for timm_vit)."""
+
+    name: str = ""  # a FEATURE_ENCODERS entry, see ENCODER_INPUTS
+    layer: int = -1  # hidden_states index the vectors come from (-1 = the final output)
+    pooling: str = "mean"  # image encoders, per frame: mean of the patch tokens | cls (the summary token)
+    tokens: int = 1  # 1 = one vector per clip, (D,); k = k vectors over time, (k, D)
+    output: str = ""  # folder under the output folder; "" = the release's name for its encoder, else <kind>_<name>
+    model_name: Optional[str] = None  # timm_vit: the timm architecture, e.g. vit_base_patch16_224
+    image_size: Optional[int] = None  # timm_vit: input size (default: the architecture's); HF towers use their config's
+
 # first: frame 0 (the release's protocol); middle: frame T // 2; peak: the tracked face's most
 # changed frame; au_peak: the frame a dataset-building pipeline chose by Action Units (au_peaks)
 FRAME_CHOICES = ("first", "middle", "peak", "au_peak")
@@ -22,11 +43,15 @@ FRAME_CHOICES = ("first", "middle", "peak", "au_peak")
 
 @dataclass
 class FeatureConfig:
-    # encoder folders written by save_pretrained (real: hidden size 1024)
+    # the weights of each kind's encoder (see `encoders`): folders written by save_pretrained
+    # (timm_vit: a state-dict file); the release's encoders have hidden size 1024
     audio_encoder: str = "checkpoints/chinese-hubert-large"
     local_encoder: str = "checkpoints/mae_face"
     temporal_encoder: str = "checkpoints/videomae_face"
     features: list[str] = field(default_factory=lambda: list(FEATURE_NAMES))
+    # the encoder of each kind (YAML merges keys: `encoders: {audio: {name: whisper}}` changes only audio)
+    encoders: dict[str, EncoderConfig] = field(
+        default_factory=lambda: {kind: EncoderConfig(name=name) for kind, name in RELEASE_ENCODERS.items()})
 
     # frames and faces
     frame_choice: str = "first"  # first | middle | peak | au_peak (see FRAME_CHOICES above)
@@ -65,6 +90,7 @@ class FeatureConfig:
         unknown = [name for name in self.features if name not in FEATURE_NAMES]
         if unknown or not self.features:
             raise ValueError(f"features must be a non-empty subset of {list(FEATURE_NAMES)}, got {self.features}")
+        self._check_encoders()
         if self.frame_choice not in FRAME_CHOICES:
             raise ValueError(f"frame_choice must be one of {list(FRAME_CHOICES)}, got {self.frame_choice!r}")
         if self.frame_choice == "au_peak" and not self.au_peaks:
@@ -76,3 +102,38 @@ class FeatureConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.local_max_frames < 0:
             raise ValueError(f"local_max_frames must be >= 0 (0 = all frames), got {self.local_max_frames}")
+
+    def _check_encoders(self) -> None:
+        unknown = sorted(set(self.encoders) - set(FEATURE_NAMES))
+        if unknown:
+            raise ValueError(f"encoders has unknown kind(s) {unknown}; choices: {', '.join(FEATURE_NAMES)}")
+        for kind, enc in self.encoders.items():
+            wanted = "audio" if kind == "audio" else "frames"
+            choices = [name for name, reads in ENCODER_INPUTS.items() if reads == wanted]
+            if enc.name not in choices:
+                what = "unknown encoder" if enc.name not in ENCODER_INPUTS else "an encoder of another input"
+                raise ValueError(f"encoders.{kind}.name={enc.name!r} is {what}; choices for {kind}: {', '.join(choices)}")
+            if enc.pooling not in POOLINGS:
+                raise ValueError(f"encoders.{kind}.pooling={enc.pooling!r}; choices: {', '.join(POOLINGS)}")
+            if enc.tokens < 1:
+                raise ValueError(f"encoders.{kind}.tokens must be >= 1 (1 = one vector per clip), got {enc.tokens}")
+        folders = [self.output_folder(kind) for kind in self.features]
+        if len(set(folders)) != len(folders):
+            raise ValueError(f"two feature kinds write to the same folder ({folders}); set encoders.<kind>.output")
+
+    def encoder(self, kind: str) -> EncoderConfig:
+        return self.encoders.get(kind) or EncoderConfig(name=RELEASE_ENCODERS[kind])
+
+    def weights(self, kind: str) -> str:
+        """The weights folder (timm_vit: file) of the `kind` encoder."""
+        return getattr(self, f"{kind}_encoder")
+
+    def output_folder(self, kind: str) -> str:
+        """Where the `kind` features go under the output folder: `encoders.<kind>.output`, else
+        the release's folder for the release's encoder (HL-UTT, ...), else <kind>_<name>."""
+        enc = self.encoder(kind)
+        if enc.output:
+            return enc.output
+        if enc.name == RELEASE_ENCODERS[kind] and enc.tokens == 1 and enc.layer == -1 and enc.pooling == "mean":
+            return FEATURE_FOLDERS[kind]
+        return f"{kind}_{enc.name}"

@@ -5,6 +5,9 @@ For every clip `<name>.<ext>` it writes (each file atomically, with `common.io.a
     <out>/HL-UTT/<name>.npy        audio    (D,) float32  HuBERT, mean over time
     <out>/mae_340_UTT/<name>.npy   local    (D,) float32  ViT-MAE on face crops, mean over frames
     <out>/maeV_399_UTT/<name>.npy  temporal (D,) float32  VideoMAE on 16 face crops, mean over tokens
+                                   (another encoder of a kind, `encoders.<kind>` in the config, writes
+                                   its own folder, `<kind>_<name>` unless `output` names it, with
+                                   (D,) or, for `tokens: k`, (k, D) arrays; docs/encoders.md)
     <out>/frames/<name>.jpg        the chosen frame (first / middle / peak / au_peak)
     <out>/eva_cache/<name>.npy     optional: frozen EVA ViT tokens of that frame
     <out>/extraction_report.json   counts, failures by name with the reason, per-clip face counts;
@@ -40,11 +43,11 @@ from tqdm import tqdm
 from minigpt4.common.config import load_config
 from minigpt4.common.io import atomic_write
 from minigpt4.common.media import VIDEO_SUFFIXES, MediaError, NoAudioError, load_audio
-from minigpt4.features.config import FEATURE_FOLDERS, FeatureConfig
-from minigpt4.features.encoders import AudioEncoder, LocalEncoder, TemporalEncoder, sample_clip_indices
+from minigpt4.features.config import FeatureConfig
+from minigpt4.features.encoders import build_feature_encoder, sample_clip_indices
 from minigpt4.features.faces import build_face_detector, read_video_faces
 from minigpt4.models.config import VisionConfig
-from minigpt4.models.eva_vit import build_eva_vit
+from minigpt4.models.vision_towers import build_vision_tower
 from minigpt4.processors import EvaImageTransform
 
 REPORT_NAME = "extraction_report.json"
@@ -192,12 +195,13 @@ class FeatureExtractor:
         self.cfg = cfg
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
-        self.audio = AudioEncoder(cfg.audio_encoder, cfg.device) if "audio" in cfg.features else None
-        self.local = (LocalEncoder(cfg.local_encoder, cfg.device, cfg.local_batch_size)
-                      if "local" in cfg.features else None)
-        self.temporal = (TemporalEncoder(cfg.temporal_encoder, cfg.device, cfg.temporal_batch_size)
-                         if "temporal" in cfg.features else None)
-        if self.temporal is not None and self.temporal.num_frames != cfg.frames_per_clip:
+        batch_sizes = {"audio": 1, "local": cfg.local_batch_size, "temporal": cfg.temporal_batch_size}
+        # the encoder of each enabled kind, built from `encoders.<kind>` (FEATURE_ENCODERS)
+        self.audio, self.local, self.temporal = (
+            build_feature_encoder(kind, cfg.encoder(kind), cfg.weights(kind), cfg.device, batch_sizes[kind])
+            if kind in cfg.features else None for kind in ("audio", "local", "temporal"))
+        self.folders = {kind: cfg.output_folder(kind) for kind in cfg.features}
+        if getattr(self.temporal, "num_frames", cfg.frames_per_clip) != cfg.frames_per_clip:
             raise ValueError(f"frames_per_clip={cfg.frames_per_clip} but the VideoMAE in {cfg.temporal_encoder} "
                              f"was built for {self.temporal.num_frames} frames; set frames_per_clip="
                              f"{self.temporal.num_frames}")
@@ -208,7 +212,7 @@ class FeatureExtractor:
     # ---- per clip --------------------------------------------------------------------------
 
     def expected_outputs(self, out_dir: Path, name: str) -> list[Path]:
-        paths = [out_dir / FEATURE_FOLDERS[f] / f"{name}.npy" for f in self.cfg.features]
+        paths = [out_dir / self.folders[f] / f"{name}.npy" for f in self.cfg.features]
         if self.cfg.save_frames:
             paths.append(out_dir / "frames" / f"{name}.jpg")
         if self.eva is not None:
@@ -217,7 +221,7 @@ class FeatureExtractor:
 
     def is_finished(self, out_dir: Path, name: str) -> bool:
         no_audio = (out_dir / NO_AUDIO_MARKERS / name).exists()
-        return all(p.exists() or (no_audio and p.parent.name == FEATURE_FOLDERS["audio"])
+        return all(p.exists() or (no_audio and p.parent.name == self.folders.get("audio"))
                    for p in self.expected_outputs(out_dir, name))
 
     def prepare(self, path: Path) -> PreparedClip:
@@ -341,9 +345,9 @@ class FeatureExtractor:
 
     def encode(self, clip: PreparedClip, seconds: dict[str, float],
                temporal_vector: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """The enabled utterance features of one decoded clip (float32, finite), keyed local /
-        temporal / audio: the one place both batch extraction and single-clip inference compute
-        them. `temporal_vector` is a result the batched VideoMAE pass already has; each encoder's
+        """The enabled utterance features of one decoded clip (float32, finite; (D,) or (k, D)),
+        keyed local / temporal / audio: the one place both batch extraction and single-clip
+        inference compute them. `temporal_vector` is a result the batched VideoMAE pass already has; each encoder's
         time is added to `seconds`."""
         jobs = (
             ("temporal", self.temporal,
@@ -372,7 +376,7 @@ class FeatureExtractor:
                 eva_tokens = self.eva.encode(clip.chosen_frame)
         with _timed(report.seconds, "write"):
             for feature, vector in outputs.items():
-                save_npy_atomic(out_dir / FEATURE_FOLDERS[feature] / f"{clip.name}.npy", vector)
+                save_npy_atomic(out_dir / self.folders[feature] / f"{clip.name}.npy", vector)
             if eva_tokens is not None:
                 save_npy_atomic(out_dir / "eva_cache" / f"{clip.name}.npy", eva_tokens)
             if self.cfg.save_frames:
@@ -389,14 +393,15 @@ class FeatureExtractor:
 
 
 class _EvaTokenCache:
-    """Frozen EVA ViT tokens ([1 + patches, width] float16) of the chosen frame, so training
-    need not run the 1-billion-parameter tower every epoch."""
+    """Frozen frame-encoder tokens ([1 + patches, width] float16) of the chosen frame, so training
+    need not run the 1-billion-parameter tower every epoch. The tower is `eva_vision`'s `arch`
+    (EVA by default; any of minigpt4/models/vision_towers.py)."""
 
     def __init__(self, cfg: FeatureConfig):
         import torch
 
         vision = load_config(VisionConfig, cfg.eva_vision)
-        self.model = build_eva_vit(vision).to(cfg.device).eval()
+        self.model = build_vision_tower(vision).to(cfg.device).eval()
         self.transform = EvaImageTransform(vision.image_size)
         self.device = cfg.device
         self._torch = torch

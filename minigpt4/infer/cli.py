@@ -17,6 +17,7 @@ from minigpt4.eval.generation import check_answer_mode
 from minigpt4.infer.config import load_infer_config
 from minigpt4.infer.inputs import check_video
 from minigpt4.infer.predictor import INFER_TASKS, EmotionPredictor, Prediction
+from minigpt4.setup_check import check_config, infer_needs
 
 DESCRIPTION = "Emotion-LLaMA on one raw video: the emotion and its explanation from all four inputs."
 
@@ -24,7 +25,7 @@ DESCRIPTION = "Emotion-LLaMA on one raw video: the emotion and its explanation f
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m minigpt4.infer", description=DESCRIPTION)
     parser.add_argument("--cfg-path", required=True, help="eval_configs/infer_tiny.yaml or eval_configs/infer_real.yaml")
-    parser.add_argument("--video", required=True, help="the clip (.mp4 .avi .mkv .webm .mov)")
+    parser.add_argument("--video", help="the clip (.mp4 .avi .mkv .webm .mov); required unless --check")
     parser.add_argument("--task", default="emotion", choices=INFER_TASKS,
                         help="emotion: the label; reason / reason_v2: an explanation that concludes with the label")
     parser.add_argument("--question", help="ask this instead of the task's standard instruction")
@@ -41,7 +42,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. model.checkpoint=path device=cpu")
-    return parser.parse_args(argv)
+    parser.add_argument("--check", action="store_true", help="list every file, folder and package the config needs (present or missing) and exit: 0 all there, 2 not; no model is built")
+    args = parser.parse_args(argv)
+    if not args.video and not args.check:
+        parser.error("--video is required (or --check to check the config's files)")
+    return args
 
 
 def quiet_libraries() -> None:
@@ -51,11 +56,19 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*repetition_penalty.*inputs_embeds")
 
 
+def check_infer_config(cfg_path: str, options: Sequence[str], app: bool = False) -> int:
+    """`--check`: the model's and the encoders' files (and, for the web demo, gradio and the examples)."""
+    cfg = load_infer_config(cfg_path, options)
+    return check_config(infer_needs(cfg.model, cfg.features, cfg.app.examples, app=app), f"{cfg_path} (inference config)")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Exit status 0 on an answer, 2 on a bad file or config (the message says which and why)."""
     args = parse_args(argv)
     configure_threads()
     quiet_libraries()
+    if args.check:
+        return run_cli(lambda: check_infer_config(args.cfg_path, args.options))
 
     def run() -> Prediction:
         cfg = load_infer_config(args.cfg_path, list(args.options) + ([f"protocol={args.protocol}"] if args.protocol else []))

@@ -31,8 +31,8 @@ class ClipInputs:
     frame: np.ndarray  # uint8 [H,W,3], the chosen frame (the global view for EVA)
     frame_index: int
     face: np.ndarray  # uint8 [S,S,3], the face crop of the chosen frame
-    features: np.ndarray  # float32 [3, D] in the model's order: local, temporal, audio
-    present: np.ndarray  # bool [3]
+    features: np.ndarray  # float32 [F, D]: the rows of model.feature_layout (local, temporal, audio)
+    present: np.ndarray  # bool [F]: one per feature row
     notes: list[str]
     seconds: dict[str, float]
 
@@ -94,13 +94,16 @@ class ClipEncoder:
         self._check_feature_dims()
 
     def _check_feature_dims(self) -> None:
-        for name in ("audio", "local", "temporal"):
+        """Each configured encoder must give what the model's slot for its kind takes (width, tokens)."""
+        layout = self.cfg.model.feature_layout
+        for i, name in enumerate(FEATURE_ORDER):
             encoder = getattr(self.extractor, name)
-            if encoder is not None and encoder.dim != self.cfg.model.feature_dim:
+            if encoder is not None and (encoder.dim, encoder.tokens) != (layout.widths[i], layout.tokens[i]):
                 raise ConfigError(
-                    f"the {name} encoder (features.{name}_encoder={getattr(self.cfg.features, name + '_encoder')}) "
-                    f"outputs {encoder.dim}-d vectors but model.feature_dim is {self.cfg.model.feature_dim}; "
-                    f"use the encoders the model was trained with")
+                    f"the {name} encoder (features.encoders.{name}: {self.cfg.features.encoder(name).name}, weights "
+                    f"{self.cfg.features.weights(name)}) gives {encoder.tokens} token(s) of width {encoder.dim}, but the "
+                    f"model's {name} slot (model.feature_slots.{name}: {layout.encoders[i]}) takes {layout.tokens[i]} of "
+                    f"width {layout.widths[i]}; use the encoders the model was trained with")
 
     def prepare(self, video_path: str | Path) -> ClipInputs:
         """Decode, crop faces, choose the frame, encode: the batch extraction steps, in memory."""
@@ -112,12 +115,8 @@ class ClipEncoder:
         vectors = self.extractor.encode(clip, seconds)
         frame_index = clip.chosen_index
 
-        dim = self.cfg.model.feature_dim
-        features = np.zeros((len(FEATURE_ORDER), dim), dtype=np.float32)
-        present = np.zeros(len(FEATURE_ORDER), dtype=bool)
-        for row, kind in enumerate(FEATURE_ORDER):
-            if kind in vectors:
-                features[row], present[row] = vectors[kind], True
+        # the same rows a dataset builds from the extracted files
+        features, present = self.cfg.model.feature_layout.stack(vectors, f"clip {path.name}")
 
         notes = []
         if "audio" in self.cfg.features.features and clip.waveform is None:

@@ -234,7 +234,8 @@ class EmotionPredictor:
             notes.append("no transcript given: the text input is empty (pass what the person says)")
         if label is None:
             notes.append(f"the answer names no single label of {self.cfg.label_set} ({', '.join(self.labels)})")
-        used = {"image": True, **{kind: bool(p) for kind, p in zip(FEATURE_ORDER, inputs.present)},
+        layout = self.cfg.model.feature_layout
+        used = {"image": True, **{kind: bool(inputs.present[layout.slice(kind)].any()) for kind in FEATURE_ORDER},
                 "text": bool(transcript)}
         total = seconds.get("total_inputs", 0.0) + seconds["generate"]
         return Prediction(inputs.video, task, instruction, text, label, list(self.labels), used, notes, total,

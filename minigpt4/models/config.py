@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
+from minigpt4.models.feature_layout import FEATURE_ORDER, RELEASE_ENCODER_NAMES, FeatureLayout
 from minigpt4.models.prompt_format import PROMPT_FORMATS
 
 
 @dataclass
 class VisionConfig:
-    """Frozen EVA ViT-g/14 (LAVIS layout: 39 blocks, no final norm) on the global frame."""
+    """The frozen frame encoder on the global frame; by default EVA ViT-g/14 (LAVIS layout: 39
+    blocks, no final norm). `arch` names a `VISION_ENCODERS` entry (minigpt4/models/vision_towers.py):
+    eva_vit_g | clip | siglip | timm_vit; the dimensions below are the tower's (docs/encoders.md)."""
 
     arch: str = "eva_vit_g"
     image_size: int = 448
@@ -19,7 +22,11 @@ class VisionConfig:
     depth: int = 39
     num_heads: int = 16
     mlp_dim: int = 6144
-    weights: Optional[str] = None  # LAVIS eva_vit_g.pth or a timm-format state dict; None = random init
+    # eva_vit_g: LAVIS eva_vit_g.pth or a timm-format state dict; clip / siglip: a save_pretrained
+    # folder; timm_vit: a state-dict file. None = random init
+    weights: Optional[str] = None
+    layer: int = -1  # clip / siglip: hidden_states index the tokens come from (-1 = final output)
+    model_name: Optional[str] = None  # timm_vit: the timm architecture, e.g. vit_large_patch14_clip_224
     init_seed: int = 0  # used only when `weights` is None (tiny test towers)
 
     BOUNDS: ClassVar[dict[str, str]] = {  # checked at load time (common.config.check_bounds)
@@ -63,13 +70,26 @@ class LoraConfig:
 
 
 @dataclass
+class FeatureSlotConfig:
+    """One utterance feature kind's place in the prompt: the encoder that made it (named in
+    errors; the features config's `encoders.<kind>.name`), its width and its token count."""
+
+    encoder: str = ""  # "" = the release's (local mae, temporal videomae, audio hubert)
+    width: Optional[int] = None  # None = feature_dim
+    tokens: int = 1  # 1 = one vector per clip; k = the extraction's `tokens: k`
+
+
+@dataclass
 class ModelConfig:
     arch: str = "emotion_llama"
     vision: VisionConfig = field(default_factory=VisionConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
-    feature_dim: int = 1024  # utterance features (MAE, VideoMAE, HuBERT), in that order
-    num_features: int = 3
+    feature_dim: int = 1024  # width of the utterance features (MAE, VideoMAE, HuBERT) unless a slot says otherwise
+    # each kind's encoder, width and token count (YAML merges keys: `feature_slots: {audio: {encoder:
+    # whisper, width: 1280}}` changes only audio); one projection per kind, feats_llama_proj1..3
+    feature_slots: dict[str, FeatureSlotConfig] = field(
+        default_factory=lambda: {kind: FeatureSlotConfig() for kind in FEATURE_ORDER})
     patches_per_token: int = 4  # consecutive raster-order patches concatenated into one LLM token
     dtype: str = "bf16"  # frozen weights and autocast: fp32 | bf16 | fp16
     checkpoint: Optional[str] = None  # trainable weights: our .safetensors or a released .pth
@@ -95,6 +115,13 @@ class ModelConfig:
             raise ValueError(f"model.loss_reduction must be token or sample, not {self.loss_reduction!r}")
         if self.dtype not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"model.dtype must be fp32, bf16 or fp16, not {self.dtype!r}")
+        unknown = sorted(set(self.feature_slots) - set(FEATURE_ORDER))
+        if unknown:
+            raise ValueError(f"model.feature_slots has unknown kind(s) {unknown}; choices: {', '.join(FEATURE_ORDER)}")
+        for kind, slot in self.feature_slots.items():
+            if slot.tokens < 1 or (slot.width is not None and slot.width < 1):
+                raise ValueError(f"model.feature_slots.{kind}: tokens and width must be >= 1, got tokens={slot.tokens}, "
+                                 f"width={slot.width}")
         grid = self.vision.image_size // self.vision.patch_size
         if self.vision.image_size % self.vision.patch_size or (grid * grid) % self.patches_per_token:
             raise ValueError(
@@ -106,6 +133,19 @@ class ModelConfig:
     def num_patch_tokens(self) -> int:
         grid = self.vision.image_size // self.vision.patch_size
         return grid * grid // self.patches_per_token
+
+    @property
+    def feature_layout(self) -> FeatureLayout:
+        """The rows of a sample's `features` (models/feature_layout.py), from `feature_slots`."""
+        slots = [self.feature_slots.get(kind) or FeatureSlotConfig() for kind in FEATURE_ORDER]
+        return FeatureLayout(tokens=tuple(s.tokens for s in slots),
+                             widths=tuple(s.width or self.feature_dim for s in slots),
+                             encoders=tuple(s.encoder or RELEASE_ENCODER_NAMES[k] for k, s in zip(FEATURE_ORDER, slots)))
+
+    @property
+    def num_features(self) -> int:
+        """Feature tokens per clip with every input present (3 in the release: one per kind)."""
+        return self.feature_layout.rows
 
     @property
     def num_visual_tokens(self) -> int:

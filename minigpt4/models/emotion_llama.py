@@ -2,7 +2,10 @@
 
 Visual tokens per clip, in prompt order (docs/model.md):
 
-    [ patch tokens (P) | local, temporal, audio feature tokens (3) | CLS token (1) ]
+    [ patch tokens (P) | local, temporal, audio feature tokens (F) | CLS token (1) ]
+
+F is 3 in the release (one vector per kind); an encoder configured for k tokens gives k
+(`model.feature_slots`, models/feature_layout.py), each kind through its own projection.
 
 The collator writes one placeholder slot per *present* token (absent modalities have no slot) and
 a boolean `visual_mask` marking the slots; `merge_visual_tokens` fills them with one masked
@@ -17,8 +20,12 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from minigpt4.models.feature_layout import FEATURE_ORDER
 from minigpt4.models.config import ModelConfig
+from minigpt4.models.kv_cache import PreallocatedCache
 from minigpt4.models.prompt_format import end_of_answer_id
+
+KV_CACHES = ("preallocated", "dynamic", "static")  # EmotionLLaMA.generate's kv_cache
 
 Batch = dict[str, Any]
 
@@ -29,11 +36,13 @@ def merge_visual_tokens(
     tokens: torch.Tensor,
     present: torch.Tensor,
     counts: tuple[torch.Tensor, torch.Tensor] | None = None,
+    layout: str = "",
 ) -> torch.Tensor:
     """Place the present `tokens` [B, T, H] into the `visual_mask` [B, L] slots of `embeds` [B, L, H].
 
     `counts` = (slots per row, tokens per row) on the CPU, when the caller has them (the collator's
-    tensors before the copy to the GPU): the check then costs no device sync.
+    tensors before the copy to the GPU): the check then costs no device sync. `layout` describes
+    the feature encoders and their token counts, for the error message.
     """
     slots_per_row, tokens_per_row = counts if counts is not None else (visual_mask.sum(dim=1), present.sum(dim=1))
     if not torch.equal(slots_per_row, tokens_per_row):
@@ -42,6 +51,7 @@ def merge_visual_tokens(
             f"sample {row} of the batch has {int(slots_per_row[row])} visual placeholder slots in its prompt "
             f"but {int(tokens_per_row[row])} visual tokens; build batches with EmotionCollator for this "
             "model's config (num_patch_tokens, present modalities) so the two agree"
+            + (f"; the model's feature encoders give {layout}" if layout else "")
         )
     return embeds.masked_scatter(visual_mask.unsqueeze(-1), tokens[present].to(embeds.dtype))
 
@@ -108,15 +118,16 @@ class EmotionLLaMA(nn.Module):
         self.llama_model = llama_model
         self.llama_proj = nn.Linear(width * cfg.patches_per_token, hidden)
         self.cls_tk_llama_proj = nn.Linear(width, hidden)
-        for i in range(cfg.num_features):
-            self.add_module(f"feats_llama_proj{i + 1}", nn.Linear(cfg.feature_dim, hidden))
+        # one projection per feature kind (local, temporal, audio), as wide as its encoder; its k tokens share it
+        for i, width in enumerate(cfg.feature_layout.widths):
+            self.add_module(f"feats_llama_proj{i + 1}", nn.Linear(width, hidden))
         for module in (self.visual_encoder, self.ln_vision):
             module.requires_grad_(False)
 
     # ----------------------------------------------------------------------------------- parts
     @property
     def feature_projections(self) -> list[nn.Linear]:
-        return [getattr(self, f"feats_llama_proj{i + 1}") for i in range(self.cfg.num_features)]
+        return [getattr(self, f"feats_llama_proj{i + 1}") for i in range(len(FEATURE_ORDER))]
 
     @property
     def projections(self) -> list[nn.Module]:
@@ -171,8 +182,16 @@ class EmotionLLaMA(nn.Module):
         cls_tokens = cls_projected.new_zeros(batch_size, cls_projected.shape[-1])
         cls_tokens = cls_tokens.index_put((image_present,), cls_projected)
 
+        layout = self.cfg.feature_layout
+        if tuple(features.shape[1:]) != (layout.rows, layout.width):
+            raise ValueError(
+                f"features have shape {tuple(features.shape[1:])} per clip, but the model's feature encoders give "
+                f"{layout.describe()} ({layout.rows} x {layout.width}); build samples with this model's "
+                "feature_layout (model.feature_slots) from features of those encoders")
         features = features.to(proj_weight.device, proj_weight.dtype)
-        feature_tokens = torch.stack([proj(features[:, i]) for i, proj in enumerate(self.feature_projections)], 1)
+        feature_tokens = torch.cat([  # each kind's rows, its own columns, its own projection
+            proj(features[:, layout.slice(kind), :width])
+            for kind, width, proj in zip(FEATURE_ORDER, layout.widths, self.feature_projections)], dim=1)
         tokens = torch.cat([patch_tokens, feature_tokens.to(patch_tokens.dtype), cls_tokens[:, None]], dim=1)
         present = torch.cat(
             [
@@ -195,7 +214,8 @@ class EmotionLLaMA(nn.Module):
     def embed_inputs(self, batch: Batch) -> torch.Tensor:
         embeds = self.llama_model.get_input_embeddings()(batch["input_ids"])
         tokens, present = self.encode_visual(batch)
-        return merge_visual_tokens(embeds, batch["visual_mask"], tokens, present, self.visual_counts(batch))
+        return merge_visual_tokens(embeds, batch["visual_mask"], tokens, present, self.visual_counts(batch),
+                                   self.cfg.feature_layout.describe())
 
     # ----------------------------------------------------------------------------------- use
     def forward(self, batch: Batch):
@@ -225,16 +245,31 @@ class EmotionLLaMA(nn.Module):
         return [end] + [i for i in (self.tokenizer.eos_token_id,) if i is not None and i != end]
 
     @torch.no_grad()
-    def generate(self, batch: Batch, max_new_tokens: int = 32, **generation: Any) -> list[str]:
-        """Answers for a left-padded batch. Greedy with one beam unless `generation` says otherwise."""
+    def generate(self, batch: Batch, max_new_tokens: int = 32, kv_cache: str = "preallocated",
+                 **generation: Any) -> list[str]:
+        """Answers for a left-padded batch. Greedy with one beam unless `generation` says otherwise.
+
+        `kv_cache`: ``preallocated`` (default: `PreallocatedCache`, written in place, the same answers as
+        ``dynamic`` without its per-token copies), ``dynamic`` (Hugging Face's default, grows by
+        concatenation) or ``static`` (HF's StaticCache: fixed shapes, which `torch.compile` needs;
+        it attends over masked unused positions, so low-precision answers may differ slightly).
+        """
         if self.tokenizer is None:
             raise RuntimeError("generation needs a tokenizer; build the model from a folder with one (llm.path)")
         if (batch["attention_mask"][:, -1] == 0).any():
             raise ValueError("generation needs a left-padded batch: build it with EmotionCollator(train=False)")
+        if kv_cache not in KV_CACHES:
+            raise ValueError(f"kv_cache {kv_cache!r} is unknown; choose one of {', '.join(KV_CACHES)}")
         generation.setdefault("do_sample", False)
         generation.setdefault("num_beams", 1)
+        inputs = self.embed_inputs(batch)
+        if kv_cache == "preallocated":
+            layers = self.llama_model.config.num_hidden_layers
+            generation["past_key_values"] = PreallocatedCache(layers, inputs.shape[1] + max_new_tokens)
+        elif kv_cache == "static":
+            generation["cache_implementation"] = "static"
         output = self.llama_model.generate(
-            inputs_embeds=self.embed_inputs(batch),
+            inputs_embeds=inputs,
             attention_mask=batch["attention_mask"],
             max_new_tokens=max_new_tokens,
             eos_token_id=self.stop_ids(),

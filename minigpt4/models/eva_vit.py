@@ -15,6 +15,7 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from timm.models.eva import Eva
 
+from minigpt4.common.config import ConfigError
 from minigpt4.common.registry import Registry
 from minigpt4.models.config import VisionConfig
 
@@ -25,7 +26,11 @@ VISION_ENCODERS: Registry = Registry("vision encoder")
 
 @VISION_ENCODERS.register("eva_vit_g")
 def build_eva_vit(cfg: VisionConfig) -> Eva:
-    """The vision tower for `cfg`; loads `cfg.weights` when given. Returns it in eval mode."""
+    """The vision tower for `cfg`; loads `cfg.weights` when given. Returns it in eval mode.
+    `forward_features(pixels)` gives [B, 1 + (S/14)^2, width], CLS first."""
+    if cfg.layer != -1:
+        raise ConfigError(f"model.vision.layer={cfg.layer}: eva_vit_g gives its last block (LAVIS drops the 40th); "
+                          "set layer: -1, or depth to keep fewer blocks")
     # A random tower (tiny tests) is seeded on a forked RNG, so `init_seed` fixes this tower
     # without resetting the caller's stream: `run.seed` still decides everything built after it.
     with torch.random.fork_rng(devices=[]):

@@ -115,7 +115,8 @@ def model_card(cfg: ModelConfig, checkpoint: Path, counts: dict[str, int], metri
         f"| LoRA parameters | {counts['lora']:,} |",
         f"| projection parameters | {counts['trainable'] - counts['lora']:,} |",
         f"| visual tokens per clip | {cfg.num_visual_tokens} ({cfg.vision.image_size} px) |",
-        f"| feature size | {cfg.feature_dim} (local, temporal, audio) |", "",
+        f"| frame encoder | {cfg.vision.arch} |",
+        f"| feature encoders (tokens x width) | {cfg.feature_layout.describe()} |", "",
         "## Files", "",
         "- `adapter_config.json`, `adapter_model.safetensors`: the LoRA adapter (PEFT format)",
         "- `projections.safetensors`: `llama_proj`, `cls_tk_llama_proj`, `feats_llama_proj{1,2,3}`",
@@ -142,11 +143,19 @@ def model_card(cfg: ModelConfig, checkpoint: Path, counts: dict[str, int], metri
     return "\n".join(lines) + "\n"
 
 
+# What produced the numbers (eval_emotion.py writes them into metrics.json): the same weights score
+# differently under the release protocol, the release parse or another answer mode.
+RUN_LABELS = (("protocol", "protocol"), ("answer parse", "parse"), ("answer mode", "answer_mode"),
+              ("checkpoint", "checkpoint"), ("config", "config"), ("dataset entry", "config_key"))
+
+
 def metrics_table(metrics: dict, source: Path) -> list[str]:
     """A markdown table of an evaluation's `metrics.json` (its `metrics` entry) or of train.py's `best/metrics.json`."""
     scores = metrics.get("metrics") if isinstance(metrics.get("metrics"), dict) else metrics
-    lines = [f"From `{source}`" + (f" (dataset: {metrics['dataset']})" if metrics.get("dataset") else "") + ".", "",
-             "| metric | value |", "|---|---|"]
+    lines = [f"From `{source}`" + (f" (dataset: {metrics['dataset']})" if metrics.get("dataset") else "") + ".", ""]
+    lines += [f"- {what}: {metrics.get(key) if metrics.get(key) is not None else 'not recorded'}"
+              for what, key in RUN_LABELS] + [""]
+    lines += ["| metric | value |", "|---|---|"]
     for key, value in scores.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue

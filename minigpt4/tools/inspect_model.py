@@ -28,6 +28,10 @@ def inspect(cfg: ModelConfig, meta: bool) -> dict:
         "dtype": cfg.dtype,
         "parameters": counts,
         "trainable_percent_of_llm": round(100 * counts["lora"] / counts["llm_base"], 3),
+        "encoders": {
+            "frame": cfg.vision.arch,
+            "features": cfg.feature_layout.describe(),  # kind (encoder) tokens x width, in prompt order
+        },
         "token_layout": {
             "image_size": cfg.vision.image_size,
             "patch_tokens": cfg.num_patch_tokens,

@@ -28,7 +28,7 @@ from minigpt4.common.config import ConfigError, to_yaml
 from minigpt4.common.distributed import DistInfo, gather_objects
 from minigpt4.common.io import atomic_write
 from minigpt4.data.collator import EmotionCollator
-from minigpt4.data.datasets import build_dataset, class_balanced_weights, describe
+from minigpt4.data.datasets import build_dataset, class_balanced_weights, clip_key, describe, remove_clips
 from minigpt4.eval.generation import autocast, autocast_dtype, predict
 from minigpt4.eval.metrics import classification_metrics
 from minigpt4.eval.parsing import parse_label
@@ -45,13 +45,28 @@ from minigpt4.training.step import forward_backward
 log = logging.getLogger("train")
 
 
-def build_train_set(cfg: TrainRunConfig, image_size: int) -> torch.utils.data.Dataset:
+def build_train_set(cfg: TrainRunConfig, image_size: int, val_sets: dict | None = None
+                    ) -> tuple[torch.utils.data.Dataset, dict[str, int]]:
+    """The training mixture, with every clip of the validation sets removed from each training
+    list (by name: MERR is built from MER2023 clips, so a MERR list can hold validation clips);
+    returns it and, per training dataset, how many validation clips were removed."""
     if not cfg.datasets:
         raise ConfigError("the config has no `datasets:` to train on (add at least one dataset entry)")
-    parts = [build_dataset(d, EvaImageTransform(image_size), train=True, seed=cfg.run.seed) for d in cfg.datasets.values()]
+    parts = [build_dataset(d, EvaImageTransform(image_size), train=True, seed=cfg.run.seed,
+                           feature_layout=cfg.model.feature_layout) for d in cfg.datasets.values()]
+    val_names = {clip_key(r.name) for v in (val_sets or {}).values() for r in v.records}
+    removed: dict[str, int] = {}
     for name, part in zip(cfg.datasets, parts):
+        dropped = remove_clips(part, val_names)
+        removed[name] = len(dropped)
+        if dropped:
+            log.warning("train %s: removed %d clip(s) that are in the validation split (first: %s)",
+                        name, len(dropped), ", ".join(dropped[:3]))
+        if not part.records:
+            raise ConfigError(f"train {name}: every clip is in the validation split ({', '.join(cfg.val_datasets)}); "
+                              "train on the hold-out list (holdout_split --train-out), not the validation list")
         log.info("train %s: %s", name, describe(part))
-    return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
+    return (parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)), removed
 
 
 def validate(model, cfg: TrainRunConfig, val_sets: dict, info: DistInfo, limit: int | None = None) -> dict[str, float]:
@@ -130,11 +145,12 @@ class TrainRecipe:
         if run.init_from and not Path(run.init_from).is_file():
             raise ConfigError(f"run.init_from {run.init_from} does not exist (train the previous stage first, or fix the path)")
         resume_from = find_resume_checkpoint(self.run_dir, run.resume, run.start_fresh)
-        self.train_set = build_train_set(cfg, cfg.model.vision.image_size)
         self.val_sets = {
-            name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed)
+            name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed,
+                                feature_layout=cfg.model.feature_layout)
             for name, d in cfg.val_datasets.items()
         }
+        self.train_set, self.val_clips_removed = build_train_set(cfg, cfg.model.vision.image_size, self.val_sets)
         torch.manual_seed(run.seed)  # identical initial projections on every rank
         self.model = build_model(cfg.model).to(info.device)
         if run.init_from:
@@ -288,6 +304,7 @@ class TrainRecipe:
         summary = {
             "steps": state.step, "epochs_done": state.epoch, "best_metric": state.best_metric,
             "best_step": state.best_step, "world_size": info.world_size, "rank_weight_checksums": checksums,
+            "val_clips_removed_from_train": self.val_clips_removed,
         }
         if info.is_main:
             if not self.val_sets or not (self.run_dir / "best").exists():  # never validated: the last weights are the result
