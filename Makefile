@@ -48,4 +48,4 @@ app: install
 	$(PY) app.py --cfg-path eval_configs/infer_tiny.yaml
 
 clean:
-	rm -rf outputs/demo checkpoints/tiny
+	rm -rf outputs/demo outputs/demo_quick checkpoints/tiny

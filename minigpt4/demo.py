@@ -7,9 +7,13 @@ The demo configs train with modality dropout (each input left out of some sample
 once), so the model answers from any subset of its inputs; the evaluation with each input
 removed measures how well it does, in both answer modes (generated text, scored labels).
 
-Every step is the command a user would type (printed before it runs), so the demo doubles as a
-walk-through. Steps whose outputs exist are skipped or resumed, so a second `make demo` is quick.
-Results go to `outputs/demo/results.json` and `outputs/demo/results.md`.
+It prints its plan with an ETA first and one screen of results at the end. Every step is the
+command a user would type (printed before it runs), so the demo doubles as a walk-through. Steps
+whose outputs exist are skipped or resumed, so a second `make demo` is quick. Results go to
+`outputs/demo/results.json` and `outputs/demo/results.md`.
+
+`--quick`: the same corpus and stages with fewer epochs, evaluated with all inputs only, under
+`outputs/demo_quick/` (the full demo's outputs stay untouched).
 
 `--backbone llama3` or `--backbone qwen2` trains and evaluates the same model on a tiny
 chat-template LLM instead (`model.prompt_format: chat_template`), on the same clips and
@@ -30,17 +34,20 @@ import os
 import shlex
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 from minigpt4.common.config import load_config
+from minigpt4.common.threads import THREADS_ENV, configure_threads
 from minigpt4.features.config import FeatureConfig
+from minigpt4.run_config import load_train_config
 
 OUT = Path("outputs/demo")
 DATA = OUT / "data"
 TINY = Path("checkpoints/tiny")
 EVAL_CFG = "eval_configs/demo_tiny.yaml"
-TARGET_F1 = 0.90
+TARGET_F1 = 0.95
 # --backbone: the tiny LLM folder (minigpt4.tools.make_tiny_models) and its prompt format
 BACKBONES = {"llama2": ("llm", "llama2_inst"), "llama3": ("llm_llama3", "chat_template"),
              "qwen2": ("llm_qwen2", "chat_template")}
@@ -75,7 +82,7 @@ class StepFailed(Exception):
     started outside the repository."""
 
 
-def run(cmd: list[str], log: list[dict]) -> None:
+def run(cmd: list[str], log: list[dict], what: str = "") -> None:
     print(f"\n$ {shlex.join(cmd)}", flush=True)
     start = time.perf_counter()
     # no "Loading weights" / "Writing model shards" bars from transformers in every step (our own bars stay)
@@ -84,7 +91,7 @@ def run(cmd: list[str], log: list[dict]) -> None:
     if code != 0:
         raise StepFailed(f"demo step failed with exit status {code}: {shlex.join(cmd)} (its message is above; "
                          "fix that and re-run `python -m minigpt4.demo`, finished steps are kept)")
-    log.append({"command": shlex.join(cmd), "seconds": round(time.perf_counter() - start, 1)})
+    log.append({"what": what or cmd[1], "command": shlex.join(cmd), "seconds": round(time.perf_counter() - start, 1)})
 
 
 def metrics(path: Path) -> dict:
@@ -215,12 +222,89 @@ def run_eval_drops(steps: list[dict]) -> dict[str, dict]:
         else:
             out = OUT / "eval_without" / dropped[0]
             run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic", "--options",
-                 f"run.output_dir={out}", f"datasets.synthetic.drop_modalities=[{dropped[0]}]"], steps)
+                 f"run.output_dir={out}", f"datasets.synthetic.drop_modalities=[{dropped[0]}]"], steps, name)
             path = out / "synthetic" / "metrics.json"
         by_mode = json.loads(path.read_text())["by_answer_mode"]
         scores[name] = {"dropped": dropped, **{mode: {k: m[k] for k in ("weighted_f1", "accuracy", "n_invalid")}
                                                for mode, m in by_mode.items()}}
     return scores
+
+
+# Rough seconds per unit of work on 2 idle cores, for the plan's ETA (the summary prints the real
+# times; docs/results.md has measured runs). Every step's process also pays its start-up
+# (importing torch and transformers).
+SECONDS_PER = {"start": 6.0, "clip_made": 0.06, "clip_extracted": 0.05, "train_step": 0.06, "clip_answered": 0.01,
+               "tiny_models": 10.0}
+# --quick: the same corpus and stages, fewer epochs, no evaluation without each input; outputs/demo_quick/
+QUICK_EPOCHS = {"stage1": 2, "stage2": 1}
+
+
+def stage_epochs(cfg_path: str) -> tuple[int, int]:
+    """(epochs, optimizer steps per epoch) of a demo stage config, for the plan."""
+    cfg = load_train_config(cfg_path)
+    clips = max(1, sum(1 for _ in open(DATA / "train.txt"))) if (DATA / "train.txt").is_file() else 700
+    per_epoch = cfg.run.iters_per_epoch or max(1, clips * len(next(iter(cfg.datasets.values())).tasks) // cfg.run.batch_size)
+    return cfg.run.max_epochs, per_epoch
+
+
+def print_plan(args: argparse.Namespace, out: Path) -> float:
+    """The steps the demo will run and an ETA for 2 idle cores; returns the ETA in seconds."""
+    rows = []
+    if not (DATA / "corpus.json").is_file():
+        rows.append((f"synthetic corpus: {args.clips} clips (video, audio, transcript, captions)",
+                     SECONDS_PER["start"] + args.clips * SECONDS_PER["clip_made"]))
+    if not (TINY / "tiny_models.json").is_file():
+        rows.append(("tiny random models (LLM, EVA ViT, HuBERT / MAE / VideoMAE)", SECONDS_PER["tiny_models"]))
+    rows.append(("features: face track, MAE / VideoMAE / HuBERT vectors, frames (done clips are skipped)",
+                 SECONDS_PER["start"] + (0 if (DATA / "extraction_report.json").is_file() else args.clips * SECONDS_PER["clip_extracted"])))
+    for stage in ("stage1", "stage2"):
+        epochs, per_epoch = stage_epochs(f"train_configs/demo_{stage}.yaml")
+        epochs = QUICK_EPOCHS[stage] if args.quick else epochs
+        rows.append((f"train {stage}: {epochs} epoch{'s' if epochs != 1 else ''} x {per_epoch} steps (-> {out / stage})",
+                     SECONDS_PER["start"] + epochs * per_epoch * SECONDS_PER["train_step"]))
+    evals = 1 if args.quick else len(EVAL_DROPS)
+    test_clips = round(0.15 * args.clips)
+    rows.append((f"evaluate on the test split: all inputs{'' if args.quick else ', then without each input'} "
+                 f"({evals} run{'s' if evals != 1 else ''})",
+                 evals * (SECONDS_PER["start"] + test_clips * SECONDS_PER["clip_answered"])))
+    eta = sum(seconds for _, seconds in rows)
+    print(f"Demo plan ({'--quick, ' if args.quick else ''}outputs under {out}/; steps whose outputs exist are skipped):")
+    for i, (what, seconds) in enumerate(rows, 1):
+        print(f"  {i}. {what}  ~{seconds:.0f} s")
+    print(f"ETA ~{eta / 60:.1f} min on 2 idle cores (a busy machine takes longer)", flush=True)
+    return eta
+
+
+def summary_screen(results: dict, out: Path, eta: float) -> str:
+    """The one screen printed at the end: what was trained, how well it answers, where things are."""
+    full, s1, s2 = results["all_inputs"], results["stage1_best"], results["stage2_best"]
+    lines = [
+        "",
+        "=" * 78,
+        f"Demo finished in {results['total_seconds']:.0f} s (plan: ~{eta:.0f} s).",
+        f"Synthetic test split: {int(full['n'])} clips, 6 labels (chance weighted F1 ~0.17).",
+        "",
+        f"  weighted F1 {full['weighted_f1']:.3f}, accuracy {full['accuracy']:.3f} with all inputs "
+        f"(target >= {TARGET_F1})",
+    ]
+    without = results.get("eval_without_one_input") or {}
+    if without:
+        lines += ["", "  evaluated without       F1 (generate)   F1 (score_labels)"]
+        lines += [f"  {name:<22}  {v['generate']['weighted_f1']:>13.3f}   {v['score_labels']['weighted_f1']:>17.3f}"
+                  for name, v in without.items() if v["dropped"]]
+    lines += [
+        "",
+        f"  stage 1 best: validation F1 {s1.get('weighted_f1', float('nan')):.3f} at step {s1.get('step')}; "
+        f"stage 2 best: {s2.get('weighted_f1', float('nan')):.3f} at step {s2.get('step')}",
+        *textwrap.wrap("time per step: " + ", ".join(f"{step['what']} {step['seconds']:.0f} s" for step in results["steps"]),
+                       width=90, initial_indent="  ", subsequent_indent="    "),
+        "",
+        f"  results:  {out / 'results.md'}, {out / 'results.json'}",
+        f"  model:    {out / 'stage2' / 'best' / 'trainable.safetensors'} (eval_configs/demo_tiny.yaml reads it)",
+        f"  curves:   tensorboard --logdir {out}",
+        "=" * 78,
+    ]
+    return "\n".join(lines)
 
 
 def run_demo(argv: list[str] | None = None) -> dict:
@@ -235,61 +319,82 @@ def run_demo(argv: list[str] | None = None) -> dict:
                              "reports F1 beside the default encoders'")
     parser.add_argument("--ablations", action="store_true",
                         help="also train and evaluate one emotion-only model per input subset (about 4 more minutes)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"fewer epochs ({QUICK_EPOCHS['stage1']} + {QUICK_EPOCHS['stage2']}), evaluation with all "
+                             "inputs only; outputs under outputs/demo_quick/ (the corpus and features are shared)")
+    parser.add_argument("--threads", type=int, help="intra-op CPU threads of every step (default: chosen from the "
+                                                     "usable cores and data-loader workers, minigpt4/common/threads.py)")
     args = parser.parse_args(argv)
     plan = parse_encoders(args.encoders) if args.encoders else None
     if not Path("train.py").is_file():
         raise StepFailed(f"run the demo from the repository root (the folder with train.py), not {Path.cwd()}")
+    if args.threads is not None:
+        os.environ[THREADS_ENV] = str(args.threads)  # inherited by every step's process
+    configure_threads(threads=args.threads)
+    out = Path(f"{OUT}_quick") if args.quick else OUT
+    eta = print_plan(args, out) if args.backbone == "llama2" and plan is None else 0.0
     started = time.perf_counter()
     steps: list[dict] = []
 
     if not (DATA / "corpus.json").is_file():
-        run(["python", "-m", "minigpt4.data.synthetic", "--out", str(DATA), "--clips", str(args.clips), "--seed", str(args.seed)], steps)
+        run(["python", "-m", "minigpt4.data.synthetic", "--out", str(DATA), "--clips", str(args.clips), "--seed", str(args.seed)],
+            steps, "corpus")
     if not (TINY / "tiny_models.json").is_file():
-        run(["python", "-m", "minigpt4.tools.make_tiny_models", "--out", str(TINY)], steps)
+        run(["python", "-m", "minigpt4.tools.make_tiny_models", "--out", str(TINY)], steps, "tiny models")
     run(["python", "-m", "minigpt4.features", "extract", "--videos", str(DATA / "videos"), "--out", str(DATA),
-         "--cfg-path", "minigpt4/configs/features/tiny.yaml"], steps)
+         "--cfg-path", "minigpt4/configs/features/tiny.yaml"], steps, "features")
     if args.backbone != "llama2":
         return run_backbone(args.backbone, steps, started)
     if plan is not None:
         return run_encoders(plan, steps, started)
-    run(["python", "train.py", "--cfg-path", "train_configs/demo_stage1.yaml", "--resume"], steps)
-    run(["python", "train.py", "--cfg-path", "train_configs/demo_stage2.yaml", "--resume"], steps)
-    run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic"], steps)
-    full = metrics(OUT / "eval" / "synthetic" / "metrics.json")
-    without = run_eval_drops(steps)
+    quick1 = [f"run.output_dir={out}/stage1", f"run.max_epochs={QUICK_EPOCHS['stage1']}"] if args.quick else []
+    quick2 = [f"run.output_dir={out}/stage2", f"run.max_epochs={QUICK_EPOCHS['stage2']}",
+              f"run.init_from={out}/stage1/best/trainable.safetensors"] if args.quick else []
+    quick_eval = [f"model.checkpoint={out}/stage2/best/trainable.safetensors", f"run.output_dir={out}/eval"] if args.quick else []
+    run(["python", "train.py", "--cfg-path", "train_configs/demo_stage1.yaml", "--resume",
+         *(["--options", *quick1] if quick1 else [])], steps, "stage 1")
+    run(["python", "train.py", "--cfg-path", "train_configs/demo_stage2.yaml", "--resume",
+         *(["--options", *quick2] if quick2 else [])], steps, "stage 2")
+    run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic",
+         *(["--options", *quick_eval] if quick_eval else [])], steps, "evaluation")
+    full_metrics = json.loads((out / "eval" / "synthetic" / "metrics.json").read_text())
+    full = full_metrics["metrics"]
+    without = {} if args.quick else run_eval_drops(steps)
 
     ablations = run_ablations(steps) if args.ablations else {}
 
     results = {
-        "test_split": "outputs/demo/data/test.txt",
+        "test_split": str(DATA / "test.txt"),
+        "quick": args.quick,
         "all_inputs": {k: full[k] for k in ("weighted_f1", "accuracy", "n", "n_invalid")},
         "eval_without_one_input": without,
         "ablations_emotion_only_training": ablations,
         "chance_weighted_f1": round(1 / 6, 3),
         "target_weighted_f1": TARGET_F1,
-        "stage1_best": json.loads((OUT / "stage1" / "best" / "metrics.json").read_text()),
-        "stage2_best": json.loads((OUT / "stage2" / "best" / "metrics.json").read_text()),
+        "stage1_best": json.loads((out / "stage1" / "best" / "metrics.json").read_text()),
+        "stage2_best": json.loads((out / "stage2" / "best" / "metrics.json").read_text()),
         "steps": steps,
+        "eta_seconds": round(eta, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.json").write_text(json.dumps(results, indent=2))
     lines = [
         "| inputs | weighted F1 | accuracy |",
         "|---|---|---|",
         f"| all (frame, face, voice, words) | {full['weighted_f1']:.4f} | {full['accuracy']:.4f} |",
         *[f"| ablation, emotion task only: {k} | {v['weighted_f1']:.4f} | {v['accuracy']:.4f} |" for k, v in ablations.items()],
     ]
-    lines += [
-        "",
-        "| evaluated without | weighted F1 (generate) | invalid answers (generate) | weighted F1 (score_labels) |",
-        "|---|---|---|---|",
-        *[f"| {k} | {v['generate']['weighted_f1']:.4f} | {int(v['generate']['n_invalid'])} | "
-          f"{v['score_labels']['weighted_f1']:.4f} |" for k, v in without.items()],
-    ]
+    if without:
+        lines += [
+            "",
+            "| evaluated without | weighted F1 (generate) | invalid answers (generate) | weighted F1 (score_labels) |",
+            "|---|---|---|---|",
+            *[f"| {k} | {v['generate']['weighted_f1']:.4f} | {int(v['generate']['n_invalid'])} | "
+              f"{v['score_labels']['weighted_f1']:.4f} |" for k, v in without.items()],
+        ]
     table = "\n".join(lines)
-    (OUT / "results.md").write_text(f"# Demo results (synthetic test split)\n\n{table}\n\nTotal {results['total_seconds']} s.\n")
-    print(f"\nDemo finished in {results['total_seconds']:.0f} s. Synthetic test split:\n\n{table}\n")
-    print(f"Weighted F1 {full['weighted_f1']:.4f} (target >= {TARGET_F1}, chance ~0.17). Written: {OUT / 'results.json'}")
+    (out / "results.md").write_text(f"# Demo results (synthetic test split)\n\n{table}\n\nTotal {results['total_seconds']} s.\n")
+    print(summary_screen(results, out, eta))
     if full["weighted_f1"] < TARGET_F1:
         print(f"warning: weighted F1 is below the target {TARGET_F1}", file=sys.stderr)
     return results

@@ -87,7 +87,8 @@ class TrainConfig:
     iters_per_epoch: Optional[int] = 1000  # optimizer steps per epoch (the release's 1000); None = one pass
     batch_size: int = 1  # per process and micro-step
     grad_accum_steps: int = 1
-    num_workers: int = 2
+    num_workers: int = 2  # data-loader worker processes (at most the usable cores minus one)
+    num_threads: Optional[int] = None  # intra-op CPU threads; None = usable cores minus workers (common/threads.py)
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # autocast in model.dtype on GPU (fp16 adds a grad scaler)
     class_balanced: bool = False  # sample classes equally (WeightedRandomSampler weights)
@@ -106,7 +107,8 @@ class TrainConfig:
 
     BOUNDS: ClassVar[dict[str, str]] = {
         "max_epochs": ">0", "iters_per_epoch": ">0", "batch_size": ">0", "grad_accum_steps": ">0",
-        "num_workers": ">=0", "log_every": ">0", "save_every_steps": ">0", "keep_checkpoints": ">=0",
+        "num_workers": ">=0", "num_threads": ">0",
+        "log_every": ">0", "save_every_steps": ">0", "keep_checkpoints": ">=0",
         "max_steps": ">0", "val_every_epochs": ">0", "val_max_new_tokens": ">0", "val_batch_size": ">0"}
 
 
@@ -183,7 +185,8 @@ class EvalConfig(GenerationConfig):
 
     output_dir: str = "outputs/eval"
     batch_size: int = 8
-    num_workers: int = 2
+    num_workers: int = 2  # data-loader worker processes (at most the usable cores minus one)
+    num_threads: Optional[int] = None  # intra-op CPU threads; None = usable cores minus workers (common/threads.py)
     device: str = "auto"
     amp: bool = True  # autocast in model.dtype on GPU, as training
     judge: JudgeConfig = field(default_factory=JudgeConfig)  # EMER judge: kind, url, model, api_key_env, cache_path
@@ -193,7 +196,8 @@ class EvalConfig(GenerationConfig):
     # probabilities); both: generate, and report the metrics of both modes side by side
     answer_mode: str = "generate"
 
-    BOUNDS: ClassVar[dict[str, str]] = {**GenerationConfig.BOUNDS, "batch_size": ">0", "num_workers": ">=0"}
+    BOUNDS: ClassVar[dict[str, str]] = {**GenerationConfig.BOUNDS, "batch_size": ">0", "num_workers": ">=0",
+                                        "num_threads": ">0"}
 
     @property
     def variant(self) -> str:

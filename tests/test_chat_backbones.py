@@ -112,7 +112,7 @@ def test_train_and_evaluate_a_chat_backbone_end_to_end(style, tiny_dir, tmp_path
     their inputs: the model must memorise them and eval_emotion.py must read every label back from
     generated text that stops at the template's end-of-turn token. The DFEW label set is outside
     MERR, so training asks the evaluation's question too (`prompts.instruction_for`). Generalisation
-    to unseen clips is measured by `python -m minigpt4.demo --backbone qwen2` (see README)."""
+    to unseen clips is measured by `python -m minigpt4.demo --backbone qwen2` (docs/results.md)."""
     corpus = write_tiny_corpus(tmp_path / "corpus", n=6)
     lines = sorted(line for split in ("train", "val", "test") for line in (corpus / f"{split}.txt").read_text().splitlines()
                    if not line.endswith("worried"))  # not a DFEW label

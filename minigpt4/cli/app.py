@@ -37,6 +37,7 @@ from typing import Any, Optional, Sequence
 
 from minigpt4.common.errors import report, run_cli, user_errors
 from minigpt4.common.media import MediaError
+from minigpt4.common.threads import configure_threads
 from minigpt4.data.labels import label_set
 from minigpt4.eval.generation import check_answer_mode
 from minigpt4.features.extract import find_videos, read_names_file
@@ -253,6 +254,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.check:
         return run_cli(lambda: check_infer_config(args.cfg_path, args.options, app=True))
+    configure_threads()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per request gradio makes to itself
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local demo

@@ -52,6 +52,7 @@ from minigpt4.common.config import to_yaml
 from minigpt4.common.distributed import DistInfo, barrier, init_distributed, shutdown
 from minigpt4.common.errors import UserError, report, run_cli
 from minigpt4.common.io import atomic_write
+from minigpt4.common.threads import configure_threads
 from minigpt4.data.config import DatasetConfig
 from minigpt4.data.datasets import build_dataset, describe
 from minigpt4.data.labels import label_set
@@ -376,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = init_distributed(cfg.run.device)
     logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
                         format=f"%(asctime)s [rank {info.rank}] %(name)s: %(message)s")
+    threads = configure_threads(cfg.run.num_workers, cfg.run.num_threads)
+    cfg.run.num_workers = threads.workers
     log.info("dataset %s scored as %s (from %s)%s, protocol %s", args.dataset, benchmark, why,
              f", folds {folds}" if folds != [None] else "", cfg.run.protocol)
     try:

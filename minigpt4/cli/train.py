@@ -14,6 +14,7 @@ import sys
 
 from minigpt4.common.distributed import init_distributed, shutdown
 from minigpt4.common.errors import run_cli
+from minigpt4.common.threads import configure_threads
 from minigpt4.run_config import load_train_config
 from minigpt4.setup_check import check_config, train_needs
 from minigpt4.training.recipe import train
@@ -40,6 +41,9 @@ def run(args: argparse.Namespace) -> dict:
         level=logging.INFO if info.is_main else logging.WARNING,
         format=f"%(asctime)s [rank {info.rank}] %(name)s: %(message)s",
     )
+    threads = configure_threads(cfg.run.num_workers, cfg.run.num_threads)
+    cfg.run.num_workers = threads.workers
+    logging.getLogger("train").info("CPU: %s", threads.describe())
     try:
         return train(cfg, info)
     finally:

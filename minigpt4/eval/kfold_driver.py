@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from minigpt4.common.threads import configure_threads
 from minigpt4.eval.kfold import Fold, cross_validate
 from minigpt4.eval.report import markdown_summary, read_predictions, write_metrics_json, write_predictions
 from minigpt4.eval.scoring import score_predictions, write_score_outputs
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_threads()
     args = build_parser().parse_args(argv)
     if args.folds < 2:
         raise SystemExit(f"error: --folds must be >= 2, got {args.folds}")

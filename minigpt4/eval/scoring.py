@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from minigpt4.common.threads import configure_threads
 from minigpt4.data.labels import LABEL_SETS, SET_MERGES
 from minigpt4.eval import metrics as M
 from minigpt4.eval import openset
@@ -405,6 +406,7 @@ def score_main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command (console script `emotion-llama-score`, `python -m minigpt4.eval.scoring`)."""
+    configure_threads()
     return score_main(argv)
 
 

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from minigpt4.common.config import ConfigError, load_config
 from minigpt4.common.distributed import init_distributed, shutdown
+from minigpt4.common.threads import configure_threads
 from minigpt4.features.config import FeatureConfig
 from minigpt4.features.encoders import TINY_BUILDERS, make_tiny_encoders
 from minigpt4.features.extract import find_videos, read_names_file
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {folder}")
             return 0
         cfg = _load_cfg(args)
+        configure_threads(threads=cfg.torch_threads or None)
         if args.command == "extract":
             return _extract(args, cfg)
         return _pretrain(args, cfg)

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 from transformers.utils import logging as hf_logging
 
 from minigpt4.common.errors import run_cli
+from minigpt4.common.threads import configure_threads
 from minigpt4.data.labels import label_set
 from minigpt4.data.prompts import PromptTemplate
 from minigpt4.eval.generation import check_answer_mode
@@ -64,6 +65,7 @@ def check_infer_config(cfg_path: str, options: Sequence[str], app: bool = False)
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Exit status 0 on an answer, 2 on a bad file or config (the message says which and why)."""
     args = parse_args(argv)
+    configure_threads()
     quiet_libraries()
     if args.check:
         return run_cli(lambda: check_infer_config(args.cfg_path, args.options))

@@ -22,6 +22,7 @@ from minigpt4.common.distributed import barrier, init_distributed, shutdown
 from minigpt4.common.media import VIDEO_SUFFIXES
 from minigpt4.common.openai_client import EndpointConfigError
 from minigpt4.common.sharding import rank_device, shard_of, take_share
+from minigpt4.common.threads import configure_threads
 from minigpt4.features.extract import find_videos, read_names_file
 from minigpt4.features.sharded import extract_features_sharded
 from minigpt4.merr.backends import BackendError
@@ -44,6 +45,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    configure_threads()
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

@@ -16,6 +16,7 @@ import json
 import sys
 
 from minigpt4.common.errors import run_cli
+from minigpt4.common.threads import configure_threads
 from minigpt4.models.builder import build_model
 from minigpt4.models.checkpoint import LoadReport, match_trainable, read_trainable, write_safetensors
 from minigpt4.tools.inspect_model import load_model_config
@@ -33,6 +34,7 @@ def convert(src: str, dst: str, cfg_path: str | None = None, partial: bool = Fal
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_threads()
     parser = argparse.ArgumentParser(description="Released .pth -> our .safetensors (trainable weights only).")
     parser.add_argument("--src", required=True)
     parser.add_argument("--dst", required=True)

@@ -34,6 +34,7 @@ from typing import Any, Optional
 import torch
 
 from minigpt4.common.config import ConfigError, to_yaml
+from minigpt4.common.threads import configure_threads
 from minigpt4.models.builder import build_model, count_parameters
 from minigpt4.models.checkpoint import (
     LLM_PREFIX,
@@ -173,6 +174,7 @@ def file_sha256(path: Path) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    configure_threads()
     parser = argparse.ArgumentParser(prog="python -m minigpt4.tools.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="trained weights: trainable.safetensors, a release .pth, "
                                                             "or a checkpoint folder")

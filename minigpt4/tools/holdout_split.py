@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from minigpt4.common.errors import UserError, run_cli
+from minigpt4.common.threads import configure_threads
 
 
 def holdout(lines: list[str], fraction: float, seed: int, source: str = "") -> tuple[list[str], list[str]]:
@@ -61,6 +62,7 @@ def split_command(argv: list[str] | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The command (console script `emotion-llama-holdout`): a user error is one `error:` line, exit 2."""
+    configure_threads()
     return run_cli(lambda: split_command(argv)) or 0
 
 

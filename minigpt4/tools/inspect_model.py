@@ -14,6 +14,7 @@ import sys
 
 from minigpt4.common.config import load_section
 from minigpt4.common.errors import run_cli
+from minigpt4.common.threads import configure_threads
 from minigpt4.models.builder import build_model, count_parameters
 from minigpt4.models.config import ModelConfig
 
@@ -62,6 +63,7 @@ def load_model_config(path: str, overrides: list[str]) -> ModelConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """The command (console script `emotion-llama-inspect`): a user error is one `error:` line, exit 2."""
+    configure_threads()
     result = run_cli(lambda: inspect_command(argv))
     return result if isinstance(result, int) else 0
 

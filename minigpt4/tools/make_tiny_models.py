@@ -27,6 +27,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, Qwen2Config
 
 from minigpt4.common.errors import UserError, run_cli
+from minigpt4.common.threads import configure_threads
 from minigpt4.data.prompts import INSTRUCTION_POOLS, prompt_text
 from minigpt4.features.encoders import make_tiny_encoders
 from minigpt4.models.config import VisionConfig
@@ -111,6 +112,10 @@ def make_tiny_llm(
 
     `init_range` is far above Llama's 0.02: with 0.02 a frozen random LM head can only produce
     near-uniform next-token distributions (loss stuck at ln(vocab)), so LoRA could not learn.
+    The query and key projections are the exception: at `init_range` their product would give
+    attention logits of spread init_range^2 * hidden (~6 at 0.3 and 64), so every head starts
+    saturated on a few random positions and its softmax passes almost no gradient: the demo sat
+    at chance for epochs. At std hidden^-1/2 the logits start with unit spread, as in a trained LLM.
     """
     spec = TINY_LLM_STYLES[style]
     tokenizer = train_tiny_tokenizer(style=style)
@@ -131,6 +136,10 @@ def make_tiny_llm(
         **spec.get("extra", {}),
     )
     model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                param.normal_(0.0, hidden ** -0.5)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -171,6 +180,7 @@ def make_command(argv: list[str] | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The command (console script `emotion-llama-make-tiny`): a user error is one `error:` line, exit 2."""
+    configure_threads()
     return run_cli(lambda: make_command(argv)) or 0
 
 
