@@ -36,6 +36,7 @@ from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import TrainRunConfig, load_train_config
 from minigpt4.training.checkpointing import TrainState, find_resume_checkpoint, load_checkpoint, save_best, save_checkpoint
 from minigpt4.training.distributed import DistInfo, gather_objects, init_distributed, shutdown
+from minigpt4.training.grpo_step import GRPOTask, check_grpo_data, metric_means, reduce_sums, stream_positions, write_reward_curve
 from minigpt4.training.optim import build_optimizer, learning_rate, set_learning_rate
 from minigpt4.training.sampling import EpochSampler
 from minigpt4.training.step import forward_backward
@@ -83,6 +84,7 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
         raise ConfigError(f"run.init_from {run.init_from} does not exist (train the previous stage first, or fix the path)")
     resume_from = find_resume_checkpoint(run_dir, run.resume)
     train_set = build_train_set(cfg, cfg.model.vision.image_size)  # data errors before minutes of model loading
+    labels = check_grpo_data(cfg.grpo, train_set) if run.task == "grpo" else ()
     val_sets = {
         name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed)
         for name, d in cfg.val_datasets.items()
@@ -91,7 +93,8 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
     model = build_model(cfg.model).to(info.device)
     if run.init_from:
         load_trainable(model, run.init_from)
-    collator = EmotionCollator(model.tokenizer, cfg.model.num_patch_tokens, train=True, max_txt_len=cfg.model.max_txt_len,
+    # grpo reads prompts (left-padded, no target): the completions are sampled
+    collator = EmotionCollator(model.tokenizer, cfg.model.num_patch_tokens, train=run.task == "sft", max_txt_len=cfg.model.max_txt_len,
                                prompt_format=cfg.model.prompt_format)
     optimizer = build_optimizer(model, run.optim)
     amp_dtype = DTYPES[cfg.model.dtype] if run.amp and info.device.type == "cuda" else torch.float32
@@ -102,11 +105,15 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
     total_steps = run.max_epochs * steps_per_epoch
     weights = class_balanced_weights(train_set) if run.class_balanced else None
 
+    # the reference of the KL term is the model as loaded (init_from), before any resume
+    grpo = GRPOTask(cfg.grpo, model, labels, info, seed=run.seed, autocast_dtype=amp_dtype, scaler=scaler,
+                    to_device=collator.to_device) if run.task == "grpo" else None
     state = TrainState()
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, scaler, info)
         log.info("resumed from %s at epoch %d, step %d", resume_from, state.epoch, state.step)
-    ddp = DistributedDataParallel(model) if info.enabled else model
+    trained = grpo.policy if grpo is not None else model  # what the task's forward runs through
+    ddp = DistributedDataParallel(trained) if info.enabled else trained
     model.train()
 
     writer = SummaryWriter(run_dir / "tensorboard") if info.is_main else None
@@ -120,7 +127,8 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
     # Training metrics add up on the device and are read (one all-reduce, one host sync) every
     # `log_every` steps and before each checkpoint, so a resumed run logs the same lines.
     window = {"loss_sum": torch.zeros((), device=info.device), "count": torch.zeros((), device=info.device),
-              "grad_norm": torch.zeros((), device=info.device), "steps": 0, "t0": time.perf_counter()}
+              "grad_norm": torch.zeros((), device=info.device), "steps": 0, "t0": time.perf_counter(),
+              "grpo": {key: torch.zeros((), device=info.device) for key in grpo.sum_keys} if grpo is not None else None}
 
     def flush_log(lr: float) -> None:
         if window["steps"] == 0:
@@ -132,10 +140,14 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
         record = {"step": state.step, "epoch": state.epoch, "loss": loss_sum / count if count else math.nan, "lr": lr,
                   "grad_norm": float(window["grad_norm"]) / window["steps"], "steps": window["steps"],
                   "seconds_per_step": (time.perf_counter() - window["t0"]) / window["steps"]}
+        if grpo is not None:
+            record.update(metric_means(reduce_sums(window["grpo"], info), list(grpo.weights)))
+            for total in window["grpo"].values():
+                total.zero_()
         if info.is_main:
             with metrics_log.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            for key in ("loss", "lr", "grad_norm", "seconds_per_step"):
+            for key in [k for k in record if k not in ("step", "epoch", "steps")]:
                 writer.add_scalar(f"train/{key}", record[key], state.step)
             bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
         for key in ("loss_sum", "count", "grad_norm"):
@@ -150,6 +162,16 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
         log.info("verifying settings: validation on the first 2 batches of each validation set")
         validate(model, cfg, val_sets, info, limit=2 * run.val_batch_size)
         model.train()
+
+    def apply_update() -> torch.Tensor:
+        """Clip, AdamW, clear the gradients; the gradient norm before clipping."""
+        scaler.unscale_(optimizer)
+        norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                              run.optim.max_grad_norm or math.inf)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        return norm
 
     done, lr, bar = False, learning_rate(state.step, total_steps, run.optim), None
     for epoch in range(state.epoch, run.max_epochs):
@@ -170,17 +192,19 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
         while state.step_in_epoch < steps_per_epoch:
             lr = learning_rate(state.step, total_steps, run.optim)
             set_learning_rate(optimizer, lr)
-            loss_sum, count = forward_backward(
-                ddp, [next(batches) for _ in range(micro_per_step)], info, reduction=cfg.model.loss_reduction,
-                autocast_dtype=amp_dtype, scaler=scaler, to_device=collator.to_device,
-            )
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], run.optim.max_grad_norm or math.inf
-            )
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            micro_batches = [next(batches) for _ in range(micro_per_step)]
+            if grpo is None:
+                loss_sum, count = forward_backward(
+                    ddp, micro_batches, info, reduction=cfg.model.loss_reduction,
+                    autocast_dtype=amp_dtype, scaler=scaler, to_device=collator.to_device,
+                )
+            else:  # rollouts, rewards, then num_iterations updates (all but the last applied inside)
+                positions = stream_positions(state.step_in_epoch, [len(b["names"]) for b in micro_batches], run.batch_size, info)
+                sums = grpo.step(ddp, micro_batches, positions, epoch, update=lambda: apply_update())
+                loss_sum, count = sums["loss_sum"], sums["loss_count"]
+                for key, value in sums.items():
+                    window["grpo"][key] += value
+            grad_norm = apply_update()
             state.step += 1
             state.step_in_epoch += 1
             window["loss_sum"] += loss_sum
@@ -228,6 +252,8 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
         if not val_sets or not (run_dir / "best").exists():  # never validated: the last weights are the result
             save_best(run_dir, model, {"step": state.step, "note": "not validated: last weights"})
         writer.close()
+        if grpo is not None:
+            write_reward_curve(metrics_log, run_dir / "reward_curve.png", list(grpo.weights))
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         log.info("done: %s (weights: %s)", json.dumps(summary), run_dir / "best" / "trainable.safetensors")
     return summary

@@ -14,9 +14,11 @@ from typing import Optional, Sequence
 from minigpt4.common.config import load_config
 from minigpt4.data.config import DatasetConfig
 from minigpt4.models.config import ModelConfig
+from minigpt4.training.grpo import GRPOConfig
 
 
 SCHEDULES = ("cosine_after_warmup", "release")
+TRAIN_TASKS = ("sft", "grpo")  # supervised fine-tuning (stages 1-2) | GRPO with verifiable rewards (stage 3)
 
 
 @dataclass
@@ -40,6 +42,7 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
+    task: str = "sft"  # sft (stages 1-2) | grpo (stage 3: the `grpo:` section, docs/training.md)
     output_dir: str = "outputs/train"
     seed: int = 42
     max_epochs: int = 30
@@ -62,6 +65,10 @@ class TrainConfig:
     val_metric: str = "weighted_f1"
     optim: OptimConfig = field(default_factory=OptimConfig)
 
+    def __post_init__(self) -> None:
+        if self.task not in TRAIN_TASKS:
+            raise ValueError(f"run.task={self.task!r} is unknown; choose one of {', '.join(TRAIN_TASKS)}")
+
 
 @dataclass
 class TrainRunConfig:
@@ -69,6 +76,7 @@ class TrainRunConfig:
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     val_datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     run: TrainConfig = field(default_factory=TrainConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)  # read when run.task is grpo
 
 
 @dataclass

@@ -18,8 +18,10 @@ iteration's ratio is exactly 1.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -48,18 +50,28 @@ SUM_KEYS = ("loss_sum", "loss_count", "completions", "reward", "reward_sq", "len
             "groups", "all_equal", "truncated")
 
 
+def check_grpo_data(cfg: GRPOConfig, train_set) -> tuple[str, ...]:
+    """The training data's one label set (what `accuracy` parses against); ConfigErrors before the model loads."""
+    if not cfg.rewards:
+        raise ConfigError("grpo.rewards is empty; list the rewards and their weights, e.g. "
+                          "grpo.rewards: {accuracy: 1.0, format: 0.2}")
+    label_sets = {tuple(part.labels) for part in getattr(train_set, "datasets", [train_set])}
+    if len(label_sets) != 1:
+        raise ConfigError(f"run.task grpo needs one label set across its training datasets, found {sorted(label_sets)}; "
+                          "train datasets of one label_set together")
+    labels = label_sets.pop()
+    if "accuracy" in cfg.rewards and not labels:
+        raise ConfigError("grpo.rewards.accuracy needs a closed label set but the training data is open-vocabulary "
+                          "(label_set: open); reward it with ov_f1")
+    return labels
+
+
 class GRPOTask:
     """The `grpo` task of the training recipe: owns the rewards, the reference and the policy scorer."""
 
     def __init__(self, cfg: GRPOConfig, model, labels: Sequence[str], info: DistInfo, *, seed: int,
                  autocast_dtype: torch.dtype = torch.float32, scaler: Optional[torch.amp.GradScaler] = None,
                  to_device: Callable = lambda batch, device: batch):
-        if not cfg.rewards:
-            raise ConfigError("grpo.rewards is empty; list the rewards and their weights, e.g. "
-                              "grpo.rewards: {accuracy: 1.0, format: 0.2}")
-        if "accuracy" in cfg.rewards and not labels:
-            raise ConfigError("grpo.rewards.accuracy needs a closed label set but the training data is open-vocabulary "
-                              "(label_set: open); reward it with ov_f1")
         self.cfg, self.model, self.labels, self.info, self.seed = cfg, model, tuple(labels), info, seed
         self.weights = check_rewards(cfg.rewards)
         self.template = AnswerTemplate.from_config(cfg.template)
@@ -177,3 +189,52 @@ def metric_means(sums: dict[str, torch.Tensor], reward_names: Sequence[str]) -> 
         line[f"reward/{name}"] = s[f"reward/{name}"] / n
         line[f"reward/{name}_std"] = std(f"reward/{name}")
     return line
+
+
+def stream_positions(step_in_epoch: int, micro_batch_sizes: Sequence[int], batch_size: int, info: DistInfo
+                     ) -> list[list[int]]:
+    """Each prompt's index in the epoch's global sample stream (`EpochSampler`: rank r reads items
+    r, r + world, ... of one stream), for the micro-batches of the step `step_in_epoch`."""
+    first = step_in_epoch * len(micro_batch_sizes) * batch_size
+    return [[(first + k * batch_size + b) * info.world_size + info.rank for b in range(n)]
+            for k, n in enumerate(micro_batch_sizes)]
+
+
+def reduce_sums(sums: dict[str, torch.Tensor], info: DistInfo) -> dict[str, torch.Tensor]:
+    """The window's sums over all processes (one all-reduce)."""
+    keys = sorted(sums)
+    stacked = torch.stack([sums[k].float() for k in keys])
+    if info.enabled:
+        dist.all_reduce(stacked)
+    return dict(zip(keys, stacked))
+
+
+def write_reward_curve(metrics_log: Path, out: Path, reward_names: Sequence[str]) -> Optional[Path]:
+    """`reward_curve.png`: the mean reward (± its std over completions) and each reward function per
+    logged step, from metrics.jsonl. None when nothing was logged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [json.loads(line) for line in metrics_log.read_text().splitlines()] if metrics_log.exists() else []
+    lines = [line for line in lines if "reward" in line]
+    if not lines:
+        return None
+    steps = [line["step"] for line in lines]
+    mean = [line["reward"] for line in lines]
+    std = [line["reward_std"] for line in lines]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, mean, label="total reward", color="black", linewidth=2)
+    ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], color="grey", alpha=0.25)
+    for name in reward_names:
+        ax.plot(steps, [line[f"reward/{name}"] for line in lines], label=name, linestyle="--")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean reward per completion")
+    ax.set_title("GRPO reward (band: ± std over completions)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
