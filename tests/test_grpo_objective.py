@@ -210,3 +210,23 @@ def test_rewards_are_checked_weighted_and_user_functions_plug_in():
         REWARDS.register(name)(lambda c: float("please" in c.text))
     assert check_rewards({name: 2}) == {name: 2.0}
     assert score([_c("please happy")], {name: 2.0})[0] == [2.0]
+
+
+def test_real_size_grpo_step_estimate_on_the_meta_device(tmp_path):
+    import json
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks.bench_grpo import main
+
+    result = main(["--json", str(tmp_path / "grpo.json")])
+    assert json.loads((tmp_path / "grpo.json").read_text())["rows"] == result["rows"]
+    rows = {(r["weights"], r["gradient_checkpointing"]): r for r in result["rows"]}
+    assert result["settings"]["prompt_tokens"] == 1 + 260 + 70 and result["settings"]["parameters"]["lora"] == 33_554_432
+    for weights in ("bf16", "nf4 (QLoRA)"):
+        on, off = rows[(weights, True)], rows[(weights, False)]
+        assert on["peak_gib"] < off["peak_gib"] and on["fits_24gb"]
+        assert on["kv_cache_gib"] == pytest.approx(8 * (331 + 256) * 32 * 2 * 4096 * 2 / 2**30)
+    assert rows[("nf4 (QLoRA)", True)]["peak_gib"] < rows[("bf16", True)]["peak_gib"]
