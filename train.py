@@ -36,7 +36,7 @@ from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import TrainRunConfig, load_train_config
 from minigpt4.training.checkpointing import TrainState, find_resume_checkpoint, load_checkpoint, save_best, save_checkpoint
 from minigpt4.training.distributed import DistInfo, gather_objects, init_distributed, shutdown
-from minigpt4.training.grpo_step import GRPOTask, check_grpo_data, metric_means, reduce_sums, stream_positions, write_reward_curve
+from minigpt4.training.grpo_step import GRPOTask, check_grpo_config, check_grpo_data, metric_means, reduce_sums, stream_positions, write_reward_curve
 from minigpt4.training.optim import build_optimizer, learning_rate, set_learning_rate
 from minigpt4.training.sampling import EpochSampler
 from minigpt4.training.step import forward_backward
@@ -82,6 +82,8 @@ def train(cfg: TrainRunConfig, info: DistInfo) -> dict:
     run, run_dir = cfg.run, Path(cfg.run.output_dir)
     if run.init_from and not Path(run.init_from).is_file():  # user errors before minutes of loading
         raise ConfigError(f"run.init_from {run.init_from} does not exist (train the previous stage first, or fix the path)")
+    if run.task == "grpo":
+        check_grpo_config(cfg.grpo)  # reward names, template: before minutes of loading
     resume_from = find_resume_checkpoint(run_dir, run.resume)
     train_set = build_train_set(cfg, cfg.model.vision.image_size)  # data errors before minutes of model loading
     labels = check_grpo_data(cfg.grpo, train_set) if run.task == "grpo" else ()

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from conftest import REPO, free_port, tiny_train_config, write_tiny_corpus
 from minigpt4.common.errors import run_cli
 from minigpt4.run_config import load_train_config
+from minigpt4.training.grpo_step import check_grpo_config
 
 # A user-defined reward, registered by a module the config lists (what docs/training.md tells users
 # to do): the number of distinct characters, so an untrained tiny model's groups are never all equal.
@@ -140,7 +141,9 @@ def test_grpo_two_processes_equal_one_with_the_same_global_batch(tiny_dir, tmp_p
     ("run.task=ppo", ["run.task", "sft, grpo"]),
 ])
 def test_bad_grpo_settings_are_one_error_line(override, names, capsys):
-    status = run_cli(lambda: load_train_config(str(REPO / "train_configs/demo_stage3_grpo.yaml"), [override]))
+    # values are checked when the config loads, reward names and the template when training starts
+    status = run_cli(lambda: check_grpo_config(load_train_config(str(REPO / "train_configs/demo_stage3_grpo.yaml"),
+                                                                  [override]).grpo))
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and err[0].startswith("error: ")
     for name in names:

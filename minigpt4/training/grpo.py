@@ -26,18 +26,11 @@ denominator, so they do not dilute the others.
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from dataclasses import dataclass
 
 import torch
 
-from minigpt4.common.config import ConfigError
-from minigpt4.training.rewards import AnswerTemplate, check_rewards
-from minigpt4.training.rollout import REFERENCES
-
-AGGREGATIONS = ("sequence", "token", "dr_grpo")
-
+from minigpt4.run_config import LOSS_AGGREGATIONS as AGGREGATIONS
 
 def group_advantages(rewards: torch.Tensor, group_size: int, scale_by_std: bool = True, eps: float = 1e-4
                      ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,50 +108,3 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: str, max
     total, count = loss_terms(per_token, mask, aggregation, max_new_tokens, keep)
     return total / max(count, 1.0)
 
-
-# --------------------------------------------------------------------------------- config
-@dataclass
-class GRPOConfig:
-    """`grpo:` of a stage 3 train config (`run.task: grpo`); every choice is explained in docs/training.md."""
-
-    group_size: int = 8  # G completions per prompt
-    max_new_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
-    template: str = "plain"  # plain | answer | think_answer | your own text with {answer}
-    rewards: dict[str, Any] = field(default_factory=dict)  # {reward name: weight}, e.g. {accuracy: 1.0, format: 0.2}
-    reward_modules: list[str] = field(default_factory=list)  # modules registering your own rewards, imported first
-    soft_length: Optional[int] = None  # the `length` reward starts here (default 3/4 of max_new_tokens)
-    scale_by_std: bool = True  # divide advantages by the group's std (GRPO); false = Dr. GRPO
-    advantage_eps: float = 1e-4
-    eps_low: float = 0.2  # ratio clip 1 - eps_low ...
-    eps_high: float = 0.2  # ... 1 + eps_high (DAPO: 0.28)
-    num_iterations: int = 1  # optimizer updates per batch of rollouts (old log-probs stored)
-    beta: float = 0.04  # weight of the k3 KL to the reference; 0 skips the reference pass
-    reference: str = "adapter"  # adapter: frozen copy of the starting LoRA; base: LLM with the adapter disabled
-    loss_aggregation: str = "sequence"  # sequence (GRPO) | token (DAPO, BNPO) | dr_grpo
-    skip_all_equal: bool = False  # leave groups whose rewards are all equal out of the loss (dynamic sampling)
-
-    def __post_init__(self) -> None:
-        for module in self.reward_modules:
-            try:
-                importlib.import_module(module)
-            except ImportError as err:
-                raise ConfigError(f"grpo.reward_modules: cannot import {module!r} ({err}); list importable module names") from None
-        if self.rewards:
-            self.rewards = check_rewards(self.rewards)
-        AnswerTemplate.from_config(self.template)
-        if self.group_size < 2:
-            raise ConfigError(f"grpo.group_size={self.group_size}: G must be an integer >= 2 (a group of one has no baseline)")
-        if self.loss_aggregation not in AGGREGATIONS:
-            raise ConfigError(f"grpo.loss_aggregation={self.loss_aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
-        if self.reference not in REFERENCES:
-            raise ConfigError(f"grpo.reference={self.reference!r}; choose one of {', '.join(REFERENCES)}")
-        if self.num_iterations < 1 or self.max_new_tokens < 1:
-            raise ConfigError("grpo.num_iterations and grpo.max_new_tokens must be >= 1")
-        if not (0 <= self.eps_low < 1 and self.eps_high >= 0):
-            raise ConfigError(f"grpo.eps_low={self.eps_low} must be in [0, 1) and grpo.eps_high={self.eps_high} >= 0")
-        if self.temperature <= 0 or not 0 < self.top_p <= 1:
-            raise ConfigError(f"grpo.temperature={self.temperature} must be > 0 and grpo.top_p={self.top_p} in (0, 1]")
-        if self.soft_length is None:
-            self.soft_length = self.max_new_tokens * 3 // 4

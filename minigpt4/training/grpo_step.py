@@ -18,6 +18,7 @@ iteration's ratio is exactly 1.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import math
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ import torch.distributed as dist
 
 from minigpt4.common.config import ConfigError
 from minigpt4.training.distributed import DistInfo
-from minigpt4.training.grpo import GRPOConfig, group_advantages, loss_terms, token_losses
+from minigpt4.run_config import GRPOConfig
+from minigpt4.training.grpo import group_advantages, loss_terms, token_losses
 from minigpt4.training.rewards import AnswerTemplate, Completion, check_rewards, score
 from minigpt4.training.rollout import CompletionScorer, Reference, Rollout, rollout_seed, sample_completions
 
@@ -50,11 +52,23 @@ SUM_KEYS = ("loss_sum", "loss_count", "completions", "reward", "reward_sq", "len
             "groups", "all_equal", "truncated")
 
 
-def check_grpo_data(cfg: GRPOConfig, train_set) -> tuple[str, ...]:
-    """The training data's one label set (what `accuracy` parses against); ConfigErrors before the model loads."""
+def check_grpo_config(cfg: GRPOConfig) -> None:
+    """Reward names (after importing `reward_modules`) and the template: ConfigErrors naming the key
+    and the choices, raised when training starts, before any data or model is loaded."""
+    for module in cfg.reward_modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"grpo.reward_modules: cannot import {module!r} ({err}); list importable module names") from None
     if not cfg.rewards:
         raise ConfigError("grpo.rewards is empty; list the rewards and their weights, e.g. "
                           "grpo.rewards: {accuracy: 1.0, format: 0.2}")
+    check_rewards(cfg.rewards)
+    AnswerTemplate.from_config(cfg.template)
+
+
+def check_grpo_data(cfg: GRPOConfig, train_set) -> tuple[str, ...]:
+    """The training data's one label set (what `accuracy` parses against); ConfigErrors before the model loads."""
     label_sets = {tuple(part.labels) for part in getattr(train_set, "datasets", [train_set])}
     if len(label_sets) != 1:
         raise ConfigError(f"run.task grpo needs one label set across its training datasets, found {sorted(label_sets)}; "

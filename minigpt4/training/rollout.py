@@ -31,7 +31,8 @@ import peft
 import torch
 from torch import nn
 
-REFERENCES = ("adapter", "base")
+from minigpt4.run_config import REFERENCES
+
 REFERENCE_ADAPTER = "reference"
 
 
