@@ -37,7 +37,7 @@ from eval_emotion import build_eval_sets, generate_records  # noqa: E402
 from minigpt4.data.prompts import PROTOCOLS, max_new_tokens_for  # noqa: E402
 from minigpt4.models.builder import build_model  # noqa: E402
 from minigpt4.run_config import EvalRunConfig, load_eval_config  # noqa: E402
-from minigpt4.training.distributed import DistInfo  # noqa: E402
+from minigpt4.common.distributed import DistInfo  # noqa: E402
 
 
 def make_synthetic_split(work: Path, clips: int, seed: int) -> list[str]:

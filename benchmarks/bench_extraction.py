@@ -91,7 +91,7 @@ def face_hits(paths, cfg, truth_file: str) -> dict:
                                              full_scan_stride=cfg.full_scan_stride)
             boxes = result.boxes
         else:  # the baseline: largest box per detected frame, the nearest detected frame's box otherwise
-            from minigpt4.features.media import read_frames
+            from minigpt4.common.media import read_frames
 
             frames = read_frames(path)
             detector = faces.build_face_detector(cfg.face_detector)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import command_line, format_table, machine_info, write_json  # noqa: E402
 from minigpt4.data.synthetic import render_voice  # noqa: E402
-from minigpt4.features.media import write_video  # noqa: E402
+from minigpt4.common.media import write_video  # noqa: E402
 from minigpt4.merr import aus, media  # noqa: E402
 from minigpt4.merr.build import MerrBuilder  # noqa: E402
 from minigpt4.merr.config import load_merr_config  # noqa: E402
@@ -90,7 +90,7 @@ def main(argv=None) -> dict:
         decoded, points, tracks, audio = {}, {}, {}, {}
         measure(render_voice("happy", 1.0, 1.0, np.random.default_rng(0)))  # load torchcrepe once, untimed
         rows = [
-            timed("decode video + audio (features.media)", len(videos), lambda: [
+            timed("decode video + audio (common.media)", len(videos), lambda: [
                 (decoded.__setitem__(v, media.decode_video(v)[0]), audio.__setitem__(v, media.decode_audio(v)))
                 for v in videos]),
             timed("faces + 68 landmarks per frame (dlib)", len(videos), lambda: [

@@ -178,7 +178,8 @@ def run_eval_drops(steps: list[dict]) -> dict[str, dict]:
     return scores
 
 
-def main(argv: list[str] | None = None) -> dict:
+def run_demo(argv: list[str] | None = None) -> dict:
+    """Run every step (see the module doc) and return the results written to results.json."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -247,9 +248,15 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """The command (console script `emotion-llama-demo`): a failed step is one `error:` line, exit 2."""
     try:
-        main()
+        run_demo(argv)
     except StepFailed as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from minigpt4.common.config import load_config
 from minigpt4.data.config import DatasetConfig
@@ -18,6 +19,28 @@ from minigpt4.models.config import ModelConfig
 
 SCHEDULES = ("cosine_after_warmup", "release")
 TRAIN_TASKS = ("sft", "grpo")  # supervised fine-tuning (stages 1-2) | GRPO with verifiable rewards (stage 3)
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings, shared by evaluation (the keys of `run:`) and inference (`generation:`);
+    docs/model.md, "Answers". Greedy with one beam unless sampling is asked for; sampling uses
+    the release demo's temperature / top-p / repetition penalty."""
+
+    max_new_tokens: dict[str, int] = field(
+        default_factory=lambda: {"emotion": 16, "reason": 200, "reason_v2": 200})
+    sample: bool = False  # the command line's --sample; the web demo turns it on
+    temperature: float = 0.2
+    top_p: float = 0.9
+    repetition_penalty: float = 1.05
+    seed: int = 0  # seeds projections a checkpoint does not cover, and sampled answers (repeatable runs)
+
+    def kwargs(self, sample: bool) -> dict[str, Any]:
+        """Keyword arguments for `EmotionLLaMA.generate` (on top of max_new_tokens)."""
+        if not sample:
+            return {"do_sample": False, "num_beams": 1}
+        return {"do_sample": True, "num_beams": 1, "temperature": self.temperature, "top_p": self.top_p,
+                "repetition_penalty": self.repetition_penalty}
 
 
 @dataclass
@@ -128,16 +151,63 @@ class TrainRunConfig:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)  # read when run.task is grpo
 
 
+JUDGE_KINDS = ("llm", "offline")
+
+
 @dataclass
-class EvalConfig:
+class JudgeConfig:
+    """The EMER judge (`run.judge` of eval configs; used by minigpt4/eval/judge.py): where and
+    how to judge. Checked when the config is loaded, so a bad value fails before generation.
+    Empty url / model / api_key are filled from the environment by `resolved`."""
+
+    kind: str = "llm"  # llm | offline
+    url: str = ""  # base (…/v1) or full …/chat/completions URL; env EMER_JUDGE_URL
+    model: str = ""  # env EMER_JUDGE_MODEL
+    api_key: str = ""  # env OPENAI_API_KEY (optional for local servers)
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    backoff_s: float = 2.0  # waits backoff_s * 2**attempt between tries
+    cache_path: str = ""  # JSONL; default: emer_judge_cache.jsonl next to the report
+    max_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        if self.kind not in JUDGE_KINDS:
+            raise ValueError(f"judge.kind {self.kind!r} is unknown; use {' or '.join(JUDGE_KINDS)}")
+        for name in ("timeout_s", "max_tokens"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"judge.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("max_retries", "backoff_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"judge.{name} must be >= 0, got {getattr(self, name)}")
+
+    def resolved(self, env: Mapping[str, str] | None = None) -> "JudgeConfig":
+        """A copy with url / model / key taken from `env` (default ``os.environ``) where empty."""
+        env = os.environ if env is None else env
+        return JudgeConfig(
+            kind=self.kind,
+            url=self.url or env.get("EMER_JUDGE_URL", ""),
+            model=self.model or env.get("EMER_JUDGE_MODEL", ""),
+            api_key=self.api_key or env.get("OPENAI_API_KEY", ""),
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            backoff_s=self.backoff_s,
+            cache_path=self.cache_path,
+            max_tokens=self.max_tokens,
+        )
+
+
+@dataclass
+class EvalConfig(GenerationConfig):
+    """`run:` of an eval config. The decoding keys (max_new_tokens, sample, temperature, ...) are
+    `GenerationConfig`'s, written directly under `run:`."""
+
     output_dir: str = "outputs/eval"
     batch_size: int = 8
     num_workers: int = 2
     device: str = "auto"
-    max_new_tokens: dict[str, int] = field(default_factory=lambda: {"emotion": 16, "reason": 200, "reason_v2": 200})
-    judge: dict[str, str] = field(default_factory=dict)  # EMER judge: url, model, api_key_env, cache, kind
+    amp: bool = True  # autocast in model.dtype on GPU, as training
+    judge: JudgeConfig = field(default_factory=JudgeConfig)  # EMER judge: kind, url, model, api_key, cache_path
     protocol: str = "clean"  # clean | release: the released evaluation's prompt, first frame, 500 tokens (--protocol)
-    seed: int = 0
     # generate: parse the generated text; score_labels: the most likely label of the label set (with
     # probabilities); both: generate, and report the metrics of both modes side by side
     answer_mode: str = "generate"

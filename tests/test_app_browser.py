@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
-from test_infer import ENV, REPO, TINY_CFG, workspace  # noqa: F401  (the fixture: trained tiny model + clips)
+from test_infer import ENV, REPO, TINY_CFG
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -33,7 +33,7 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def app_url(workspace, tmp_path_factory):  # noqa: F811
+def app_url(workspace, tmp_path_factory):
     port = free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
     options = [*workspace["options"], f"app.examples={workspace['data'] / 'videos'}",
@@ -99,7 +99,7 @@ def upload(page, path: Path) -> None:
     page.set_input_files("#video input[type=file]", str(path))
 
 
-def test_upload_error_upload_and_example_in_a_browser(page, workspace, tmp_path):  # noqa: F811
+def test_upload_error_upload_and_example_in_a_browser(page, workspace, tmp_path):
     (first, first_label), (second, second_label), (third, third_label) = workspace["labels"].items()
 
     upload(page, workspace["videos"][first])

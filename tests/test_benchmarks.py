@@ -156,16 +156,16 @@ def test_bench_real_size_tiny(tmp_path):
     assert result["memory_check"]["available_gib"] > result["memory_check"]["estimate_gib"]["on"]["total"]
 
 
-def test_bench_real_size_refuses_without_memory(tmp_path):
-    """Short of memory (here: an impossible margin) it stops with one error line before building anything."""
+def test_bench_real_size_refuses_without_memory(tmp_path, capsys):
+    """Short of memory (here: an impossible margin) it stops with one error line before building anything.
+    In-process through the script's main: SystemExit(message) is what Python prints to stderr, exit status 1."""
+    from benchmarks.bench_real_size import main
+
     out = tmp_path / "real_size.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/bench_real_size.py"), "--tiny", "--margin-gib",
-                           "1000000", "--json", str(out)], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode != 0
-    assert "error: not enough memory for the tiny model" in proc.stderr
-    assert "peak" not in proc.stdout and not out.exists()  # no phase ran
+    with pytest.raises(SystemExit) as stopped:
+        main(["--tiny", "--margin-gib", "1000000", "--json", str(out)])
+    assert str(stopped.value.code).startswith("error: not enough memory for the tiny model")
+    assert "peak" not in capsys.readouterr().out and not out.exists()  # no phase ran
 
 
 def test_forward_under_bf16_autocast_with_bf16_weights():

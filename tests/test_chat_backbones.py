@@ -98,9 +98,9 @@ def test_chat_template_errors_name_the_fix(tiny_model, tiny_model_cfg, tiny_dir)
     ("emotion_qwen2.yaml", {"llm_base": 7_615_616_512, "lora": 20_185_088, "trainable": 56_444_416}),
 ])
 def test_real_size_chat_backbones_on_the_meta_device(config, counts):
-    from minigpt4.tools.inspect_model import main
+    from minigpt4.tools.inspect_model import inspect_command
 
-    report = main(["--cfg-path", str(REPO / "minigpt4/configs/models" / config), "--meta"])
+    report = inspect_command(["--cfg-path", str(REPO / "minigpt4/configs/models" / config), "--meta"])
     assert {k: report["parameters"][k] for k in counts} == counts
     assert report["token_layout"]["visual_tokens_per_clip"] == 260
 

@@ -13,7 +13,7 @@ from minigpt4.data.config import DatasetConfig
 from minigpt4.data.datasets import build_dataset
 from minigpt4.data.shards import write_shards
 from minigpt4.data.synthetic import FACE_CLUES, LABELS, VOICE_CLUES, generate_corpus, render_face
-from minigpt4.features.media import load_audio, read_frames
+from minigpt4.common.media import load_audio, read_frames
 
 CLIPS = 18
 ANNOTATION_FILES = ("train.txt", "val.txt", "test.txt", "MERR_coarse_grained.json", "MERR_fine_grained.json",

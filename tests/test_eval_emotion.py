@@ -110,7 +110,7 @@ def test_end_to_end_writes_predictions_metrics_and_plot(single_run):
 
 
 def test_score_only_reproduces_metrics(single_run, tmp_path, capsys):
-    from eval_emotion import main
+    from minigpt4.cli.eval_emotion import main
 
     out, _ = single_run
     assert main(["--score", str(out / "predictions.jsonl"), "--dataset", "mer2023", "--out", str(tmp_path)]) == 0
@@ -121,7 +121,7 @@ def test_score_only_reproduces_metrics(single_run, tmp_path, capsys):
 
 
 def test_unknown_dataset_lists_configured_ones(setup, capsys):
-    from eval_emotion import main
+    from minigpt4.cli.eval_emotion import main
 
     _, cfg = setup
     assert main(["--cfg-path", str(cfg), "--dataset", "mer2099"]) == 2
@@ -130,7 +130,7 @@ def test_unknown_dataset_lists_configured_ones(setup, capsys):
 
 
 def test_bad_benchmark_foldless_all_folds_and_missing_config(setup, capsys):
-    from eval_emotion import main
+    from minigpt4.cli.eval_emotion import main
 
     _, cfg = setup
     assert main(["--cfg-path", str(cfg), "--dataset", "synthetic", "--benchmark", "mer2099"]) == 2
@@ -142,7 +142,7 @@ def test_bad_benchmark_foldless_all_folds_and_missing_config(setup, capsys):
 
 
 def test_benchmark_resolution():
-    from eval_emotion import EvalError, resolve_benchmark
+    from minigpt4.cli.eval_emotion import EvalError, resolve_benchmark
     from minigpt4.data.config import DatasetConfig
 
     assert resolve_benchmark("dfew", DatasetConfig(reader="merr"))[0] == "dfew"  # the key wins over the reader
@@ -155,7 +155,7 @@ def test_benchmark_resolution():
 
 
 def test_all_folds_aggregates_and_single_fold_dir(setup):
-    from eval_emotion import main  # in-process: the script's body, without a second interpreter start
+    from minigpt4.cli.eval_emotion import main  # in-process: the script's body, without a second interpreter start
 
     root, cfg = setup
     assert main(["--cfg-path", str(cfg), "--dataset", "dfew", "--all-folds", "--folds", "1,2"]) == 0

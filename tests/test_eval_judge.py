@@ -199,3 +199,78 @@ def test_prompts_and_bad_cache_file(tmp_path):
     bad.write_text('{"key": "k", "reply": "Score: 1"}\nnot json\n')
     with pytest.raises(ValueError, match=r"cache.jsonl:2"):
         HTTPJudge(JudgeConfig(url="http://127.0.0.1:9", model="m", cache_path=str(bad)))
+
+
+# ---- a killed judging run resumes from its cache ---------------------------------------------
+
+ITEMS = [(f"She smiles at clue {i}.", f"She smiles and laughs at clue {i}.") for i in range(6)]
+
+KILLED_RUN = """
+import sys
+from minigpt4.eval.judge import HTTPJudge, JudgeConfig
+judge = HTTPJudge(JudgeConfig(url=sys.argv[1], model="judge-m", cache_path=sys.argv[2], backoff_s=0.0))
+for i in range(6):
+    judge.score("clue_overlap", f"She smiles at clue {i}.", f"She smiles and laughs at clue {i}.")
+"""
+
+
+def _asked(srv) -> list[str]:
+    return [body["messages"][1]["content"] for body in srv.requests]
+
+
+def test_half_written_last_line_is_asked_again(server_factory, tmp_path):
+    srv = server_factory(default_reply="Score: 5")
+    cache = tmp_path / "cache.jsonl"
+    first = _judge(srv, tmp_path)
+    for prediction, reference in ITEMS[:3]:
+        first.score("clue_overlap", prediction, reference)
+    complete = cache.read_bytes()
+    cache.write_bytes(complete + complete.splitlines(keepends=True)[-1][:40])  # killed while appending a 4th
+    resumed = _judge(srv, tmp_path)
+    assert [resumed.score("clue_overlap", p, r) for p, r in ITEMS] == [5.0] * 6
+    assert len(srv.requests) == 6  # 3 before, 3 new: nothing cached was asked again
+    assert all(ITEMS[i][1] in asked for i, asked in zip(range(3, 6), _asked(srv)[3:]))
+    assert cache.read_bytes().startswith(complete) and len(cache.read_bytes().splitlines()) == 6
+    third = _judge(srv, tmp_path)  # the file it left behind is whole: a third run asks nothing
+    assert [third.score("clue_overlap", p, r) for p, r in ITEMS] == [5.0] * 6 and third.n_requests == 0
+
+
+def test_cache_written_before_the_shared_client_is_still_read(server_factory, tmp_path):
+    from minigpt4.eval.judge import cache_key
+
+    srv = server_factory(default_reply="Score: 2")
+    messages = build_messages("clue_overlap", *ITEMS[0])
+    old_entry = {"key": cache_key("judge-m", messages), "model": "judge-m", "metric": "clue_overlap", "reply": "Score: 9"}
+    (tmp_path / "cache.jsonl").write_text(json.dumps(old_entry) + "\n")
+    judge = _judge(srv, tmp_path)
+    assert judge.score("clue_overlap", *ITEMS[0]) == 9.0 and judge.n_requests == 0
+    assert judge.score("clue_overlap", *ITEMS[1]) == 2.0 and judge.n_requests == 1
+
+
+def test_killed_judging_process_resumes_from_its_cache(server_factory, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # three quick replies, then the fourth hangs until the process is killed
+    srv = server_factory(script=[(200, "Score: 4", 0.0)] * 3 + [(200, "Score: 4", 5.0)], default_reply="Score: 4")
+    cache = tmp_path / "cache.jsonl"
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, srv.url, str(cache)],
+                            env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        deadline = time.monotonic() + 60
+        while len(srv.requests) < 4 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(srv.requests) == 4, "the judging process did not reach its fourth request"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(cache.read_text().splitlines()) == 3
+    resumed = _judge(srv, tmp_path)
+    assert [resumed.score("clue_overlap", p, r) for p, r in ITEMS] == [4.0] * 6
+    assert resumed.n_requests == 3  # the one in flight when killed and the two never asked
+    assert [ITEMS[i][1] in asked for i, asked in zip(range(3, 6), _asked(srv)[4:])] == [True] * 3

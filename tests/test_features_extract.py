@@ -11,7 +11,7 @@ from minigpt4.common.config import ConfigError, load_config
 from minigpt4.features.__main__ import main
 from minigpt4.features.config import FeatureConfig
 from minigpt4.features.extract import extract_features, find_videos, read_names_file
-from minigpt4.features.media import write_video
+from minigpt4.common.media import write_video
 
 TINY_YAML = "minigpt4/configs/features/tiny.yaml"
 HIDDEN = 16  # the shared small_encoders fixture (conftest.py)
@@ -173,7 +173,6 @@ def test_wrong_clip_length_for_videomae_is_explained(encoders, tmp_path):
 
 
 def test_eva_cache_writes_frozen_tokens_of_the_chosen_frame(tmp_path, encoders):
-    pytest.importorskip("minigpt4.models.eva_vit")
     vision_yaml = tmp_path / "vision.yaml"
     vision_yaml.write_text("image_size: 28\npatch_size: 14\nwidth: 16\ndepth: 1\nnum_heads: 2\nmlp_dim: 32\n")
     write_video(tmp_path / "v" / "clip.avi", gradient_clip(6, 32, 32, 0), 10.0)

@@ -124,7 +124,7 @@ def test_square_box_is_enlarged_and_moved_inside_the_frame():
 
 def test_center_detector_and_registry():
     assert CenterCropDetector().detect(np.zeros((40, 100, 3), np.uint8)) == [(30, 0, 40, 40)]
-    assert FACE_DETECTORS.names() == ["center", "haar", "mtcnn"]
+    assert FACE_DETECTORS.names() == ["center", "dlib", "haar", "mtcnn"]  # dlib: the MERR builder's detector
     assert isinstance(build_face_detector("haar"), HaarFaceDetector)
     with pytest.raises(KeyError, match="did you mean 'haar'|Did you mean 'haar'"):
         build_face_detector("hair")

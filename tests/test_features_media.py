@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minigpt4.features.media import (
+from minigpt4.common.media import (
     MediaError,
     NoAudioError,
     choose_frame_index,

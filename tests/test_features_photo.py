@@ -16,7 +16,7 @@ from minigpt4.features.config import FeatureConfig
 from minigpt4.features.extract import extract_features
 from minigpt4.features.faces import (HaarFaceDetector, build_face_detector, iou, read_video_faces,
                                      track_video_faces)
-from minigpt4.features.media import read_frames
+from minigpt4.common.media import read_frames
 from minigpt4.features.sample_clips import PHOTO_FACE_BOX, PhotoClip, face_photo, write_photo_clip
 
 TINY_YAML = "minigpt4/configs/features/tiny.yaml"

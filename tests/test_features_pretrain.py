@@ -10,7 +10,7 @@ from minigpt4.common.config import load_config
 from minigpt4.features.__main__ import main
 from minigpt4.features.config import FeatureConfig
 from minigpt4.features.encoders import LocalEncoder, TemporalEncoder
-from minigpt4.features.media import write_video
+from minigpt4.common.media import write_video
 from minigpt4.features.pretrain import pretrain_encoder, tube_mask
 
 

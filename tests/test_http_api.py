@@ -1,7 +1,7 @@
 """The HTTP API of the web demo: app.py in a subprocess, called with gradio_client like any program.
 
 `/predict` must return exactly the JSON object of `python -m minigpt4.infer --json` for the same
-clip (timings aside), on the tiny model `test_infer` trains (it has memorised each clip's label).
+clip (timings aside), on the tiny model the conftest `workspace` trains (it has memorised each clip's label).
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
-from test_infer import ENV, REPO, TINY_CFG, run_cli, workspace  # noqa: F401  (the fixture: trained tiny model + clips)
+from minigpt4.infer import main as infer_main
+from test_infer import ENV, REPO, TINY_CFG
 
 pytestmark = pytest.mark.slow
 TIMING_KEYS = ("seconds", "timings")
 
 
 @pytest.fixture(scope="module")
-def client(workspace, tmp_path_factory):  # noqa: F811
+def client(workspace, tmp_path_factory):
     from gradio_client import Client
 
     port = free_port()
@@ -64,15 +65,16 @@ def test_api_documents_the_predict_endpoint(client):
 
 
 @pytest.mark.parametrize("task, transcript", [("emotion", ""), ("reason", "I took the bus to work")])
-def test_predict_returns_the_json_of_the_command_line(client, workspace, task, transcript):  # noqa: F811
+def test_predict_returns_the_json_of_the_command_line(client, workspace, task, transcript, capsys):
     from gradio_client import handle_file
 
     name, label = list(workspace["labels"].items())[-1]
     video = workspace["videos"][name]
-    done = run_cli("--cfg-path", str(TINY_CFG), "--video", str(video), "--task", task, "--transcript", transcript,
-                   "--json", "--options", *workspace["options"])
-    assert done.returncode == 0, done.stderr[-3000:]
-    cli = json.loads(done.stdout)
+    status = infer_main(["--cfg-path", str(TINY_CFG), "--video", str(video), "--task", task, "--transcript", transcript,
+                         "--json", "--options", *workspace["options"]])  # in-process: what `python -m minigpt4.infer` runs
+    out = capsys.readouterr()
+    assert status == 0, out.err[-3000:]
+    cli = json.loads(out.out)
     api = client.predict(handle_file(str(video)), task, "", transcript, False, api_name="/predict")
     assert isinstance(api, dict) and api["video"] == video.name == Path(cli["video"]).name
     assert api["seconds"] > 0 and set(api["timings"]) == set(cli["timings"])
@@ -82,7 +84,7 @@ def test_predict_returns_the_json_of_the_command_line(client, workspace, task, t
         assert api["label"] == label
 
 
-def test_a_broken_upload_is_an_error_naming_the_file_and_the_server_keeps_answering(client, workspace, tmp_path):  # noqa: F811
+def test_a_broken_upload_is_an_error_naming_the_file_and_the_server_keeps_answering(client, workspace, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 

@@ -1,7 +1,7 @@
 """Inference on raw video (`python -m minigpt4.infer`, `EmotionPredictor`, the app's handler).
 
 An untrained tiny model answers gibberish, so "it names a valid label" would prove little. The
-module fixture therefore trains the tiny model with train.py, from features extracted by batch
+session fixture `workspace` (conftest) therefore trains the tiny model with train.py, from features extracted by batch
 extraction, until it memorises the label of each of three clips, WITHOUT transcripts: only the
 frame and the three utterance features tell the clips apart. Inference on the raw .mp4 files
 must then give back each clip's label, which holds only if a clip reaches the model through
@@ -15,74 +15,22 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import ENV, LABEL_SET, REPO
+from minigpt4.infer import main as infer_main
+
 TINY_CFG = REPO / "eval_configs/infer_tiny.yaml"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
 # the penalty skips the prompt because it is given as embeddings, as in the release's demo
 pytestmark = pytest.mark.filterwarnings("ignore:Passing `repetition_penalty`:UserWarning")
-LABEL_SET = "dfew"  # outside MERR: training and inference ask the same question (see EmotionPredictor.instruction)
 
 
 def run_cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "minigpt4.infer", *args], cwd=REPO, env=ENV,
                           capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def workspace(tiny_dir, tiny_encoders, tmp_path_factory):
-    """Tiny encoders, three synthetic clips with extracted features, and a checkpoint trained
-    on them by train.py. Returns a dict of paths and the clips' labels."""
-    from minigpt4.common.config import load_config
-    from minigpt4.data.synthetic import generate_corpus
-    from minigpt4.features.config import FeatureConfig
-    from minigpt4.features.extract import extract_features
-
-    root = tmp_path_factory.mktemp("infer")
-    encoders = tiny_encoders
-    data = generate_corpus(root / "data", clips=3, seed=1)  # labels neutral, angry, happy
-    corpus = json.loads((data / "corpus.json").read_text())["clips"]
-    labels = {name: clip["label"] for name, clip in sorted(corpus.items())}
-    (data / "all.txt").write_text("".join(f"{name} 8 {label}\n" for name, label in labels.items()))
-    encoder_options = [f"audio_encoder={encoders['hubert']}", f"local_encoder={encoders['mae']}",
-                       f"temporal_encoder={encoders['videomae']}"]
-    feature_cfg = load_config(FeatureConfig, REPO / "minigpt4/configs/features/tiny.yaml", encoder_options)
-    report = extract_features(sorted((data / "videos").glob("*.mp4")), data, feature_cfg, progress=False)
-    assert not report.failed, report.failed
-
-    train_yaml = root / "train.yaml"
-    train_yaml.write_text(textwrap.dedent(f"""\
-        model:
-          includes: [{REPO / 'minigpt4/configs/models/emotion_llama_tiny.yaml'}]
-          vision: {{weights: {tiny_dir / 'eva_vit_tiny.pth'}}}
-          llm: {{path: {tiny_dir / 'llm'}}}
-        datasets:
-          clips: {{reader: merr, annotation: {data / 'all.txt'}, frames: {data / 'frames'},
-                  label_set: {LABEL_SET}, tasks: [emotion]}}
-        run:
-          output_dir: {root / 'run'}
-          max_epochs: 1
-          iters_per_epoch: 20
-          batch_size: 3
-          num_workers: 0
-          log_every: 100
-          optim: {{init_lr: 1.0e-2, min_lr: 1.0e-3, warmup_lr: 1.0e-3, warmup_steps: 1}}
-        """))
-    done = subprocess.run([sys.executable, "train.py", "--cfg-path", str(train_yaml)], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=300)
-    checkpoint = root / "run/best/trainable.safetensors"
-    assert done.returncode == 0 and checkpoint.is_file(), done.stderr[-3000:]
-    options = [f"model.llm.path={tiny_dir / 'llm'}", f"model.vision.weights={tiny_dir / 'eva_vit_tiny.pth'}",
-               f"model.checkpoint={checkpoint}", f"label_set={LABEL_SET}",
-               *(f"features.{option}" for option in encoder_options)]
-    return {"root": root, "data": data, "labels": labels, "options": options, "checkpoint": checkpoint,
-            "videos": {name: data / "videos" / f"{name}.mp4" for name in labels}}
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +42,13 @@ def predictor(workspace):
 
 # ---- the command line ----------------------------------------------------------------------
 
-def test_cli_json_answers_the_trained_label_from_all_four_inputs(workspace):
+def test_cli_json_answers_the_trained_label_from_all_four_inputs(workspace, capsys):
     name, label = list(workspace["labels"].items())[-1]
-    done = run_cli("--cfg-path", str(TINY_CFG), "--video", str(workspace["videos"][name]), "--json",
-                   "--options", *workspace["options"])
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+    status = infer_main(["--cfg-path", str(TINY_CFG), "--video", str(workspace["videos"][name]), "--json",
+                         "--options", *workspace["options"]])  # in-process: what `python -m minigpt4.infer` runs
+    out = capsys.readouterr()
+    assert status == 0, out.err[-3000:]
+    result = json.loads(out.out)
     assert result["label"] == label
     assert result["label"] in result["label_set"] and len(result["label_set"]) == 7
     assert result["task"] == "emotion" and result["video"] == str(workspace["videos"][name])
@@ -131,12 +80,13 @@ def test_cli_config_errors_exit_2_with_the_fix(workspace, capsys):
     assert str(missing) in err and "make demo" in err
 
 
-def test_cli_score_labels_json_carries_probabilities_of_every_label(workspace):
+def test_cli_score_labels_json_carries_probabilities_of_every_label(workspace, capsys):
     name, label = list(workspace["labels"].items())[0]
-    done = run_cli("--cfg-path", str(TINY_CFG), "--video", str(workspace["videos"][name]), "--json",
-                   "--answer-mode", "score_labels", "--options", *workspace["options"])
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
+    status = infer_main(["--cfg-path", str(TINY_CFG), "--video", str(workspace["videos"][name]), "--json",
+                         "--answer-mode", "score_labels", "--options", *workspace["options"]])  # in-process
+    out = capsys.readouterr()
+    assert status == 0, out.err[-3000:]
+    result = json.loads(out.out)
     probs = result["label_probs"]
     assert result["answer_mode"] == "score_labels" and set(probs) == set(result["label_set"])
     assert abs(sum(probs.values()) - 1) < 1e-4 and all(0 <= p <= 1 for p in probs.values())  # 6 decimals: tiny ones read 0
@@ -200,6 +150,28 @@ def test_inputs_match_batch_extraction_and_the_evaluation_batch(workspace, predi
         assert inputs.face.shape == (predictor.cfg.features.face_size,) * 2 + (3,)
 
 
+def test_evaluation_and_inference_answer_a_clip_alike(workspace, predictor):
+    """One answering function: eval's `predict` on the extracted clips and the predictor on the raw
+    videos give the same answer, the same scored label and (up to the JPEG'd frame) the same probabilities."""
+    from minigpt4.data.config import DatasetConfig
+    from minigpt4.data.datasets import build_dataset
+    from minigpt4.eval.generation import predict
+    from minigpt4.processors import EvaImageTransform
+
+    data = workspace["data"]
+    dataset = build_dataset(DatasetConfig(reader="merr", annotation=str(data / "all.txt"), frames=str(data / "frames"),
+                                          label_set=LABEL_SET, tasks=["emotion"]),
+                            EvaImageTransform(predictor.cfg.model.vision.image_size), train=False)
+    records = predict(predictor.model, dataset, batch_size=2, max_new_tokens=predictor.cfg.generation.max_new_tokens,
+                      answer_mode="both", template=predictor.template, progress=False)
+    assert len(records) == len(workspace["labels"])
+    for record in records:
+        ours = predictor.predict(workspace["videos"][record["name"]], answer_mode="both")
+        assert (ours.answer, max(ours.label_probs, key=ours.label_probs.get)) == (record["answer"], record["scored_answer"])
+        assert ours.label_probs.keys() == record["label_probs"].keys()
+        assert max(abs(ours.label_probs[k] - record["label_probs"][k]) for k in ours.label_probs) < 0.02
+
+
 def test_emotion_question_is_the_evaluation_question_for_merr_label_sets_too(workspace, predictor, monkeypatch):
     """Label sets inside MERR (the real model's) are asked with the release's pool, not their own list."""
     from minigpt4.data.config import DatasetConfig
@@ -215,7 +187,7 @@ def test_emotion_question_is_the_evaluation_question_for_merr_label_sets_too(wor
 
 
 def test_clip_without_audio_is_answered_with_audio_marked_absent(tmp_path, workspace, predictor):
-    from minigpt4.features.media import read_frames, write_video
+    from minigpt4.common.media import read_frames, write_video
 
     name = next(iter(workspace["labels"]))
     silent = tmp_path / "silent.mp4"
@@ -229,7 +201,7 @@ def test_clip_without_audio_is_answered_with_audio_marked_absent(tmp_path, works
 
 
 def test_unreadable_or_too_long_files_raise_errors_naming_the_file(tmp_path, workspace, predictor, monkeypatch):
-    from minigpt4.features.media import MediaError
+    from minigpt4.common.media import MediaError
     from minigpt4.infer import VideoRejected
 
     good = next(iter(workspace["videos"].values()))
@@ -277,7 +249,7 @@ def test_untrained_model_answer_is_a_label_or_reported_invalid(workspace, tmp_pa
 
 
 def test_app_handler_reports_errors_in_the_page_and_keeps_answering(tmp_path, workspace, predictor):
-    from app import analyse  # the repository root is on pytest's pythonpath
+    from minigpt4.cli.app import analyse
 
     name, label = next(iter(workspace["labels"].items()))
     status, shown_label, answer, inputs, frame, face, probs = analyse(predictor, str(workspace["videos"][name]),

@@ -111,7 +111,7 @@ def test_prosody_rules_on_synthetic_voices(label, tone):
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)")
 def test_prosody_on_synthesised_speech(tmp_path):
-    from minigpt4.features.media import load_audio
+    from minigpt4.common.media import load_audio
 
     speech = {"angry": ["-a", "200", "-p", "80", "-s", "220", "How dare you lie to me again! Get out!"],
               "sad": ["-a", "40", "-p", "10", "-s", "110", "I miss her so much. Nothing feels right."]}
@@ -384,3 +384,32 @@ def test_bench_merr_writes_stage_throughputs(tmp_path):
     assert [row["stage"] for row in saved["stages"]] == [row["stage"] for row in result["stages"]]
     assert len(saved["stages"]) == 6 and all(row["clips_per_s"] > 0 for row in saved["stages"])
     assert saved["build_summary"]["analysed"] == 2 and not saved["build_summary"]["failed"]
+
+
+def test_builder_tracks_the_small_face_of_a_real_photo_wide_shot(tmp_path):
+    """The wide 1080p shot of tests/test_features_photo.py (a 100-pixel face, a 2.2x larger pale
+    copy in frames 12-17): the builder follows the face as feature extraction does, where the
+    largest box of a frame would be the copy and the old shrink-to-480 detection finds nothing."""
+    from minigpt4.features.faces import DlibFaceDetector, iou
+    from minigpt4.features.sample_clips import PhotoClip, write_photo_clip
+
+    wide = PhotoClip(num_frames=24, seed=1)
+    video = tmp_path / "videos" / "wide.mp4"
+    video.parent.mkdir()
+    write_photo_clip(video, wide, audio=False)
+    frames, _ = media.decode_video(video)
+    detector = DlibFaceDetector()
+    assert detector.detect(frames[14]) == []  # the old rule's detection: the face is too small at 480 pixels
+    assert iou(detector.detect(frames[14], 64)[0], wide.distractor_box()) > 0.5  # the largest box is the copy
+
+    faces = media.FaceAnalyser("dlib", min_face_size=64).analyse(frames, range(len(frames)))
+    overlaps = [iou(box, wide.face_box(t)) for t, box in enumerate(faces.boxes)]
+    assert faces.missing == 0 and min(overlaps) > 0.5, overlaps
+    assert np.isfinite(faces.points).all()
+
+    cfg = load_merr_config(None, ["faces.face_detector=dlib", "tone.backend=none", "transcript.backend=none"])
+    summary = MerrBuilder(cfg, tmp_path / "merr", progress=False).run([video])
+    assert summary["analysed"] == 1 and not summary["failed"]
+    analysed = json.loads((tmp_path / "merr/work/clips/wide.json").read_text())["analyse"]["value"]
+    assert analysed["frames_without_own_face"] == 0
+    assert "a wide shot" in analysed["visual_objective"] and "on the left of the frame" in analysed["visual_objective"]

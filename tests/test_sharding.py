@@ -16,7 +16,7 @@ import pytest
 from minigpt4.common.sharding import merge_owned, rank_device, rank_report_path, shard_of, take_share
 from minigpt4.features.__main__ import main as features_main
 from minigpt4.features.extract import ExtractionReport, write_report
-from minigpt4.features.media import write_video
+from minigpt4.common.media import write_video
 from minigpt4.features.sharded import merge_rank_reports
 from conftest import free_port
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from conftest import REPO, free_port, make_sample, tiny_train_config, write_tiny_corpus
+from minigpt4.cli.train import main as train_main
 from minigpt4.data.collator import EmotionCollator
 from minigpt4.models.checkpoint import CheckpointError
 from minigpt4.run_config import OptimConfig
@@ -57,19 +59,19 @@ def test_weight_decay_only_on_matrices_and_schedule_end_points(tiny_model):
 
 
 @pytest.mark.slow
-def test_train_script_learns_validates_and_keeps_the_best(tiny_dir, tmp_path):
+def test_train_script_learns_validates_and_keeps_the_best(tiny_dir, tmp_path, caplog):
     corpus = write_tiny_corpus(tmp_path / "corpus", n=36)
     out = tmp_path / "run"
     cfg = tiny_train_config(tmp_path / "train.yaml", tiny_dir, corpus, out, tasks=["emotion"], max_epochs=3, iters_per_epoch=12,
                             optim={"init_lr": 1e-2, "min_lr": 1e-3, "warmup_lr": 1e-3, "warmup_steps": 4})
-    result = run_train(cfg, "--options", "run.log_every=4")
-    assert result.returncode == 0, result.stderr[-3000:]
+    caplog.set_level(logging.INFO, logger="train")
+    assert train_main(["--cfg-path", str(cfg), "--options", "run.log_every=4"]) == 0  # in-process: no interpreter start
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == list(range(4, 37, 4)) and all(r["steps"] == 4 for r in lines)
     history = [r["loss"] for r in lines]
     assert sum(history[-2:]) / 2 < 0.6 * sum(history[:2]) / 2, history
-    assert "verifying settings" in result.stderr
-    validations = [json.loads(line.split("validation: ", 1)[1]) for line in result.stderr.splitlines() if " validation: " in line]
+    assert "verifying settings" in caplog.text
+    validations = [json.loads(line.split("validation: ", 1)[1]) for line in caplog.messages if " validation: " in line]
     assert len(validations) == 3
     scores = [v["weighted_f1"] for v in validations]
     best = json.loads((out / "best" / "metrics.json").read_text())
@@ -112,7 +114,7 @@ def test_killed_and_resumed_run_logs_the_same_losses(tiny_dir, tmp_path):
 
 def test_corrupted_checkpoint_is_refused_and_the_previous_one_still_loads(tiny_model, tmp_path):
     from minigpt4.training.checkpointing import TrainState, save_checkpoint
-    from minigpt4.training.distributed import DistInfo
+    from minigpt4.common.distributed import DistInfo
 
     info = DistInfo(0, 1, 0, torch.device("cpu"))
     optimizer = build_optimizer(tiny_model, OptimConfig())
@@ -140,7 +142,7 @@ def _grads(model) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("reduction", ["token", "sample"])
 def test_accumulated_micro_steps_give_the_gradient_of_one_big_batch(tiny_model, reduction):
-    from minigpt4.training.distributed import DistInfo
+    from minigpt4.common.distributed import DistInfo
     from minigpt4.training.step import forward_backward
 
     info = DistInfo(0, 1, 0, torch.device("cpu"))
@@ -195,7 +197,7 @@ def test_class_balanced_weights_over_two_training_sets(tiny_dir, tmp_path):
 
     from minigpt4.data.datasets import class_balanced_weights
     from minigpt4.run_config import load_train_config
-    from train import build_train_set
+    from minigpt4.training.recipe import build_train_set
 
     corpus = write_tiny_corpus(tmp_path / "corpus", n=24)
     cfg_path = tiny_train_config(tmp_path / "t.yaml", tiny_dir, corpus, tmp_path / "out", tasks=["emotion"], class_balanced=True)
@@ -211,15 +213,15 @@ def test_class_balanced_weights_over_two_training_sets(tiny_dir, tmp_path):
     assert weights == pytest.approx([1.0 / counts[k] for k in labels])
 
 
-def test_a_broken_validation_config_fails_before_the_first_step(tiny_dir, tmp_path):
+def test_a_broken_validation_config_fails_before_the_first_step(tiny_dir, tmp_path, caplog, capsys):
     corpus = write_tiny_corpus(tmp_path / "corpus", n=24)
     out = tmp_path / "run"
     cfg = tiny_train_config(tmp_path / "train.yaml", tiny_dir, corpus, out, max_epochs=2, iters_per_epoch=50,
                             val_metric="wighted_f1")
-    result = run_train(cfg)
-    assert result.returncode != 0
-    assert "verifying settings" in result.stderr
-    assert "error: run.val_metric='wighted_f1' is not a validation metric" in result.stderr
+    caplog.set_level(logging.INFO, logger="train")
+    assert train_main(["--cfg-path", str(cfg)]) == 2  # in-process, as `python train.py` runs it
+    assert "verifying settings" in caplog.text
+    assert "error: run.val_metric='wighted_f1' is not a validation metric" in capsys.readouterr().err
     assert not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text().strip()
 
 
@@ -250,8 +252,7 @@ def test_one_node_two_nodes_and_one_process_train_the_same(tiny_dir, tmp_path):
     for node in nodes:
         _, err = node.communicate(timeout=300)
         assert node.returncode == 0, err[-3000:]
-    single = run_train(config("one_process", batch_size=2))
-    assert single.returncode == 0, single.stderr[-3000:]
+    assert train_main(["--cfg-path", str(config("one_process", batch_size=2))]) == 0  # in-process
 
     summaries = {name: json.loads((tmp_path / name / "summary.json").read_text())
                  for name in ("one_node", "two_nodes", "one_process")}

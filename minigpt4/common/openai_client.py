@@ -163,20 +163,31 @@ class OpenAIClient:
                                         ensure_ascii=False) + "\n")
         return reply
 
+    def cached_reply(self, key: str) -> str | None:
+        """The cached reply stored under `key`, or None (for callers whose older caches used
+        their own keys, e.g. the EMER judge's)."""
+        with self._lock:
+            return self._cache.get(key)
+
     def _load_cache(self) -> dict[str, str]:
+        """Read the JSONL cache. A last line without its newline is an append cut short by a
+        killed run: it is dropped from the file (that request is simply made again), so the next
+        append starts on a line of its own. Any other line that is not an entry is an error."""
         cache: dict[str, str] = {}
         if self.cache_path is None or not self.cache_path.exists():
             return cache
-        lines = self.cache_path.read_text(encoding="utf-8").splitlines()
+        data = self.cache_path.read_bytes()
+        *lines, partial = data.split(b"\n")  # bytes, newlines only: a cut may split a character
+        if partial:
+            with self.cache_path.open("r+b") as fh:
+                fh.truncate(len(data) - len(partial))
         for lineno, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                entry = json.loads(line)
+                entry = json.loads(line.decode("utf-8"))
                 cache[entry["key"]] = entry["reply"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                if lineno == len(lines):
-                    continue  # a run killed while appending: the request is simply made again
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
                 raise EndpointError(f"{self.cache_path}:{lineno}: not a cache entry; delete the line or the file") from None
         return cache
 

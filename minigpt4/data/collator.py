@@ -9,7 +9,7 @@ Training batches are right-padded with loss on the target and `</s>` only; gener
 are left-padded and carry no target.
 
 `protocol="release"` (generation only) builds the released evaluation's batch instead: its
-prompt string (`prompts.prompt_text`), a BOS in front of the literal ``<s>`` (the release
+prompt string (`PromptTemplate.prompt`), a BOS in front of the literal ``<s>`` (the release
 tokenized the first segment with special tokens, so ids start ``bos, bos``), and every slot at
 `<VideoHere>` in the model's token order [patches, local, temporal, audio, CLS]; `<FeatureHere>`
 is tokenized as text. Only the slot positions differ: the model and the merge are the same.
@@ -17,7 +17,10 @@ is tokenized as text. Only the slot positions differ: the model and the merge ar
 `prompt_format` (the model's `prompt_format`) wraps the user turn: ``llama2_inst`` puts a BOS in
 front of ``[INST] ... [/INST]`` and ends targets with ``</s>``; ``chat_template`` uses the
 tokenizer's chat template (which writes its own BOS, if the model has one) and ends targets with
-the template's end-of-turn token (`prompts.end_of_turn_id`).
+the template's end-of-turn token (`PromptTemplate.end_id`).
+
+Every one of those decisions is the collator's `template` (`prompts.PromptTemplate`): pass the
+one evaluation or inference resolved, or `protocol` / `prompt_format` to resolve one here.
 """
 
 from __future__ import annotations
@@ -27,14 +30,7 @@ from typing import Any, Sequence
 import torch
 
 from minigpt4.common.config import ConfigError
-from minigpt4.data.prompts import (
-    FEATURE_MARKER,
-    VIDEO_MARKER,
-    check_prompt_format,
-    check_protocol,
-    end_of_turn_id,
-    prompt_text,
-)
+from minigpt4.data.prompts import PromptTemplate
 
 IGNORE_INDEX = -100
 
@@ -50,25 +46,25 @@ class EmotionCollator:
         max_transcript_words: int = 200,
         protocol: str = "clean",
         prompt_format: str = "llama2_inst",
+        template: PromptTemplate | None = None,
     ):
         self.tokenizer = tokenizer
         self.num_patch_tokens = num_patch_tokens
         self.train = train
         self.max_txt_len = max_txt_len
         self.max_transcript_words = max_transcript_words
-        self.protocol = check_protocol(protocol)
-        self.prompt_format = check_prompt_format(prompt_format, protocol)
-        self.end_id = end_of_turn_id(tokenizer, prompt_format)
+        if template is not None and template.tokenizer is not tokenizer:
+            raise ValueError("the collator's template was resolved for another tokenizer")
+        self.template = template or PromptTemplate.resolve(protocol, prompt_format, tokenizer)
+        self.protocol = self.template.protocol
+        self.prompt_format = self.template.prompt_format
+        self.end_id = self.template.end_id
         self.slot_id = tokenizer.pad_token_id
         if self.slot_id is None:
             raise ValueError("the tokenizer needs a pad token (build it with minigpt4.models.builder.load_tokenizer)")
-        if protocol == "release":
-            if train:
-                raise ConfigError("protocol 'release' is the release's evaluation prompt; training uses the "
-                                 "clean layout (so did the release): build the training collator with protocol='clean'")
-            if self._ids(tokenizer.bos_token) != [tokenizer.bos_token_id]:
-                raise ConfigError(f"protocol 'release' needs a tokenizer that reads the literal {tokenizer.bos_token!r} "
-                                 "as its BOS token (Llama's does); this one splits it into ordinary tokens")
+        if self.template.is_release and train:
+            raise ConfigError("protocol 'release' is the release's evaluation prompt; training uses the "
+                             "clean layout (so did the release): build the training collator with protocol='clean'")
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
@@ -76,19 +72,13 @@ class EmotionCollator:
     def encode(self, sample: dict[str, Any]) -> tuple[list[int], list[bool], list[int]]:
         """(input ids, slot mask, labels) of one sample."""
         transcript = " ".join((sample.get("transcript") or "").split()[: self.max_transcript_words])
-        text = prompt_text(transcript, sample["task"], sample["instruction"], self.protocol, self.prompt_format,
-                           self.tokenizer)
+        text = self.template.prompt(transcript, sample["task"], sample["instruction"])
         has_image = sample.get("image") is not None or sample.get("image_embeds") is not None
         n_video = self.num_patch_tokens if has_image else 0
         n_feature = int(torch.as_tensor(sample["feature_present"]).sum()) + int(has_image)
-        before_video, rest = text.split(VIDEO_MARKER)
-        if self.protocol == "release":  # all slots at <VideoHere>; <FeatureHere> stays text
-            segments = ((before_video, n_video + n_feature), (rest, 0))
-        else:
-            between, after = rest.split(FEATURE_MARKER)
-            segments = ((before_video, n_video), (between, n_feature), (after, 0))
+        segments = self.template.slot_segments(text, n_video, n_feature)
 
-        ids = [self.tokenizer.bos_token_id] if self.prompt_format == "llama2_inst" else []  # a template writes its own
+        ids = [self.tokenizer.bos_token_id] if self.template.leading_bos else []  # a chat template writes its own
         slots = [False] * len(ids)
         for segment, n_slots in segments:
             seg = self._ids(segment)

@@ -22,7 +22,7 @@ class DatasetConfig:
     reference_column: str = "reason"  # EMER: column / key holding the reference explanation
     transcripts: Optional[str] = None  # CSV with `name` and `transcript_column`
     transcript_column: str = "sentence"
-    videos: Optional[str] = None  # folder of <name>.mp4 / .avi (frame chosen at load time)
+    videos: Optional[str] = None  # folder of <name>.<video suffix> (common.media.VIDEO_SUFFIXES; frame chosen at load time)
     frames: Optional[str] = None  # folder of pre-extracted <name>.jpg / .png frames
     frame_choice: str = "first"  # first | middle | peak
     feature_root: Optional[str] = None  # folder holding the feature folders; default: annotation's folder

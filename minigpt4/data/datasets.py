@@ -20,11 +20,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence
 
-import cv2
 import numpy as np
 import torch
 
 from ..common.config import ConfigError
+from ..common.media import VIDEO_SUFFIXES, decode_image, read_frame
 from ..common.registry import Registry
 from . import shards as shard_io
 from .annotations import (
@@ -43,14 +43,13 @@ from .annotations import (
 )
 from .config import DatasetConfig
 from .labels import label_key, label_set
-from .prompts import TASKS, check_protocol, instruction_for
+from .prompts import TASKS, PromptTemplate
 
 log = logging.getLogger(__name__)
 
 FEATURE_ORDER = ("local", "temporal", "audio")  # row order of `features`, as the model expects
 MODALITIES = ("image",) + FEATURE_ORDER + ("text",)
 FRAME_EXTENSIONS = (".jpg", ".png", ".jpeg")
-VIDEO_EXTENSIONS = (".mp4", ".avi")
 
 ImageTransform = Callable[[np.ndarray], torch.Tensor]
 
@@ -112,14 +111,6 @@ def _npy_dim(path: Path) -> int:
     raise AnnotationError(f"{path}: feature has shape {tuple(shape)}, expected (D,) or (1, D) (re-extract this feature)")
 
 
-def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Encoded JPEG / PNG bytes -> RGB uint8 [H, W, 3]."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise AnnotationError(f"{where}: cannot decode the image (corrupt or not a JPEG/PNG file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 class FolderMedia:
     """The release's folder layout: frames / videos folders and one folder per feature kind."""
 
@@ -161,7 +152,7 @@ class FolderMedia:
     def _missing(self, record: Record) -> str | None:
         if self.frames_dir is not None or self.videos_dir is not None:
             folder, extensions = (
-                (self.frames_dir, FRAME_EXTENSIONS) if self.frames_dir is not None else (self.videos_dir, VIDEO_EXTENSIONS)
+                (self.frames_dir, FRAME_EXTENSIONS) if self.frames_dir is not None else (self.videos_dir, VIDEO_SUFFIXES)
             )
             found = next((folder / f"{record.name}{e}" for e in extensions if (folder / f"{record.name}{e}").is_file()), None)
             if found is None:
@@ -183,8 +174,6 @@ class FolderMedia:
             return None
         if path.suffix.lower() in FRAME_EXTENSIONS:
             return decode_image(path.read_bytes(), str(path))
-        from ..features.media import read_frame  # the video reader lives with the feature code
-
         return read_frame(str(path), self.cfg.frame_choice)
 
     def features(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
@@ -303,7 +292,7 @@ class EmotionDataset(torch.utils.data.Dataset):
             raise ConfigError(f"tasks {cfg.tasks} must be a non-empty list of {', '.join(TASKS)}")
         if unknown_drops:
             raise ConfigError(f"drop_modalities has unknown {unknown_drops}; valid: {', '.join(MODALITIES)}")
-        check_protocol(cfg.protocol)
+        self.template = PromptTemplate.resolve(cfg.protocol)  # whose instruction pools; no tokens needed here
         bad_dropout = {k: v for k, v in cfg.modality_dropout.items() if k not in MODALITIES or not 0.0 <= v <= 1.0}
         if bad_dropout:
             raise ConfigError(
@@ -342,9 +331,9 @@ class EmotionDataset(torch.utils.data.Dataset):
         return normalise_text(text, self.cfg.max_words)
 
     def instruction(self, task: str, index: int) -> str:
-        """The question of item `index` (`prompts.instruction_for`: the same decision as inference)."""
+        """The question of item `index` (`PromptTemplate.instruction`: the same decision as inference)."""
         rng = random.Random(f"{self.seed}:{self.epoch}:{index}") if self.train else None
-        return instruction_for(task, self.labels, self.cfg.protocol, rng)
+        return self.template.instruction(task, self.labels, rng)
 
     def dropped(self, index: int) -> set[str]:
         """Inputs item `index` goes without: `drop_modalities` always, plus (training only) a

@@ -21,14 +21,17 @@ chat template around the release's user text):
 ``.`` gives ``..``). The collator puts *all* visual tokens at `<VideoHere>`; `<FeatureHere>`
 stays ordinary text, and the literal ``<s>`` becomes a second BOS.
 
-`instruction_for` is the one place deciding the question of a task; training, evaluation and
-`minigpt4.infer` all call it.
+`PromptTemplate` holds every decision of one (protocol, prompt format, tokenizer), resolved once
+(as LLaMA-Factory's ``Template`` does): the question of a task, the prompt string, where the
+placeholder slots go, the end-of-answer token, the frame the release looked at and the token
+limits. The collator, the model's callers, evaluation and `minigpt4.infer` carry one object
+instead of re-deciding; the module-level functions below resolve one and ask it.
 
 Two prompt formats (`model.prompt_format`) wrap the same user turn (`user_turn`) for the LLM:
 ``llama2_inst`` is the ``[INST] ... [/INST]`` above (Llama-2-chat, the release); ``chat_template``
 renders it with the tokenizer's own chat template (Llama-3, Qwen2.5, ... instruct models), with
 the markers inside, so the collator and the visual-token merge are the same for any backbone.
-An answer ends with `end_of_turn_id`: ``</s>`` for ``llama2_inst``, the template's end-of-turn
+An answer ends with `PromptTemplate.end_id` (`models.prompt_format.end_of_answer_id`): ``</s>`` for ``llama2_inst``, the template's end-of-turn
 token for ``chat_template`` (Llama-3 ``<|eot_id|>``, Qwen ``<|im_end|>``); training appends it to
 the target and generation stops at it.
 """
@@ -36,17 +39,18 @@ the target and generation stops at it.
 from __future__ import annotations
 
 import random
-from typing import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
 
 from minigpt4.common.config import ConfigError
 from minigpt4.data.labels import MERR_LABELS
+from minigpt4.models.prompt_format import PROMPT_FORMATS, end_of_answer_id, require_chat_template
 
 VIDEO_MARKER = "<VideoHere>"
 FEATURE_MARKER = "<FeatureHere>"
 
 TASKS = ("emotion", "reason", "reason_v2")
 PROTOCOLS = ("clean", "release")
-PROMPT_FORMATS = ("llama2_inst", "chat_template")
 
 # Our pools (protocol clean): each starts with the release's question, followed by paraphrases in
 # its style. One is drawn per sample at training time and the first is asked at evaluation time,
@@ -106,45 +110,162 @@ RELEASE_FRAME_CHOICE = "first"
 RELEASE_MAX_NEW_TOKENS = 500
 
 
-def max_new_tokens_for(protocol: str, configured: Mapping[str, int]) -> dict[str, int]:
-    """Per-task generation limits: `configured` under ``clean``, 500 for every task under ``release``."""
-    if check_protocol(protocol) == "release":
-        return {task: RELEASE_MAX_NEW_TOKENS for task in set(TASKS) | set(configured)}
-    return dict(configured)
-
-
 def check_protocol(protocol: str) -> str:
-    """`protocol` if it is one of PROTOCOLS, else a ValueError naming the choices."""
+    """`protocol` if it is one of PROTOCOLS, else a ConfigError naming the choices."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     return protocol
 
 
+def check_prompt_format(prompt_format: str, protocol: str = "clean") -> str:
+    """`prompt_format` if it is one of PROMPT_FORMATS and fits `protocol`, else a ConfigError."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(f"unknown prompt format {prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}")
+    if prompt_format != "llama2_inst" and protocol == "release":
+        raise ConfigError("protocol 'release' reproduces the released Llama-2 evaluation prompt; it needs "
+                         "model.prompt_format=llama2_inst (use protocol clean with chat_template backbones)")
+    return prompt_format
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """Every decision of one prompt layout, made once by `resolve` and carried by the collator,
+    evaluation and inference.
+
+    `tokenizer` may be None for what needs no tokens (a dataset asks only for instructions);
+    the prompt of a ``chat_template`` format and `end_id` need it.
+    """
+
+    protocol: str = "clean"
+    prompt_format: str = "llama2_inst"
+    tokenizer: Any = field(default=None, repr=False, compare=False)
+    end_id: Optional[int] = None  # the token ending an answer (None without a tokenizer)
+
+    @classmethod
+    def resolve(cls, protocol: str = "clean", prompt_format: str = "llama2_inst", tokenizer=None) -> "PromptTemplate":
+        """The template of (`protocol`, `prompt_format`, `tokenizer`); a ConfigError naming the fix
+        when they do not fit together. The only place the protocol and the format are checked."""
+        check_prompt_format(prompt_format, check_protocol(protocol))
+        end_id = end_of_answer_id(tokenizer, prompt_format) if tokenizer is not None else None
+        if protocol == "release" and tokenizer is not None:
+            bos = tokenizer(tokenizer.bos_token, add_special_tokens=False)["input_ids"] if tokenizer.bos_token else []
+            if bos != [tokenizer.bos_token_id]:
+                raise ConfigError(f"protocol 'release' needs a tokenizer that reads the literal {tokenizer.bos_token!r} "
+                                 "as its BOS token (Llama's does); this one splits it into ordinary tokens")
+        return cls(protocol, prompt_format, tokenizer, end_id)
+
+    def with_tokenizer(self, tokenizer) -> "PromptTemplate":
+        """This template resolved for `tokenizer` (its end-of-answer id and, for chat_template, its template)."""
+        return PromptTemplate.resolve(self.protocol, self.prompt_format, tokenizer)
+
+    @property
+    def is_release(self) -> bool:
+        return self.protocol == "release"
+
+    # ---- the question ------------------------------------------------------------------------
+
+    def pick_instruction(self, task: str, rng: random.Random | None = None) -> str:
+        """A random instruction of `task` (training) or the first one when `rng` is None (evaluation)."""
+        pools = RELEASE_INSTRUCTION_POOLS if self.is_release else INSTRUCTION_POOLS
+        try:
+            pool = pools[task]
+        except KeyError:
+            raise ConfigError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}") from None
+        return pool[0] if rng is None else rng.choice(pool)
+
+    def instruction(self, task: str, labels: tuple[str, ...] | list[str], rng: random.Random | None = None) -> str:
+        """The question asked for `task` on a dataset with label set `labels` (empty = open vocabulary).
+
+        The single decision used by training (`rng` draws from the pool), evaluation and inference
+        (`rng=None`: the first of the pool), so a model is never asked at test time a question it
+        was not trained with. ``clean``: the emotion pool lists the MERR labels, so another label
+        set (DFEW, IEMOCAP) or an open vocabulary (MER2024-OV) gets its own question.
+        ``release``: the release's pools; its one emotion question names the nine MERR labels on
+        every dataset, as the released evaluation did.
+        """
+        if not self.is_release and task == "emotion" and (not labels or not set(labels) <= set(MERR_LABELS)):
+            return emotion_instruction(labels)
+        return self.pick_instruction(task, rng)
+
+    # ---- the prompt --------------------------------------------------------------------------
+
+    def prompt(self, transcript: str, task: str, instruction: str) -> str:
+        """The whole prompt with both markers still in place (the collator expands them)."""
+        if self.is_release:
+            user = (
+                f"<video>{VIDEO_MARKER}</video> <feature>{FEATURE_MARKER}</feature> "
+                f"The person in video says: {transcript or ''}. "
+                f" [{task}] {instruction} "
+            )
+            return f"<s>[INST] {user} [/INST]"
+        user = user_turn(transcript, task, instruction)
+        if self.prompt_format == "chat_template":
+            return chat_prompt(self.tokenizer, user)
+        return f"[INST] {user} [/INST]"
+
+    @property
+    def leading_bos(self) -> bool:
+        """``llama2_inst`` puts a BOS in front of the prompt; a chat template writes its own."""
+        return self.prompt_format == "llama2_inst"
+
+    def slot_segments(self, text: str, n_video: int, n_feature: int) -> tuple[tuple[str, int], ...]:
+        """The prompt cut at its markers: (text, placeholder slots after it) pairs.
+
+        ``clean``: the image slots at `<VideoHere>`, the feature and CLS slots at `<FeatureHere>`.
+        ``release``: every slot at `<VideoHere>`; `<FeatureHere>` stays ordinary text.
+        """
+        before_video, rest = text.split(VIDEO_MARKER)
+        if self.is_release:
+            return ((before_video, n_video + n_feature), (rest, 0))
+        between, after = rest.split(FEATURE_MARKER)
+        return ((before_video, n_video), (between, n_feature), (after, 0))
+
+    # ---- what evaluation and inference fix ---------------------------------------------------
+
+    def frame_choice(self, configured: str) -> str:
+        """The frame the model sees: `configured`, or the first frame under ``release``."""
+        return RELEASE_FRAME_CHOICE if self.is_release else configured
+
+    def max_new_tokens(self, configured: Mapping[str, int]) -> dict[str, int]:
+        """Per-task generation limits: `configured` under ``clean``, 500 for every task under ``release``."""
+        if self.is_release:
+            return {task: RELEASE_MAX_NEW_TOKENS for task in set(TASKS) | set(configured)}
+        return dict(configured)
+
+    @property
+    def stop_ids(self) -> list[int]:
+        """Generation stops at the end-of-answer token (and at EOS, if different)."""
+        eos = self.tokenizer.eos_token_id
+        return [self.end_id] + [i for i in (eos,) if i is not None and i != self.end_id]
+
+
+# The module-level functions: one template resolved from their arguments, asked once.
+
+def max_new_tokens_for(protocol: str, configured: Mapping[str, int]) -> dict[str, int]:
+    """Per-task generation limits: `configured` under ``clean``, 500 for every task under ``release``."""
+    return PromptTemplate.resolve(protocol).max_new_tokens(configured)
+
+
 def pick_instruction(task: str, rng: random.Random | None, protocol: str = "clean") -> str:
     """A random instruction of `task` (training) or the first one when `rng` is None (evaluation)."""
-    pools = RELEASE_INSTRUCTION_POOLS if check_protocol(protocol) == "release" else INSTRUCTION_POOLS
-    try:
-        pool = pools[task]
-    except KeyError:
-        raise ConfigError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}") from None
-    return pool[0] if rng is None else rng.choice(pool)
+    return PromptTemplate.resolve(protocol).pick_instruction(task, rng)
 
 
 def instruction_for(
     task: str, labels: tuple[str, ...] | list[str], protocol: str = "clean", rng: random.Random | None = None
 ) -> str:
-    """The question asked for `task` on a dataset with label set `labels` (empty = open vocabulary).
+    """The question asked for `task` (`PromptTemplate.instruction`)."""
+    return PromptTemplate.resolve(protocol).instruction(task, labels, rng)
 
-    The single decision used by training (`rng` draws from the pool), evaluation and inference
-    (`rng=None`: the first of the pool), so a model is never asked at test time a question it
-    was not trained with. ``clean``: the emotion pool lists the MERR labels, so another label
-    set (DFEW, IEMOCAP) or an open vocabulary (MER2024-OV) gets its own question.
-    ``release``: the release's pools; its one emotion question names the nine MERR labels on
-    every dataset, as the released evaluation did.
+
+def prompt_text(transcript: str, task: str, instruction: str, protocol: str = "clean",
+                prompt_format: str = "llama2_inst", tokenizer=None) -> str:
+    """The whole prompt with both markers still in place (`PromptTemplate.prompt`).
+
+    `tokenizer` is needed for ``chat_template`` only: its chat template wraps the user turn.
     """
-    if check_protocol(protocol) == "clean" and task == "emotion" and (not labels or not set(labels) <= set(MERR_LABELS)):
-        return emotion_instruction(labels)
-    return pick_instruction(task, rng, protocol)
+    template = PromptTemplate(check_protocol(protocol), check_prompt_format(prompt_format, protocol), tokenizer)
+    return template.prompt(transcript, task, instruction)
 
 
 def user_turn(transcript: str, task: str, instruction: str) -> str:
@@ -152,36 +273,6 @@ def user_turn(transcript: str, task: str, instruction: str) -> str:
     transcript = (transcript or "").strip()
     said = f" The person in video says: {transcript.rstrip('.')}." if transcript else ""
     return f"<video>{VIDEO_MARKER}</video> <feature>{FEATURE_MARKER}</feature>{said} [{task}] {instruction}"
-
-
-def prompt_text(transcript: str, task: str, instruction: str, protocol: str = "clean",
-                prompt_format: str = "llama2_inst", tokenizer=None) -> str:
-    """The whole prompt with both markers still in place (the collator expands them).
-
-    `tokenizer` is needed for ``chat_template`` only: its chat template wraps the user turn.
-    """
-    check_prompt_format(prompt_format, protocol)
-    if check_protocol(protocol) == "release":
-        user = (
-            f"<video>{VIDEO_MARKER}</video> <feature>{FEATURE_MARKER}</feature> "
-            f"The person in video says: {transcript or ''}. "
-            f" [{task}] {instruction} "
-        )
-        return f"<s>[INST] {user} [/INST]"
-    user = user_turn(transcript, task, instruction)
-    if prompt_format == "chat_template":
-        return chat_prompt(tokenizer, user)
-    return f"[INST] {user} [/INST]"
-
-
-def check_prompt_format(prompt_format: str, protocol: str = "clean") -> str:
-    """`prompt_format` if it is one of PROMPT_FORMATS and fits `protocol`, else a ValueError."""
-    if prompt_format not in PROMPT_FORMATS:
-        raise ConfigError(f"unknown prompt format {prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}")
-    if prompt_format != "llama2_inst" and protocol == "release":
-        raise ConfigError("protocol 'release' reproduces the released Llama-2 evaluation prompt; it needs "
-                         "model.prompt_format=llama2_inst (use protocol clean with chat_template backbones)")
-    return prompt_format
 
 
 def chat_prompt(tokenizer, user: str) -> str:
@@ -192,23 +283,3 @@ def chat_prompt(tokenizer, user: str) -> str:
         raise ConfigError(f"the chat template of {tokenizer.name_or_path} does not keep the user text as it is "
                          f"({VIDEO_MARKER} / {FEATURE_MARKER} lost or repeated); use prompt_format=llama2_inst")
     return text
-
-
-def require_chat_template(tokenizer) -> None:
-    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-        name = getattr(tokenizer, "name_or_path", None) or "the tokenizer"
-        raise ConfigError(f"model.prompt_format is chat_template but {name} has no chat template; use an "
-                         "instruct model's tokenizer (tokenizer_config.json with chat_template) or prompt_format=llama2_inst")
-
-
-def end_of_turn_id(tokenizer, prompt_format: str) -> int:
-    """The token ending an answer: EOS for ``llama2_inst``; for ``chat_template``, the first token
-    the template writes after the assistant's text (found by rendering a one-word answer)."""
-    if check_prompt_format(prompt_format) == "llama2_inst":
-        return tokenizer.eos_token_id
-    require_chat_template(tokenizer)
-    answer = "EMOTIONANSWER"
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "question"}, {"role": "assistant", "content": answer}], tokenize=False)
-    ids = tokenizer(text.split(answer, 1)[-1].strip(), add_special_tokens=False)["input_ids"]
-    return ids[0] if ids else tokenizer.eos_token_id

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
+from ..common.media import decode_image
 from .annotations import AnnotationError, BadItems, Record
 
 _RECORD_FIELDS = [f.name for f in fields(Record) if f.name != "name"]
@@ -152,8 +153,6 @@ class ShardIndex:
         return None
 
     def frame(self, record: Record) -> np.ndarray | None:
-        from .datasets import decode_image
-
         for ext in ("frame.jpg", "frame.png"):
             data = self._read(record.name, ext)
             if data is not None:

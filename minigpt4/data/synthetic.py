@@ -2,7 +2,7 @@
 
     python -m minigpt4.data.synthetic --out data/synthetic --clips 600 --seed 0
 
-Each clip is a real ``.mp4`` (H.264 + AAC via `features.media.write_video`) of a cartoon face and
+Each clip is a real ``.mp4`` (H.264 + AAC via `common.media.write_video`) of a cartoon face and
 a voice-like sound, plus a transcript, for one of the six MER2023 labels. The label is carried by
 three modalities -- the *face* (expression and head motion: every visual feature), the *voice*
 (pitch level and contour, loudness, syllable tempo, vibrato, brightness) and the *words* -- but
@@ -42,6 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..common.media import write_video
 from .labels import MER2023_LABELS
 
 log = logging.getLogger(__name__)
@@ -274,8 +275,6 @@ def _splits(labels: list[str], rng: np.random.Generator) -> list[str]:
 def generate_corpus(out: str | Path, clips: int = 600, seed: int = 0, size: int = 64,
                     seconds: float = 1.0, fps: float = 8.0) -> Path:
     """Write the corpus (see module docstring) and return its folder."""
-    from ..features.media import write_video
-
     if clips < 1 or size < 16 or seconds <= 0 or fps <= 0:
         raise ValueError("need clips >= 1, size >= 16, seconds > 0 and fps > 0")
     out = Path(out)

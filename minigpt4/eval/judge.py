@@ -3,8 +3,11 @@
 The published EMER numbers (Clue Overlap, Label Overlap, 1-10) come from gpt-3.5-turbo-16k at
 temperature 0; any other judge model gives a *different* number, so reports always carry the
 judge model. `HTTPJudge` talks to any chat-completions endpoint (vLLM, Ollama, OpenAI) through the
-shared `minigpt4.common.openai_client`, retries transient failures with exponential backoff, and caches every
-reply in a JSONL file keyed by ``sha256(model + messages)`` so re-scoring costs nothing.
+shared `minigpt4.common.openai_client`, which retries transient failures with exponential backoff
+and caches every reply in a JSONL file keyed by the request, so re-scoring costs nothing and a
+judging run that was killed resumes where it stopped (a last line cut short by the kill is
+dropped and that judgement asked again). Caches written by older versions, keyed by
+``sha256(model + messages)``, are still read.
 
 `OfflineJudge` needs no network and is deterministic, but it measures lexical overlap, not what
 an LLM judges: its metrics are named ``clue_overlap_offline`` / ``label_overlap_offline`` and
@@ -26,15 +29,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Protocol
 
 from minigpt4.common.openai_client import EndpointConfig, EndpointError, OpenAIClient
 from minigpt4.eval.parsing import default_vocabulary, normalise_text
+from minigpt4.run_config import JudgeConfig  # the schema of run.judge, with the other run configs
 
 SYSTEM_PROMPT = "You are an expert in affective computing who evaluates emotion explanations strictly and consistently."
 
@@ -79,36 +81,6 @@ class Judge(Protocol):
     name: str
 
     def score(self, metric: str, prediction: str, reference: str) -> float | None: ...
-
-
-@dataclass
-class JudgeConfig:
-    """Where and how to judge. Empty fields are filled from the environment by `resolved`."""
-
-    kind: str = "llm"  # llm | offline
-    url: str = ""  # base (…/v1) or full …/chat/completions URL; env EMER_JUDGE_URL
-    model: str = ""  # env EMER_JUDGE_MODEL
-    api_key: str = ""  # env OPENAI_API_KEY (optional for local servers)
-    timeout_s: float = 60.0
-    max_retries: int = 4
-    backoff_s: float = 2.0  # waits backoff_s * 2**attempt between tries
-    cache_path: str = ""  # JSONL; default: emer_judge_cache.jsonl next to the report
-    max_tokens: int = 256
-
-    def resolved(self, env: Mapping[str, str] | None = None) -> "JudgeConfig":
-        """A copy with url / model / key taken from `env` (default ``os.environ``) where empty."""
-        env = os.environ if env is None else env
-        return JudgeConfig(
-            kind=self.kind,
-            url=self.url or env.get("EMER_JUDGE_URL", ""),
-            model=self.model or env.get("EMER_JUDGE_MODEL", ""),
-            api_key=self.api_key or env.get("OPENAI_API_KEY", ""),
-            timeout_s=self.timeout_s,
-            max_retries=self.max_retries,
-            backoff_s=self.backoff_s,
-            cache_path=self.cache_path,
-            max_tokens=self.max_tokens,
-        )
 
 
 _SCORE_PATTERNS = (
@@ -173,35 +145,16 @@ class HTTPJudge:
         self.cfg = cfg
         self.name = cfg.model
         self.url = _chat_url(cfg.url)
-        self._client = OpenAIClient(
-            EndpointConfig(url=cfg.url, model=cfg.model, api_key_env="", timeout_s=cfg.timeout_s,
-                           max_retries=cfg.max_retries, backoff_s=cfg.backoff_s, max_tokens=cfg.max_tokens,
-                           temperature=0.0),
-            name="judge", hint="check the URL, EMER_JUDGE_MODEL and OPENAI_API_KEY", api_key=cfg.api_key, sleep=sleep)
         self.cache_path = Path(cfg.cache_path)
-        self._cache = self._load_cache()
-
-    def _load_cache(self) -> dict[str, str]:
-        cache: dict[str, str] = {}
-        if not self.cache_path.exists():
-            return cache
-        with self.cache_path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    entry = json.loads(line)
-                    cache[entry["key"]] = entry["reply"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise ValueError(
-                        f"{self.cache_path}:{lineno}: not a judge cache entry; delete the line or the file to re-judge"
-                    ) from None
-        return cache
-
-    def _append_cache(self, key: str, metric: str, reply: str) -> None:
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.cache_path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"key": key, "model": self.cfg.model, "metric": metric, "reply": reply}, ensure_ascii=False) + "\n")
+        try:  # the shared client keeps the cache: a last line cut short by a killed run is asked again
+            self._client = OpenAIClient(
+                EndpointConfig(url=cfg.url, model=cfg.model, api_key_env="", timeout_s=cfg.timeout_s,
+                               max_retries=cfg.max_retries, backoff_s=cfg.backoff_s, max_tokens=cfg.max_tokens,
+                               temperature=0.0),
+                cache_path=self.cache_path, name="judge", hint="check the URL, EMER_JUDGE_MODEL and OPENAI_API_KEY",
+                api_key=cfg.api_key, sleep=sleep)
+        except EndpointError as err:  # a whole line that is not an entry: the user decides what to do
+            raise ValueError(f"{err} to re-judge") from None
 
     @property
     def n_requests(self) -> int:
@@ -214,15 +167,15 @@ class HTTPJudge:
         except EndpointError as err:
             raise JudgeError(str(err)) from None
 
-    def chat(self, messages: list[dict[str, str]], tag: str) -> str:
+    def chat(self, messages: list[dict[str, str]], tag: str = "") -> str:
         """The reply to `messages`, from the cache when this exact request was made before
-        (`tag` names the use in the cache file; MER2024-OV grouping uses this client too)."""
-        key = cache_key(self.cfg.model, messages)
-        if key not in self._cache:
-            text = self._post(messages)
-            self._cache[key] = text
-            self._append_cache(key, tag, text)
-        return self._cache[key]
+        (MER2024-OV grouping uses this client too; `tag` is kept for callers, the cache is keyed
+        by the request). Caches written before the judge used the shared client keyed a reply by
+        `cache_key` (model and messages): such entries are still read."""
+        legacy = self._client.cached_reply(cache_key(self.cfg.model, messages))
+        if legacy is not None:
+            return legacy
+        return self._post(messages)
 
     def reply(self, metric: str, prediction: str, reference: str) -> str:
         """The judge's raw reply to one EMER judgement."""
@@ -292,8 +245,6 @@ def make_judge(cfg: JudgeConfig | Mapping | None, default_cache: str | Path = "e
         cfg = JudgeConfig(**cfg)
     if cfg.kind == "offline":
         return OfflineJudge()
-    if cfg.kind != "llm":
-        raise ValueError(f"judge kind {cfg.kind!r} unknown; use 'llm' or 'offline'")
     cfg = cfg.resolved()
     if not cfg.cache_path:
         cfg.cache_path = str(default_cache)

@@ -18,6 +18,7 @@ Writes, under ``--out``: ``fold_<k>/train/`` (train.py run), ``fold_<k>/eval/<da
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import shlex
@@ -93,7 +94,7 @@ def run_kfold(args: argparse.Namespace) -> dict[str, Any]:
     dcfg, benchmark = eval_cfg.datasets[args.dataset], first["dataset"]
     pooled = score_predictions(
         records, benchmark, labels=dcfg.label_set if benchmark in ("mer2023", "dfew", "iemocap") else None,
-        judge_cfg={**eval_cfg.run.judge, "cache_path": str(out / "emer_judge_cache.jsonl")},
+        judge_cfg=dataclasses.replace(eval_cfg.run.judge, cache_path=str(out / "emer_judge_cache.jsonl")),
         task=next(t for t in dcfg.tasks if t != "emotion") if benchmark == "emer" else "emotion",
     )
     write_predictions(records, out / "predictions.jsonl")

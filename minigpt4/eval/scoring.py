@@ -344,5 +344,10 @@ def score_main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None
     return 0
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command (console script `emotion-llama-score`, `python -m minigpt4.eval.scoring`)."""
+    return score_main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(score_main())
+    sys.exit(main())

@@ -14,7 +14,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from datetime import timedelta
+
 from minigpt4.common.config import ConfigError, load_config
+from minigpt4.common.distributed import init_distributed, shutdown
+from minigpt4.features.config import FeatureConfig
+from minigpt4.features.encoders import make_tiny_encoders
+from minigpt4.features.extract import find_videos, read_names_file
+from minigpt4.features.pretrain import pretrain_encoder
+from minigpt4.features.sharded import extract_features_sharded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "tiny-encoders":
-            from minigpt4.features.encoders import make_tiny_encoders
-
             for name, folder in make_tiny_encoders(Path(args.out), args.seed, args.hidden, args.image_size).items():
                 print(f"{name}: {folder}")
             return 0
@@ -65,8 +71,6 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_cfg(args):
-    from minigpt4.features.config import FeatureConfig
-
     overrides = list(args.options)
     if getattr(args, "eva_cache", False):
         overrides.append("eva_cache=true")
@@ -74,12 +78,6 @@ def _load_cfg(args):
 
 
 def _extract(args, cfg) -> int:
-    from datetime import timedelta
-
-    from minigpt4.features.extract import find_videos, read_names_file
-    from minigpt4.features.sharded import extract_features_sharded
-    from minigpt4.training.distributed import init_distributed, shutdown
-
     names = read_names_file(args.names_file) if args.names_file else None
     paths, problems = find_videos(args.videos, names)
     if not paths and not problems:
@@ -98,8 +96,6 @@ def _extract(args, cfg) -> int:
 
 
 def _pretrain(args, cfg) -> int:
-    from minigpt4.features.pretrain import pretrain_encoder
-
     result = pretrain_encoder(args.kind, args.crops, args.out, cfg, init=args.init)
     print(f"saved {args.kind} to {result.out_dir} after {result.steps} steps; "
           f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}")

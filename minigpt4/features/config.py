@@ -32,7 +32,7 @@ class FeatureConfig:
     frame_choice: str = "first"  # first | middle | peak | au_peak (see FRAME_CHOICES above)
     au_peaks: Optional[str] = None  # JSON {clip name: peak frame index, 0-based}; needed by au_peak
     save_frames: bool = True  # the chosen frame as <out>/frames/<name>.jpg, for the global (EVA) view
-    face_detector: str = "haar"  # haar | mtcnn | center (see minigpt4.features.faces)
+    face_detector: str = "haar"  # haar | mtcnn | dlib | center (see minigpt4.features.faces)
     face_size: int = 224  # side of the square face crops handed to MAE / VideoMAE
     face_margin: float = 0.2  # crop this fraction of the face box larger on each side
     min_face_size: int = 64  # smallest face to find, in video pixels: detection shrinks frames only this far

@@ -1,6 +1,6 @@
 """Video files -> the release's feature folders, resumably, one bad clip never stopping the run.
 
-For every clip `<name>.<ext>` it writes (each file atomically: a temp file, then os.replace)
+For every clip `<name>.<ext>` it writes (each file atomically, with `common.io.atomic_write`)
 
     <out>/HL-UTT/<name>.npy        audio    (D,) float32  HuBERT, mean over time
     <out>/mae_340_UTT/<name>.npy   local    (D,) float32  ViT-MAE on face crops, mean over frames
@@ -25,8 +25,6 @@ encoders run in the main thread, batched.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 import time
 from collections import deque
@@ -39,9 +37,15 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from minigpt4.common.config import load_config
+from minigpt4.common.io import atomic_write
+from minigpt4.common.media import VIDEO_SUFFIXES, MediaError, NoAudioError, load_audio
 from minigpt4.features.config import FEATURE_FOLDERS, FeatureConfig
+from minigpt4.features.encoders import AudioEncoder, LocalEncoder, TemporalEncoder, sample_clip_indices
 from minigpt4.features.faces import build_face_detector, read_video_faces
-from minigpt4.features.media import VIDEO_SUFFIXES, MediaError, NoAudioError, load_audio
+from minigpt4.models.config import VisionConfig
+from minigpt4.models.eva_vit import build_eva_vit
+from minigpt4.processors import EvaImageTransform
 
 REPORT_NAME = "extraction_report.json"
 NO_AUDIO_MARKERS = Path(".extraction_state") / "no_audio"
@@ -185,8 +189,6 @@ class FeatureExtractor:
     def __init__(self, cfg: FeatureConfig):
         import torch
 
-        from minigpt4.features.encoders import AudioEncoder, LocalEncoder, TemporalEncoder
-
         self.cfg = cfg
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
@@ -221,8 +223,6 @@ class FeatureExtractor:
     def prepare(self, path: Path) -> PreparedClip:
         """Track the face, crop it where the encoders look, pick the frame, read the audio
         (runs in a worker thread; streaming, see `read_video_faces`)."""
-        from minigpt4.features.encoders import sample_clip_indices
-
         cfg = self.cfg
         seconds = {}
         start = time.perf_counter()
@@ -395,11 +395,6 @@ class _EvaTokenCache:
     def __init__(self, cfg: FeatureConfig):
         import torch
 
-        from minigpt4.common.config import load_config
-        from minigpt4.models.config import VisionConfig
-        from minigpt4.models.eva_vit import build_eva_vit
-        from minigpt4.processors import EvaImageTransform
-
         vision = load_config(VisionConfig, cfg.eva_vision)
         self.model = build_eva_vit(vision).to(cfg.device).eval()
         self.transform = EvaImageTransform(vision.image_size)
@@ -447,11 +442,7 @@ def _reason(err: Exception) -> str:
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     """Write then rename, so a crash never leaves a half-written .npy that resuming would trust."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy.tmp",
-                                     delete=False) as handle:
-        np.save(handle, array)
-    os.replace(handle.name, path)
+    atomic_write(path, lambda handle: np.save(handle, array))
 
 
 def save_jpg_atomic(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
@@ -460,22 +451,13 @@ def save_jpg_atomic(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
     ok, encoded = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError(f"could not encode the chosen frame of {path.stem} as JPEG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".jpg.tmp",
-                                     delete=False) as handle:
-        handle.write(encoded.tobytes())
-    os.replace(handle.name, path)
+    atomic_write(path, encoded.tobytes())
 
 
 def write_report(report: ExtractionReport, out_dir: Path, path: Path | None = None) -> Path:
     """Atomically (re)write <out_dir>/extraction_report.json (or `path`)."""
     path = path or out_dir / REPORT_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".report.", suffix=".json.tmp",
-                                     delete=False) as handle:
-        json.dump(report.to_json(), handle, indent=2, sort_keys=True)
-    os.replace(handle.name, path)
-    return path
+    return atomic_write(path, json.dumps(report.to_json(), indent=2, sort_keys=True))
 
 
 def extract_features(video_paths: Iterable[str | Path], out_dir: str | Path, cfg: FeatureConfig,

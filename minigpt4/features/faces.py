@@ -23,12 +23,14 @@ followed and cropped on every frame:
 
 Detectors (`FACE_DETECTORS`, chosen by the config's `face_detector`): ``haar`` (OpenCV's
 cascade, ships with opencv-python-headless), ``mtcnn`` (facenet-pytorch's MTCNN, whose weights
-ship inside its wheel; more accurate, slower on a CPU) and ``center`` (the clip is already a
-face crop). Any object with ``detect(image, min_size) -> boxes`` and an ``input_format`` of
+ship inside its wheel; more accurate, slower on a CPU), ``dlib`` (dlib's HOG detector, whose
+boxes its 68-point landmark predictor expects; the MERR builder's default) and ``center`` (the
+clip is already a face crop). Any object with ``detect(image, min_size) -> boxes`` and an ``input_format`` of
 "grey" or "rgb" can be plugged in.
 
-For other code (e.g. dataset building) the stable entry points are `FaceTracker` (feed frames,
-get the main face's box per frame) and `track_video_faces` (the same for a video file).
+For other code the stable entry points are `FaceTracker` (feed frames, get the main face's box
+per frame), `track_faces` (the same for frames in memory: the MERR builder) and
+`track_video_faces` (the same for a video file).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Callable, Iterable, Protocol, Sequence
 import cv2
 import numpy as np
 
+from minigpt4.common.media import PEAK_THUMB_SIZE, MediaError, stream_frames
 from minigpt4.common.registry import Registry
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the frame
@@ -141,8 +144,40 @@ class CenterCropDetector:
         return [((width - side) // 2, (height - side) // 2, side, side)]
 
 
+@FACE_DETECTORS.register("dlib")
+class DlibFaceDetector:
+    """dlib's frontal-face HOG detector (the MERR builder's default: its 68-point landmark
+    predictor expects dlib's boxes). HOG cost grows with the pixel count, so the image is shrunk
+    as far as a `min_size` face stays at the detector's `working_size` (its 80-pixel window):
+    faces smaller than that window are not found at full resolution either. Without a
+    `min_size` the image is shrunk to at most `max_side` pixels (a 1080p frame at full size
+    takes about half a second). dlib is imported when the first detector is built."""
+
+    input_format = "rgb"
+
+    def __init__(self, max_side: int = 480, upsample: int = 0, working_size: int = 80):
+        import dlib
+
+        self.detector = dlib.get_frontal_face_detector()
+        self.max_side = max_side
+        self.upsample = upsample
+        self.working_size = working_size
+
+    def detect(self, image: np.ndarray, min_size: int = 0) -> list[Box]:
+        height, width = image.shape[:2]
+        if min_size:
+            scale = min(1.0, self.working_size / min_size)
+        else:
+            scale = min(1.0, self.max_side / max(height, width))
+        small = image if scale == 1.0 else cv2.resize(image, (round(width * scale), round(height * scale)),
+                                                      interpolation=cv2.INTER_AREA)
+        found = self.detector(np.ascontiguousarray(small), self.upsample)
+        boxes = [tuple(int(round(v / scale)) for v in (r.left(), r.top(), r.width(), r.height())) for r in found]
+        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+
+
 def build_face_detector(name: str) -> FaceDetector:
-    """A fresh detector by registry name ("haar", "mtcnn", "center"); fresh so each worker has its own."""
+    """A fresh detector by registry name ("haar", "mtcnn", "center", "dlib"); fresh so each worker has its own."""
     return FACE_DETECTORS.get(name)()
 
 
@@ -388,8 +423,6 @@ def track_video_faces(path: str | Path, detector: FaceDetector | str = "haar",
                       **tracker_options) -> FaceTrackResult:
     """The main face's box on every frame of a video file, decoding it once, frame by frame
     (memory does not grow with the clip's length). Raises `MediaError` for unreadable files."""
-    from minigpt4.features.media import stream_frames
-
     if isinstance(detector, str):
         detector = build_face_detector(detector)
     tracker = FaceTracker(detector, **tracker_options)
@@ -434,8 +467,6 @@ def read_video_faces(path: str | Path, detector: FaceDetector, size: int, margin
     first of them: grey 32x32 thumbnails, mean absolute difference, earliest on ties), or a frame
     index (e.g. the Action Unit peak of a dataset-building pipeline).
     """
-    from minigpt4.features.media import PEAK_THUMB_SIZE, MediaError, stream_frames
-
     tracker = FaceTracker(detector, **tracker_options)
     for frame in stream_frames(path):
         wanted_now = tracker.wants(frame.index)

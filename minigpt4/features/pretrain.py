@@ -19,7 +19,7 @@ from tqdm import tqdm
 from minigpt4.features.config import FeatureConfig
 from minigpt4.features.encoders import images_to_tensor, sample_clip_indices
 from minigpt4.features.faces import build_face_detector, crop_faces, read_video_faces
-from minigpt4.features.media import VIDEO_SUFFIXES, MediaError
+from minigpt4.common.media import VIDEO_SUFFIXES, MediaError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 

@@ -19,6 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
+from minigpt4.common.media import write_video
+
 # Where the face is in the photograph (x, y, w, h): what OpenCV's frontal Haar cascade finds on
 # the full-resolution 512x600 photo (MTCNN's tighter box, (174, 120, 181, 221), lies inside it).
 PHOTO_FACE_BOX = (149, 100, 231, 231)
@@ -143,8 +145,6 @@ class PhotoClip:
 
 def write_photo_clip(path, clip: PhotoClip, fps: float = 25.0, audio: bool = True) -> None:
     """Encode `clip` to `path` (container by suffix), streaming its frames, with a soft tone."""
-    from minigpt4.features.media import write_video
-
     samples = None
     if audio:
         t = np.arange(int(16000 * clip.num_frames / fps)) / 16000

@@ -21,7 +21,7 @@ from minigpt4.common.sharding import (merge_owned, rank_device, rank_report_file
                                       take_share)
 from minigpt4.features.config import FeatureConfig
 from minigpt4.features.extract import REPORT_NAME, ExtractionReport, FeatureExtractor, extract_features, write_report
-from minigpt4.training.distributed import DistInfo, barrier
+from minigpt4.common.distributed import DistInfo, barrier
 
 # report fields that hold clip names: merged by which rank owns each name
 NAME_FIELDS = ("done", "skipped_existing", "failed", "no_audio", "no_face_frames", "faces_seen", "extracted")

@@ -11,17 +11,29 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
+from datetime import timedelta
 from typing import Optional, Sequence
 
+import torch
+
 from minigpt4.common.config import ConfigError
+from minigpt4.common.distributed import barrier, init_distributed, shutdown
+from minigpt4.common.media import VIDEO_SUFFIXES
 from minigpt4.common.openai_client import EndpointConfigError
+from minigpt4.common.sharding import rank_device, shard_of, take_share
+from minigpt4.features.extract import find_videos, read_names_file
+from minigpt4.features.sharded import extract_features_sharded
+from minigpt4.merr.backends import BackendError
+from minigpt4.merr.build import MerrBuilder
+from minigpt4.merr.config import load_merr_config
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m minigpt4.merr", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build MERR-format data from a folder of videos")
-    build.add_argument("--videos", required=True, help="folder of .mp4/.avi/... clips (not recursive)")
+    build.add_argument("--videos", required=True, help=f"folder of {'/'.join(VIDEO_SUFFIXES)} clips (not recursive)")
     build.add_argument("--out", required=True, help="output folder (re-running it resumes)")
     build.add_argument("--cfg-path", default=None, help="MERR/configs/<name>.yaml (default: all offline backends)")
     build.add_argument("--names", default=None, help="only the clips named in this file (an annotation list works)")
@@ -32,11 +44,6 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from minigpt4.features.extract import find_videos, read_names_file
-    from minigpt4.merr.backends import BackendError
-    from minigpt4.merr.build import MerrBuilder
-    from minigpt4.merr.config import load_merr_config
-
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -50,7 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not videos:
-        print(f"error: no videos found in {args.videos} (suffixes .mp4 .avi .mkv .webm .mov)", file=sys.stderr)
+        print(f"error: no videos found in {args.videos} (suffixes {' '.join(VIDEO_SUFFIXES)})", file=sys.stderr)
         return 2
     try:
         summary = build(builder, videos, problems, args.with_features)
@@ -73,15 +80,6 @@ def build(builder, videos, problems, with_features: bool) -> dict | None:
     extraction) on its share of the clips (`minigpt4.common.sharding`), then rank 0 does the
     selection across clips and writes the outputs from the stored per-clip results. Returns the
     summary on rank 0, None on the other ranks."""
-    from dataclasses import replace
-    from datetime import timedelta
-
-    import torch
-
-    from minigpt4.common.sharding import rank_device, shard_of, take_share
-    from minigpt4.features.sharded import extract_features_sharded
-    from minigpt4.training.distributed import barrier, init_distributed, shutdown
-
     info = init_distributed("cpu", timeout=timedelta(days=7))  # gloo, only to meet at barriers
     if not info.enabled:
         return builder.run(videos, problems, with_features=with_features)

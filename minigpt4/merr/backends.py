@@ -23,6 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from minigpt4.common.openai_client import EndpointConfig, OpenAIClient, audio_part, image_part, wav_bytes
+from minigpt4.data.annotations import read_transcripts
+from minigpt4.eval.parsing import label_mentions
+from minigpt4.infer import EmotionPredictor, load_infer_config
 from minigpt4.merr.prosody import TONE_WORDS
 
 # Published prompts (MERR construction, section "how the dataset was built" of the paper's release).
@@ -109,8 +112,6 @@ def openai_tone(client: OpenAIClient, audio: np.ndarray, sample_rate: int) -> st
 
 
 def read_transcripts_csv(path: str, column: str) -> dict[str, str]:
-    from minigpt4.data.annotations import read_transcripts
-
     return read_transcripts(path, column)
 
 
@@ -148,8 +149,6 @@ def check_reasoning(text: str, label: str, labels: Sequence[str]) -> str:
     Uses the evaluation parser's label mentions (synonyms and negations handled), so a
     reasoning passes here exactly when an evaluator would read `label` from it.
     """
-    from minigpt4.eval.parsing import label_mentions
-
     if not text.strip():
         return "empty reasoning"
     mentioned = {m for sentence in label_mentions(text, labels) for m in sentence}
@@ -165,11 +164,10 @@ def check_reasoning(text: str, label: str, labels: Sequence[str]) -> str:
 # ------------------------------------------------------------------------------------------
 
 class ModelBackend:
-    """Our Emotion-LLaMA checkpoint through `minigpt4.infer.EmotionPredictor`, loaded once."""
+    """Our Emotion-LLaMA checkpoint through `minigpt4.infer.EmotionPredictor`, loaded once: it answers
+    through the one answering function evaluation uses (`minigpt4.eval.generation.answer_batch`)."""
 
     def __init__(self, infer_cfg: str, device: str | None = None):
-        from minigpt4.infer import EmotionPredictor, load_infer_config
-
         overrides = [f"device={device}"] if device else []
         cfg = load_infer_config(infer_cfg, overrides)
         self.name = f"{infer_cfg}:{cfg.model.checkpoint or 'untrained'}"

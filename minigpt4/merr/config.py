@@ -19,7 +19,8 @@ class FacesConfig:
     """Stage 1: faces and Action Unit intensities per frame."""
 
     backend: str = "landmarks"  # landmarks (dlib 68 points -> geometric AU estimates) | openface
-    face_detector: str = "dlib"  # landmarks only: dlib | haar | center (haar/center from minigpt4.features.faces)
+    face_detector: str = "dlib"  # dlib | haar | mtcnn | center (minigpt4.features.faces; the main face is tracked)
+    min_face_size: int = 64  # smallest face to find, in video pixels (dlib's HOG finds faces from 80 pixels)
     frame_stride: int = 1  # analyse every n-th frame (the peak index is still in decoded-frame order)
     neutral_fraction: float = 0.3  # landmarks: share of frames, closest to the clip's typical face, used as its neutral
     openface_csv_dir: str = ""  # openface: folder of <clip>.csv made by FeatureExtraction; empty = run the binary

@@ -1,24 +1,24 @@
-"""The one place where the MERR builder touches video, audio and face detection.
+"""The one place where the MERR builder touches video, audio and faces.
 
-Decoding and face boxes come from `minigpt4.features` (the same code feature extraction uses),
-so switching both to a new face tracker means changing this file only. The dlib pieces live
-here too: its HOG face detector and the 68-point landmark predictor that ships inside the
-`face-recognition-models` package (no download).
+Decoding comes from `minigpt4.common.media`; face detectors (dlib's HOG detector included) and
+the face tracker from `minigpt4.features.faces`, the same code feature extraction uses, so a
+clip's main face is the same face in both. The 68-point dlib landmark predictor that ships
+inside the `face-recognition-models` package (no download) lives here.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from minigpt4.features import faces as feature_faces
-from minigpt4.features.media import MediaError, NoAudioError, load_audio, read_frames, video_info  # noqa: F401
+from minigpt4.common.media import MediaError, NoAudioError, load_audio, read_frames, video_info  # noqa: F401
+from minigpt4.features.faces import Box, DlibFaceDetector, build_face_detector, track_faces  # noqa: F401
 
-Box = feature_faces.Box
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
 
@@ -47,55 +47,6 @@ def predictor_path() -> Path:
     return path
 
 
-class DlibFaceDetector:
-    """dlib's frontal-face HOG detector in the `FaceDetector` protocol of minigpt4.features.faces.
-
-    It runs on a copy shrunk to at most `max_side` pixels (HOG cost grows with the pixel count: a
-    1080p frame would take half a second) and the boxes are scaled back to the frame.
-    """
-
-    def __init__(self, max_side: int = 480, upsample: int = 0):
-        import dlib
-
-        self.detector = dlib.get_frontal_face_detector()
-        self.max_side = max_side
-        self.upsample = upsample
-
-    def detect(self, frame: np.ndarray) -> list[Box]:
-        import cv2
-
-        height, width = frame.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
-        small = frame if scale == 1.0 else cv2.resize(frame, (round(width * scale), round(height * scale)),
-                                                      interpolation=cv2.INTER_AREA)
-        found = self.detector(np.ascontiguousarray(small), self.upsample)
-        boxes = [tuple(int(round(v / scale)) for v in (r.left(), r.top(), r.width(), r.height())) for r in found]
-        return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
-
-
-def build_detector(name: str):
-    """A face detector by name: dlib here, haar / center from minigpt4.features.faces."""
-    if name == "dlib":
-        return DlibFaceDetector()
-    return feature_faces.build_face_detector(name)
-
-
-def track_faces(frames: np.ndarray, detector) -> tuple[list[Box | None], int]:
-    """One box per frame (largest face; frames without one borrow the nearest detected box).
-
-    Returns the boxes, or all None when no frame has a face, and how many frames had no
-    detection of their own.
-    """
-    detected: list[Box | None] = [(detector.detect(frame) or [None])[0] for frame in frames]
-    found = [i for i, box in enumerate(detected) if box is not None]
-    missing = len(detected) - len(found)
-    if not found:
-        return detected, missing
-    filled = [detected[min(found, key=lambda j: (abs(j - i), j > i))] if box is None else box
-              for i, box in enumerate(detected)]
-    return filled, missing
-
-
 class LandmarkPredictor:
     """68 facial landmarks (x, y pixels, iBUG order) inside a face box, with dlib's shape predictor.
 
@@ -121,34 +72,58 @@ class LandmarkPredictor:
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
 
+@dataclass
+class ClipFaces:
+    """The main face of a clip's analysed frames (see `FaceAnalyser.analyse`)."""
+
+    points: np.ndarray  # float32 [N, 68, 2] landmarks, NaN on every frame when the clip shows no face
+    boxes: list[Box | None]  # the main face's box per analysed frame; None when the clip shows no face
+    missing: int  # analysed frames without a detection of the main face of their own
+
+
 class FaceAnalyser:
     """A face detector and the landmark predictor, loaded once and reused for every clip
-    (loading the 68-point model takes about half a second)."""
+    (loading the 68-point model takes about half a second). The main face is followed by
+    `minigpt4.features.faces.FaceTracker`, as in feature extraction: the most persistent face
+    of the clip, not the largest box of each frame, so a brief larger false detection or a
+    passer-by is not landmarked; frames where the detector missed it take its interpolated box."""
 
-    def __init__(self, detector_name: str):
+    def __init__(self, detector_name: str, min_face_size: int = 64):
         self.detector_name = detector_name
-        self.detector = build_detector(detector_name)
+        self.detector = build_face_detector(detector_name)
+        self.min_face_size = min_face_size
         self.predictor = LandmarkPredictor()
+
+    def analyse(self, frames: np.ndarray, indices: Sequence[int]) -> ClipFaces:
+        """Track the main face through `frames[indices]` (a detection on each of them) and
+        place its 68 landmarks on each."""
+        chosen = frames[list(indices)]
+        points = np.full((len(chosen), 68, 2), np.nan, dtype=np.float32)
+        if not len(chosen):
+            return ClipFaces(points, [], 0)
+        track = track_faces(chosen, self.detector, min_face_size=self.min_face_size, detect_stride=1)
+        if not track.found:
+            return ClipFaces(points, [None] * len(chosen), len(chosen))
+        for row, (frame, box) in enumerate(zip(chosen, track.boxes)):
+            points[row] = self.predictor(frame, box)
+        return ClipFaces(points, list(track.boxes), track.no_face_frames)
 
     def landmarks(self, frames: np.ndarray, indices: Sequence[int]) -> tuple[np.ndarray, int]:
         """float32 [len(indices), 68, 2] landmarks (NaN where no frame of the clip has a face)
-        and the number of analysed frames without their own face detection."""
-        chosen = frames[list(indices)]
-        boxes, missing = track_faces(chosen, self.detector)
-        points = np.full((len(chosen), 68, 2), np.nan, dtype=np.float32)
-        for row, (frame, box) in enumerate(zip(chosen, boxes)):
-            if box is not None:
-                points[row] = self.predictor(frame, box)
-        return points, missing
+        and the number of analysed frames without their own detection of the main face."""
+        faces = self.analyse(frames, indices)
+        return faces.points, faces.missing
 
     def peak_face(self, frame: np.ndarray) -> tuple[np.ndarray | None, Box | None]:
-        """Landmarks and box of the largest face in one frame, (None, None) when there is none."""
-        boxes = self.detector.detect(frame)
+        """Landmarks and box of the largest face in one frame, (None, None) when there is none
+        (for clips whose AUs come from OpenFace, where no track was made)."""
+        boxes = self.detector.detect(frame, self.min_face_size)
         if not boxes:
             return None, None
         return self.predictor(frame, boxes[0]), boxes[0]
 
 
-def landmarks_per_frame(frames: np.ndarray, detector_name: str, indices: Sequence[int]) -> tuple[np.ndarray, int]:
+def landmarks_per_frame(frames: np.ndarray, detector_name: str, indices: Sequence[int],
+                        min_face_size: int = 64) -> tuple[np.ndarray, int]:
     """`FaceAnalyser.landmarks` for a one-off call (tests, benchmarks)."""
-    return FaceAnalyser(detector_name).landmarks(frames, indices)
+    return FaceAnalyser(detector_name, min_face_size).landmarks(frames, indices)

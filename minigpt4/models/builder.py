@@ -12,6 +12,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from minigpt4.common.registry import Registry
+from minigpt4.models.checkpoint import load_trainable
 from minigpt4.models.config import LLMConfig, LoraConfig, ModelConfig
 from minigpt4.models.emotion_llama import EmotionLLaMA
 from minigpt4.models.eva_vit import VISION_ENCODERS
@@ -41,8 +42,6 @@ def build_emotion_llama(cfg: ModelConfig, *, meta: bool = False) -> EmotionLLaMA
     if cfg.gradient_checkpointing:
         llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.checkpoint and not meta:
-        from minigpt4.models.checkpoint import load_trainable
-
         load_trainable(model, cfg.checkpoint, partial=cfg.checkpoint_partial)
     return model
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 import re
 import zipfile
@@ -26,9 +25,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from minigpt4.common.errors import UserError
+from minigpt4.common.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,4 @@ def save_trainable(model: torch.nn.Module, path: str | Path) -> None:
 
 
 def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
+    atomic_write(path, safetensors_bytes(tensors))

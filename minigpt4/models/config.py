@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from minigpt4.data.prompts import PROMPT_FORMATS
+from minigpt4.models.prompt_format import PROMPT_FORMATS
 
 
 @dataclass
@@ -75,7 +75,7 @@ class ModelConfig:
     # (the release, without its per-micro-step averaging). "sample": mean per sample,
     # then over samples, so a one-word label counts as much as a 50-token explanation.
     loss_reduction: str = "token"
-    # How the user turn is wrapped (minigpt4/data/prompts.py): "llama2_inst" = `[INST] ... [/INST]`
+    # How the user turn is wrapped (minigpt4/data/prompts.py, minigpt4/models/prompt_format.py): "llama2_inst" = `[INST] ... [/INST]`
     # (Llama-2-chat, the release); "chat_template" = the tokenizer's own chat template (Llama-3,
     # Qwen2.5, ... instruct models). Markers and visual tokens are the same in both.
     prompt_format: str = "llama2_inst"

@@ -17,8 +17,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from minigpt4.data.prompts import end_of_turn_id
 from minigpt4.models.config import ModelConfig
+from minigpt4.models.prompt_format import end_of_answer_id
 
 Batch = dict[str, Any]
 
@@ -98,6 +98,9 @@ class EmotionLLaMA(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
+        # The token ending an answer in cfg.prompt_format: generation stops at it, label scoring
+        # scores it. Looked up once here (a chat template is rendered to find it), not per call.
+        self.end_of_answer_id = end_of_answer_id(tokenizer, cfg.prompt_format) if tokenizer is not None else None
         width = cfg.vision.width
         hidden = llama_model.get_input_embeddings().weight.shape[1]
         self.visual_encoder = visual_encoder
@@ -218,7 +221,7 @@ class EmotionLLaMA(nn.Module):
 
     def stop_ids(self) -> list[int]:
         """Generation stops at the end-of-turn token of the prompt format (and at EOS, if different)."""
-        end = end_of_turn_id(self.tokenizer, self.cfg.prompt_format)
+        end = self.end_of_answer_id
         return [end] + [i for i in (self.tokenizer.eos_token_id,) if i is not None and i != end]
 
     @torch.no_grad()
@@ -266,7 +269,7 @@ class EmotionLLaMA(nn.Module):
 
         # every label as token ids + the end-of-answer token training puts after a target
         # (</s> for llama2_inst, the template's end-of-turn token otherwise), right-padded: [L, T]
-        eos = end_of_turn_id(self.tokenizer, self.cfg.prompt_format)
+        eos = self.end_of_answer_id
         token_lists = [self.tokenizer(label, add_special_tokens=False)["input_ids"] + [eos] for label in labels]
         width = max(len(ids) for ids in token_lists)
         ids = mask.new_full((n_labels, width), self.tokenizer.pad_token_id)

@@ -16,16 +16,15 @@ import json
 import sys
 
 from minigpt4.common.errors import run_cli
+from minigpt4.models.builder import build_model
 from minigpt4.models.checkpoint import LoadReport, match_trainable, read_trainable, write_safetensors
+from minigpt4.tools.inspect_model import load_model_config
 
 
 def convert(src: str, dst: str, cfg_path: str | None = None, partial: bool = False) -> LoadReport:
     state = read_trainable(src)
     report = LoadReport(loaded=sorted(state))
     if cfg_path is not None:
-        from minigpt4.models.builder import build_model
-        from minigpt4.tools.inspect_model import load_model_config
-
         model = build_model(load_model_config(cfg_path, []), meta=True)
         report = match_trainable(model.trainable_state_dict(), state, src, partial=partial)
         state = {k: state[k] for k in report.loaded}

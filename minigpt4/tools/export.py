@@ -34,6 +34,7 @@ from typing import Any, Optional
 import torch
 
 from minigpt4.common.config import ConfigError, to_yaml
+from minigpt4.models.builder import build_model, count_parameters
 from minigpt4.models.checkpoint import (
     LLM_PREFIX,
     PROJECTIONS,
@@ -43,13 +44,12 @@ from minigpt4.models.checkpoint import (
     write_safetensors,
 )
 from minigpt4.models.config import ModelConfig
+from minigpt4.tools.inspect_model import load_model_config
 
 
 def export(cfg: ModelConfig, checkpoint: str | Path, out: str | Path, *, metrics: Optional[str | Path] = None,
            merge: bool = False) -> dict[str, Any]:
     """Write the folder described in the module doc; returns a summary (what the command prints)."""
-    from minigpt4.models.builder import build_model, count_parameters
-
     out = Path(out)
     state = read_trainable(checkpoint)
     model = build_model(dataclasses.replace(cfg, checkpoint=None), meta=True)
@@ -80,8 +80,6 @@ def export(cfg: ModelConfig, checkpoint: str | Path, out: str | Path, *, metrics
 
 def write_merged(cfg: ModelConfig, checkpoint: Path, out: Path, projections: dict[str, torch.Tensor]) -> Path:
     """The LLM with LoRA merged in (real weights: loads the base LLM), plus what the rest of the model needs."""
-    from minigpt4.models.builder import build_model
-
     if not cfg.lora.r:
         raise ValueError("--merge needs a LoRA adapter to merge, but model.lora.r is 0")
     if cfg.llm.load_in_4bit:
@@ -166,8 +164,6 @@ def file_sha256(path: Path) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from minigpt4.tools.inspect_model import load_model_config
-
     parser = argparse.ArgumentParser(prog="python -m minigpt4.tools.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="trained weights: trainable.safetensors, a release .pth, "
                                                             "or a checkpoint folder")

@@ -41,7 +41,7 @@ def holdout(lines: list[str], fraction: float, seed: int, source: str = "") -> t
     return sorted(train), sorted(val)
 
 
-def main(argv: list[str] | None = None) -> None:
+def split_command(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Stratified validation hold-out of a release list file.")
     parser.add_argument("--annotation", required=True)
     parser.add_argument("--fraction", type=float, default=0.1)
@@ -59,5 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{path}: {len(train)} train lines -> {args.train_out}, {len(val)} validation lines -> {args.val_out}")
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command (console script `emotion-llama-holdout`): a user error is one `error:` line, exit 2."""
+    return run_cli(lambda: split_command(argv)) or 0
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main())

@@ -38,7 +38,8 @@ def inspect(cfg: ModelConfig, meta: bool) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
+def inspect_command(argv: list[str] | None = None) -> dict:
+    """Parse `argv`, print the report as JSON and return it."""
     parser = argparse.ArgumentParser(description="Parameter counts and token layout of a model config.")
     parser.add_argument("--cfg-path", required=True, help="a model YAML, or a train/eval YAML with a model: section")
     parser.add_argument("--meta", action="store_true", help="build on the meta device (no weights, no memory)")
@@ -55,6 +56,11 @@ def load_model_config(path: str, overrides: list[str]) -> ModelConfig:
     return load_section(ModelConfig, path, "model", [o.removeprefix("model.") for o in overrides])
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command (console script `emotion-llama-inspect`): a user error is one `error:` line, exit 2."""
+    result = run_cli(lambda: inspect_command(argv))
+    return result if isinstance(result, int) else 0
+
+
 if __name__ == "__main__":
-    result = run_cli(main)  # a user error: one `error:` line, exit status 2
-    sys.exit(result if isinstance(result, int) else 0)
+    sys.exit(main())

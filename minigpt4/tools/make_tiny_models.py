@@ -28,6 +28,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerF
 
 from minigpt4.common.errors import UserError, run_cli
 from minigpt4.data.prompts import INSTRUCTION_POOLS, prompt_text
+from minigpt4.features.encoders import make_tiny_encoders
 from minigpt4.models.config import VisionConfig
 from minigpt4.models.eva_vit import build_eva_vit
 
@@ -152,14 +153,12 @@ def make_tiny_models(out_dir: str | Path, seed: int = 0, with_encoders: bool = T
                                                                style=style)) for style in styles}
     paths["eva"] = str(make_tiny_eva(out_dir / "eva_vit_tiny.pth", seed=seed))
     if with_encoders:
-        from minigpt4.features.encoders import make_tiny_encoders
-
         paths.update({k: str(v) for k, v in make_tiny_encoders(out_dir / "encoders", seed=seed).items()})
     (out_dir / "tiny_models.json").write_text(json.dumps(paths, indent=2))
     return paths
 
 
-def main(argv: list[str] | None = None) -> None:
+def make_command(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="checkpoints/tiny")
     parser.add_argument("--seed", type=int, default=0)
@@ -170,5 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(make_tiny_models(args.out, args.seed, with_encoders=not args.no_encoders), indent=2))
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command (console script `emotion-llama-make-tiny`): a user error is one `error:` line, exit 2."""
+    return run_cli(lambda: make_command(argv)) or 0
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main())

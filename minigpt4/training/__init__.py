@@ -1,1 +1,1 @@
-"""Pieces of the training recipe in `train.py`: optimizer and schedule, sampling, checkpoints, processes."""
+"""Pieces of the training recipe in `train.py`: optimizer and schedule, sampling, checkpoints (process groups: `minigpt4.common.distributed`)."""

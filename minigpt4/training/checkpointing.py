@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from minigpt4.models.checkpoint import CheckpointError, load_trainable, save_trainable
-from minigpt4.training.distributed import DistInfo, barrier
+from minigpt4.common.distributed import DistInfo, barrier
 
 log = logging.getLogger(__name__)
 

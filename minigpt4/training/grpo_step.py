@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from minigpt4.common.config import ConfigError
-from minigpt4.training.distributed import DistInfo
+from minigpt4.common.distributed import DistInfo
 from minigpt4.run_config import GRPOConfig
 from minigpt4.training.grpo import group_advantages, loss_terms, token_losses
 from minigpt4.training.rewards import AnswerTemplate, Completion, check_rewards, score

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from minigpt4.models.emotion_llama import target_count
-from minigpt4.training.distributed import DistInfo
+from minigpt4.common.distributed import DistInfo
 
 
 def step_loss_count(micro_batches: Sequence[dict[str, Any]], reduction: str, info: DistInfo) -> torch.Tensor:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import av
+import cv2
 import numpy as np
 
 from minigpt4.common.errors import UserError
@@ -284,8 +285,6 @@ class StreamFrame:
         u = planes[1][y0 // 2:y1 // 2, x0 // 2:x1 // 2]
         v = planes[2][y0 // 2:y1 // 2, x0 // 2:x1 // 2]
         i420 = np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(-1, x1 - x0)
-        import cv2
-
         rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)  # BT.601, as FFmpeg's default conversion
         return np.ascontiguousarray(rgb[top - y0:top - y0 + height, left - x0:left - x0 + width])
 
@@ -354,8 +353,6 @@ def read_frame(path: str | Path, choice: str) -> np.ndarray:
 
 def grey_thumbnails(frames: np.ndarray, size: int = PEAK_THUMB_SIZE) -> np.ndarray:
     """float32 [T,size,size] grey frames, area-averaged; the representation "peak" compares."""
-    import cv2
-
     grey = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.stack([cv2.resize(g, (size, size), interpolation=cv2.INTER_AREA) for g in grey])
 
@@ -373,6 +370,14 @@ def _peak_index(chunks: Iterator[np.ndarray]) -> int:
             best_index, best_score = offset + local, float(scores[local])
         offset += len(chunk)
     return best_index
+
+
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """Encoded JPEG / PNG bytes -> RGB uint8 [H, W, 3]; `where` names the source in the error."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise MediaError(where, "cannot decode the image (corrupt or not a JPEG/PNG file)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 # --------------------------------------------------------------------------------------------

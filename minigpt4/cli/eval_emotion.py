@@ -1,0 +1,279 @@
+"""Evaluate Emotion-LLaMA on one benchmark: generate answers, then score them.
+
+    torchrun --nproc-per-node N eval_emotion.py --cfg-path eval_configs/emotion_llama_mer2023.yaml --dataset mer2023
+    python eval_emotion.py --cfg-path eval_configs/demo_tiny.yaml --dataset synthetic            # one process, CPU ok
+    python eval_emotion.py --cfg-path eval_configs/emotion_llama_dfew.yaml --dataset dfew --all-folds
+    python eval_emotion.py --cfg-path ... --dataset dfew --options datasets.dfew.fold=3 run.batch_size=16
+    python eval_emotion.py --score outputs/eval/mer2023/predictions.jsonl --dataset mer2023      # no model
+
+The model is built once; every process generates for its share of the items (batched greedy
+decoding, left padding, `run.max_new_tokens` per task) and rank 0 writes, under
+``<run.output_dir>/<dataset>/`` (``.../fold_<k>/`` when one fold is chosen):
+
+    predictions.jsonl   one record per item (schema: minigpt4/eval/report.py)
+    metrics.json        every metric of the benchmark (minigpt4/eval/scoring.py)
+    summary.md          the same as a table (also printed); with `run.answer_mode: both`, the
+                        metrics of `generate` and `score_labels` side by side
+    confusion.png       classification benchmarks
+    config.yaml         the fully resolved config of the run
+
+Which scorer a `datasets:` entry uses (first match wins): ``--benchmark``; the key itself when it
+is a benchmark name (mer2023, dfew, iemocap, mer2024_ov, emer); otherwise the entry's reader
+(dfew, iemocap, emer, mer2023 map to themselves; merr -- the synthetic corpus -- to mer2023).
+The decision is printed and stored in metrics.json, so a run never scores silently by guess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from minigpt4.common.config import to_yaml
+from minigpt4.common.distributed import DistInfo, barrier, init_distributed, shutdown
+from minigpt4.common.errors import UserError, report, run_cli
+from minigpt4.data.config import DatasetConfig
+from minigpt4.data.datasets import build_dataset, describe
+from minigpt4.data.labels import label_set
+from minigpt4.data.prompts import PromptTemplate
+from minigpt4.eval.generation import autocast, check_answer_mode, predict, scored_view
+from minigpt4.eval.report import markdown_summary, write_predictions
+from minigpt4.eval.scoring import DATASETS as BENCHMARKS
+from minigpt4.eval.scoring import score_main, score_predictions, write_score_outputs
+from minigpt4.models.builder import build_model
+from minigpt4.processors import EvaImageTransform
+from minigpt4.run_config import EvalRunConfig, load_eval_config
+
+log = logging.getLogger("eval_emotion")
+
+# Readers whose format says which benchmark they are. `merr` is the instruction-tuning format
+# (and the synthetic corpus): a closed-set classification, scored like MER2023.
+READER_BENCHMARK = {"mer2023": "mer2023", "dfew": "dfew", "iemocap": "iemocap", "emer": "emer", "merr": "mer2023"}
+CLASSIFICATION = ("mer2023", "dfew", "iemocap")
+DEFAULT_FOLDS = (1, 2, 3, 4, 5)  # DFEW sets 1..5; IEMOCAP sessions 1..5
+
+
+class EvalError(UserError):
+    """A command line or config that cannot run; the message names the fix."""
+
+
+def resolve_benchmark(key: str, dataset: DatasetConfig, explicit: str | None = None) -> tuple[str, str]:
+    """(scorer name, why) for the `datasets:` entry `key` -- see the module docstring."""
+    if explicit:
+        name = explicit.lower().replace("-", "_")
+        if name not in BENCHMARKS:
+            raise EvalError(f"--benchmark {explicit!r} is not a scorer; use one of {', '.join(BENCHMARKS)}")
+        return name, "--benchmark"
+    name = key.lower().replace("-", "_")
+    if name in BENCHMARKS:
+        return name, "the dataset key"
+    if dataset.reader in READER_BENCHMARK:
+        return READER_BENCHMARK[dataset.reader], f"reader {dataset.reader!r}"
+    raise EvalError(
+        f"cannot tell which benchmark scores dataset {key!r} (reader {dataset.reader!r}); name the entry after "
+        f"one of {', '.join(BENCHMARKS)} or pass --benchmark"
+    )
+
+
+def scored_task(benchmark: str, dataset: DatasetConfig) -> str:
+    """The task whose answers the benchmark scores: the explanation task for EMER, else ``emotion``."""
+    if benchmark == "emer":
+        reasoning = [t for t in dataset.tasks if t != "emotion"]
+        if not reasoning:
+            raise EvalError("EMER scores explanations: give the dataset `tasks: [reason]` (or reason_v2)")
+        return reasoning[0]
+    if "emotion" not in dataset.tasks:
+        raise EvalError(f"{benchmark} scores emotion answers: the dataset's `tasks` {dataset.tasks} must include emotion")
+    return "emotion"
+
+
+def output_dir(cfg: EvalRunConfig, key: str, folds: Sequence[int | None]) -> Path:
+    """``<output_dir>/<key>``, or ``.../fold_<k>`` for a single chosen fold (so folds do not overwrite)."""
+    root = Path(cfg.run.output_dir) / key
+    return root / f"fold_{folds[0]}" if len(folds) == 1 and folds[0] is not None else root
+
+
+def build_eval_sets(cfg: EvalRunConfig, key: str, folds: Sequence[int | None], info: DistInfo,
+                    template: PromptTemplate | None = None) -> list:
+    """(fold, dataset) pairs, built before the model so that a data error shows in seconds."""
+    template = template or PromptTemplate.resolve(cfg.run.protocol, cfg.model.prompt_format)
+    sets = []
+    for fold in folds:
+        dcfg = dataclasses.replace(cfg.datasets[key], fold=fold) if fold is not None else cfg.datasets[key]
+        # the protocol's instruction pools and frame (the first one under release)
+        dcfg = dataclasses.replace(dcfg, protocol=template.protocol, frame_choice=template.frame_choice(dcfg.frame_choice))
+        dataset = build_dataset(dcfg, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=cfg.run.seed)
+        log.info("%s%s: %s", key, f" fold {fold}" if fold is not None else "", describe(dataset))
+        sets.append((fold, dataset))
+    return sets
+
+
+def generate_records(model, cfg: EvalRunConfig, sets: list, info: DistInfo,
+                     template: PromptTemplate | None = None) -> list[dict]:
+    """Prediction records of every fold (each tagged with its ``fold`` when there is one), under
+    the one autocast rule (model.dtype on a GPU when run.amp)."""
+    template = template or PromptTemplate.resolve(cfg.run.protocol, cfg.model.prompt_format, model.tokenizer)
+    records: list[dict] = []
+    for fold, dataset in sets:
+        with torch.inference_mode(), autocast(cfg.model.dtype, info.device, cfg.run.amp):
+            part = predict(
+                model, dataset, batch_size=cfg.run.batch_size, max_new_tokens=cfg.run.max_new_tokens, info=info,
+                num_workers=cfg.run.num_workers, template=template, answer_mode=cfg.run.answer_mode,
+                generation=cfg.run.kwargs(cfg.run.sample),
+            )
+        if fold is not None:
+            for record in part:
+                record["fold"] = fold
+        records.extend(part)
+    return records
+
+
+def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int | None], info: DistInfo) -> dict[str, Any] | None:
+    """Build the model once, generate for every fold, and (rank 0) write and return the scores."""
+    if cfg.model.checkpoint is None:
+        log.warning("model.checkpoint is not set: evaluating UNTRAINED projections / LoRA (pass --checkpoint)")
+    layout = PromptTemplate.resolve(cfg.run.protocol, cfg.model.prompt_format)  # no tokens yet: the data's decisions
+    sets = build_eval_sets(cfg, key, folds, info, layout)
+    torch.manual_seed(cfg.run.seed)  # identical random init on every rank when there is no checkpoint
+    model = build_model(cfg.model).to(info.device)
+    records = generate_records(model, cfg, sets, info, layout.with_tokenizer(model.tokenizer))
+    if not info.is_main:
+        return None
+    out = output_dir(cfg, key, folds)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(to_yaml(cfg))
+    pred_path = write_predictions(records, out / "predictions.jsonl")
+    dcfg = cfg.datasets[key]
+    judge = dataclasses.replace(cfg.run.judge, cache_path=cfg.run.judge.cache_path or str(out / "emer_judge_cache.jsonl"))
+    result = score_predictions(
+        records, benchmark, labels=dcfg.label_set if benchmark in CLASSIFICATION else None,
+        judge_cfg=judge if benchmark == "emer" else None, task=scored_task(benchmark, dcfg),
+    )
+    result = {"source": str(pred_path), "config_key": key, "checkpoint": cfg.model.checkpoint,
+              "answer_mode": cfg.run.answer_mode, **result}
+    if cfg.run.answer_mode == "both":
+        scored = score_predictions(scored_view(records), benchmark, labels=dcfg.label_set, task="emotion")
+        result["by_answer_mode"] = {"generate": result["metrics"], "score_labels": scored["metrics"]}
+    write_score_outputs(result, out)
+    if "by_answer_mode" in result:
+        with (out / "summary.md").open("a", encoding="utf-8") as fh:
+            fh.write("\n" + answer_mode_table(result["by_answer_mode"]))
+    return result
+
+
+def answer_mode_table(by_mode: dict[str, dict[str, float]]) -> str:
+    """Markdown: one row per metric, one column per answer mode."""
+    modes = list(by_mode)
+    lines = ["| metric | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
+    for metric in by_mode[modes[0]]:
+        values = [by_mode[m].get(metric, float("nan")) for m in modes]
+        cells = [f"{int(v)}" if metric == "n" or metric.startswith("n_") else f"{v:.4f}" for v in values]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Evaluate Emotion-LLaMA on a benchmark (or, with --score, re-score a predictions file).",
+        epilog="Extra arguments in --score mode (--labels, --task, --judge, ...) go to minigpt4.eval.scoring.",
+    )
+    p.add_argument("--cfg-path", help="eval_configs/<x>.yaml (required unless --score)")
+    p.add_argument("--dataset", required=True, help="a key under `datasets:` in the config; with --score, a benchmark name")
+    p.add_argument("--options", nargs="*", default=[], help="config overrides, e.g. run.batch_size=16 datasets.dfew.fold=2")
+    p.add_argument("--checkpoint", help="trainable weights to evaluate (sets model.checkpoint)")
+    p.add_argument("--benchmark", help=f"scorer to use ({', '.join(BENCHMARKS)}); default: see the module docstring")
+    p.add_argument("--all-folds", action="store_true", help="evaluate every fold (DFEW sets / IEMOCAP sessions) and average")
+    p.add_argument("--folds", default=",".join(map(str, DEFAULT_FOLDS)), help="folds for --all-folds (default 1,2,3,4,5)")
+    p.add_argument("--protocol", help="clean (default) or release: the released evaluation's prompt, first frame and "
+                   "500-token limit, to compare with published numbers (sets run.protocol; docs/release_protocol.md)")
+    p.add_argument("--score", metavar="PREDICTIONS.jsonl", help="score an existing predictions file; no model is loaded")
+    p.add_argument("--out", help="--score mode: output folder (default <stem>_scores next to the file)")
+    return p
+
+
+def _score_only(args: argparse.Namespace, extra: list[str]) -> int:
+    """`--score`: the scoring CLI; a config (if given) turns a dataset key into its benchmark and label set."""
+    dataset, labels = args.dataset, []
+    if args.cfg_path:
+        cfg = load_eval_config(args.cfg_path, args.options)
+        if args.dataset in cfg.datasets:
+            dcfg = cfg.datasets[args.dataset]
+            dataset = resolve_benchmark(args.dataset, dcfg, args.benchmark)[0]
+            labels = ["--labels", dcfg.label_set] if dataset in CLASSIFICATION and "--labels" not in extra else []
+    elif args.benchmark:
+        dataset = args.benchmark
+    argv = ["--score", args.score, "--dataset", dataset] + (["--out", args.out] if args.out else []) + labels + extra
+    return score_main(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.score:
+        return run_cli(lambda: _score_only(args, extra))
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if not args.cfg_path:
+        parser.error("--cfg-path is required (or --score PREDICTIONS.jsonl to score without a model)")
+    overrides = list(args.options) + ([f"model.checkpoint={args.checkpoint}"] if args.checkpoint else [])
+    overrides += [f"run.protocol={args.protocol}"] if args.protocol else []
+    try:
+        cfg = load_eval_config(args.cfg_path, overrides)
+        PromptTemplate.resolve(cfg.run.protocol, cfg.model.prompt_format)  # a bad protocol / format fails here, in seconds
+        if args.dataset not in cfg.datasets:
+            known = ", ".join(cfg.datasets) or "(none)"
+            raise EvalError(
+                f"{args.cfg_path}: no dataset {args.dataset!r} under `datasets:`; configured: {known} "
+                "(pick one of those or add an entry to the config)"
+            )
+        dcfg = cfg.datasets[args.dataset]
+        benchmark, why = resolve_benchmark(args.dataset, dcfg, args.benchmark)
+        scored_task(benchmark, dcfg)
+        if cfg.run.answer_mode != "generate" and benchmark not in CLASSIFICATION:
+            raise EvalError(f"run.answer_mode {cfg.run.answer_mode} scores a closed label set; {benchmark} needs "
+                            "answer_mode: generate")
+        check_answer_mode(cfg.run.answer_mode, label_set(dcfg.label_set))
+        if cfg.model.checkpoint and not Path(cfg.model.checkpoint).is_file():
+            raise EvalError(f"model.checkpoint {cfg.model.checkpoint} does not exist (pass --checkpoint with the "
+                            "trained weights, e.g. <train output_dir>/best/trainable.safetensors)")
+        if args.all_folds:
+            try:
+                folds: list[int | None] = [int(f) for f in args.folds.split(",") if f.strip()]
+            except ValueError:
+                raise EvalError(f"--folds {args.folds!r} must be comma-separated integers, e.g. 1,2,3,4,5") from None
+            uses_fold = dcfg.reader == "iemocap" or any("{fold}" in (p or "") for p in (dcfg.annotation, dcfg.shards))
+            if not uses_fold:
+                raise EvalError(f"--all-folds: dataset {args.dataset!r} has no folds (its annotation path has no {{fold}})")
+        else:
+            folds = [dcfg.fold]
+    except UserError as err:
+        return report(err)
+
+    info = init_distributed(cfg.run.device)
+    logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
+                        format=f"%(asctime)s [rank {info.rank}] %(name)s: %(message)s")
+    log.info("dataset %s scored as %s (from %s)%s, protocol %s", args.dataset, benchmark, why,
+             f", folds {folds}" if folds != [None] else "", cfg.run.protocol)
+    try:
+        result = run_cli(lambda: evaluate(cfg, args.dataset, benchmark, folds, info))
+        if isinstance(result, int):  # a user error, already reported
+            return result
+        barrier(info)
+    finally:
+        shutdown(info)
+    if result is not None:
+        print(markdown_summary(result))
+        if "by_answer_mode" in result:
+            print(answer_mode_table(result["by_answer_mode"]))
+        print(f"wrote {Path(result['source']).parent}/{{predictions.jsonl, metrics.json, summary.md"
+              f"{', confusion.png' if 'confusion' in result else ''}}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The MERR builder's per-clip store: every clip's stage results in ``<out>/work/clips/<name>.json``.
+
+Each stage's value is stored with a key made of its inputs, prompt and backend model, so a
+re-run (or a run after a crash) recomputes only what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from minigpt4.common.io import atomic_write
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def key_of(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+class ClipStore:
+    """One clip's stage results on disk: ``{stage: {"key": ..., "value": ...}}``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get(self, stage: str, key: str, compute: Callable[[], Any]) -> Any:
+        entry = self.data.get(stage)
+        if entry is None or entry.get("key") != key:
+            self.data[stage] = {"key": key, "value": compute()}
+            write_json(self.path, self.data)
+        return self.data[stage]["value"]
+
+    def value(self, stage: str, default: Any = None) -> Any:
+        return self.data.get(stage, {}).get("value", default)
+
+
+def file_digest(path: Path) -> str:
+    stat = path.stat()
+    return key_of(str(path.name), stat.st_size, int(stat.st_mtime))
