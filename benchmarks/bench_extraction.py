@@ -118,24 +118,11 @@ def iou(a, b) -> float:
 def peak_rss_per_clip(cfg, jobs) -> list[float]:
     """Load the encoders once, then extract each clip in a forked child and read its peak RSS
     (torch_threads=1, so no thread pool is forked)."""
-    import resource
-
+    from benchmarks.common import peak_rss_mib_each
     from minigpt4.features.extract import FeatureExtractor
 
     extractor = FeatureExtractor(cfg)
-    peaks = []
-    for video, out in jobs:
-        read, write = os.pipe()
-        if os.fork() == 0:
-            report = extractor.run([video], out, progress=False)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if report.done else -1
-            os.write(write, str(peak).encode())
-            os._exit(0)
-        os.close(write)
-        os.wait()
-        peaks.append(int(os.read(read, 64).decode()) / 1024)  # KiB on Linux
-        os.close(read)
-    return peaks
+    return peak_rss_mib_each(lambda job: extractor.run([job[0]], job[1], progress=False).done, jobs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def main(argv=None) -> dict:
         measure(render_voice("happy", 1.0, 1.0, np.random.default_rng(0)))  # load torchcrepe once, untimed
         rows = [
             timed("decode video + audio (common.media)", len(videos), lambda: [
-                (decoded.__setitem__(v, media.decode_video(v)[0]), audio.__setitem__(v, media.decode_audio(v)))
+                (decoded.__setitem__(v, media.read_frames(v)), audio.__setitem__(v, media.decode_audio(v)))
                 for v in videos]),
             timed("faces + 68 landmarks per frame (dlib)", len(videos), lambda: [
                 points.__setitem__(v, media.landmarks_per_frame(decoded[v], "dlib", range(len(decoded[v])))[0])

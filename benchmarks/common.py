@@ -14,7 +14,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -141,3 +141,33 @@ def write_json(path: str | Path, result: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     return path
+
+
+def peak_rss_mib_each(run_one: Callable[[Any], bool], jobs: Sequence[Any]) -> list[float]:
+    """Peak RSS (MiB) of `run_one(job)` for each job, each run in a forked child of this process.
+
+    Every child starts as a copy of this process (models loaded once, before), so the
+    difference between two jobs is what the larger one needed: how memory grows with the input.
+    -1 for a job whose `run_one` returned False or raised. Fork only from a process whose
+    thread pools are not in use (e.g. ``torch.set_num_threads(1)``): a forked pool can hang.
+    Used by benchmarks/bench_extraction.py and the memory tests (tests/test_features_photo.py,
+    tests/test_merr_hardening.py).
+    """
+    import resource
+
+    peaks = []
+    for job in jobs:
+        read, write = os.pipe()
+        if os.fork() == 0:  # the child: run, report its own peak, leave without cleanup
+            try:
+                ok = bool(run_one(job))
+            except BaseException:  # noqa: BLE001 (reported as -1; the parent decides)
+                ok = False
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if ok else -1024
+            os.write(write, str(peak).encode())
+            os._exit(0)
+        os.close(write)
+        os.wait()
+        peaks.append(int(os.read(read, 64).decode() or -1024) / 1024)  # KiB on Linux
+        os.close(read)
+    return peaks

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, ClassVar, Mapping, Optional, Sequence
 
 from minigpt4.common.config import load_config
 from minigpt4.data.config import DatasetConfig
@@ -35,6 +35,9 @@ class GenerationConfig:
     repetition_penalty: float = 1.05
     seed: int = 0  # seeds projections a checkpoint does not cover, and sampled answers (repeatable runs)
 
+    BOUNDS: ClassVar[dict[str, str]] = {  # checked at load time (common.config.check_bounds)
+        "max_new_tokens": ">0", "temperature": ">0", "top_p": "0..1", "repetition_penalty": ">0"}
+
     def kwargs(self, sample: bool) -> dict[str, Any]:
         """Keyword arguments for `EmotionLLaMA.generate` (on top of max_new_tokens)."""
         if not sample:
@@ -56,6 +59,10 @@ class OptimConfig:
     beta2: float = 0.999
     max_grad_norm: float = 1.0  # the release did not clip; 0 disables
     schedule: str = "cosine_after_warmup"  # or "release": its cosine counts from step 0 (minigpt4/training/optim.py)
+
+    BOUNDS: ClassVar[dict[str, str]] = {  # checked at load time (common.config.check_bounds)
+        "init_lr": ">0", "min_lr": ">=0", "warmup_lr": ">=0", "warmup_steps": ">=0", "weight_decay": ">=0",
+        "beta1": "0..<1", "beta2": "0..<1", "max_grad_norm": ">=0"}
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -86,6 +93,11 @@ class TrainConfig:
     val_batch_size: int = 8
     val_metric: str = "weighted_f1"
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    BOUNDS: ClassVar[dict[str, str]] = {
+        "max_epochs": ">0", "iters_per_epoch": ">0", "batch_size": ">0", "grad_accum_steps": ">0",
+        "num_workers": ">=0", "log_every": ">0", "save_every_steps": ">0", "keep_checkpoints": ">=0",
+        "max_steps": ">0", "val_every_epochs": ">0", "val_max_new_tokens": ">0", "val_batch_size": ">0"}
 
     def __post_init__(self) -> None:
         if self.task not in TRAIN_TASKS:
@@ -158,17 +170,20 @@ JUDGE_KINDS = ("llm", "offline")
 class JudgeConfig:
     """The EMER judge (`run.judge` of eval configs; used by minigpt4/eval/judge.py): where and
     how to judge. Checked when the config is loaded, so a bad value fails before generation.
-    Empty url / model / api_key are filled from the environment by `resolved`."""
+    Empty url / model are filled from the environment by `resolved`. The key is never a config
+    value (configs are saved beside results): `api_key_env` names the variable that holds it."""
 
     kind: str = "llm"  # llm | offline
     url: str = ""  # base (…/v1) or full …/chat/completions URL; env EMER_JUDGE_URL
     model: str = ""  # env EMER_JUDGE_MODEL
-    api_key: str = ""  # env OPENAI_API_KEY (optional for local servers)
+    api_key_env: str = "OPENAI_API_KEY"  # NAME of the variable holding the key ("" = no key; local servers need none)
     timeout_s: float = 60.0
     max_retries: int = 4
     backoff_s: float = 2.0  # waits backoff_s * 2**attempt between tries
     cache_path: str = ""  # JSONL; default: emer_judge_cache.jsonl next to the report
     max_tokens: int = 256
+
+    BOUNDS: ClassVar[dict[str, str]] = {"timeout_s": ">0", "max_tokens": ">0", "max_retries": ">=0", "backoff_s": ">=0"}
 
     def __post_init__(self) -> None:
         if self.kind not in JUDGE_KINDS:
@@ -187,13 +202,23 @@ class JudgeConfig:
             kind=self.kind,
             url=self.url or env.get("EMER_JUDGE_URL", ""),
             model=self.model or env.get("EMER_JUDGE_MODEL", ""),
-            api_key=self.api_key or env.get("OPENAI_API_KEY", ""),
+            api_key_env=self.api_key_env,
             timeout_s=self.timeout_s,
             max_retries=self.max_retries,
             backoff_s=self.backoff_s,
             cache_path=self.cache_path,
             max_tokens=self.max_tokens,
         )
+
+
+@dataclass
+class UnibenchConfig:
+    """`run.unibench` of an eval config (``--benchmark mer-unibench``; docs/metrics.md, "MER-UniBench")."""
+
+    wheels: str = ""  # AffectGPT's emotion_wheel/ folder (format.csv, synonym.xlsx, wheel1..5.xlsx)
+    # label extraction (minigpt4/eval/label_extraction.py ExtractionConfig): kind llm | offline_lexicon,
+    # url, model, api_key_env, sampling greedy | owners, cache_path, timeout_s, max_retries, concurrency
+    extraction: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -206,11 +231,14 @@ class EvalConfig(GenerationConfig):
     num_workers: int = 2
     device: str = "auto"
     amp: bool = True  # autocast in model.dtype on GPU, as training
-    judge: JudgeConfig = field(default_factory=JudgeConfig)  # EMER judge: kind, url, model, api_key, cache_path
+    judge: JudgeConfig = field(default_factory=JudgeConfig)  # EMER judge: kind, url, model, api_key_env, cache_path
     protocol: str = "clean"  # clean | release: the released evaluation's prompt, first frame, 500 tokens (--protocol)
+    unibench: UnibenchConfig = field(default_factory=UnibenchConfig)  # --benchmark mer-unibench: wheels, extraction
     # generate: parse the generated text; score_labels: the most likely label of the label set (with
     # probabilities); both: generate, and report the metrics of both modes side by side
     answer_mode: str = "generate"
+
+    BOUNDS: ClassVar[dict[str, str]] = {**GenerationConfig.BOUNDS, "batch_size": ">0", "num_workers": ">=0"}
 
 
 @dataclass

@@ -78,9 +78,9 @@ def server_factory():
 
 
 def _judge(srv, tmp_path, **kw) -> HTTPJudge:
-    cfg = JudgeConfig(url=srv.url, model="judge-m", api_key="sk-test", cache_path=str(tmp_path / "cache.jsonl"),
+    cfg = JudgeConfig(url=srv.url, model="judge-m", api_key_env="JUDGE_TEST_KEY", cache_path=str(tmp_path / "cache.jsonl"),
                       backoff_s=0.0, **kw)
-    return HTTPJudge(cfg, sleep=lambda s: None)
+    return HTTPJudge(cfg, sleep=lambda s: None, env={"JUDGE_TEST_KEY": "sk-test"})
 
 
 def test_request_shape_and_score(server_factory, tmp_path):

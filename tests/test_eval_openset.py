@@ -6,13 +6,16 @@ group; accuracy |G∩P|/|P|, recall |G∩P|/|G| per clip; score = mean of the tw
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
 import pytest
 
+from minigpt4.cli.eval_emotion import main as eval_emotion_main
 from minigpt4.eval.openset import (
     OpensetFormatError,
+    group_map,
     openset_metrics,
     parse_grouping,
     read_grouping,
@@ -107,3 +110,55 @@ def test_llm_grouping_uses_judge_client_and_writes_folder(server_factory, tmp_pa
 def test_write_grouping_round_trip(tmp_path):
     path = write_grouping(tmp_path / "a.npy", [["x", "y"]])
     assert read_grouping(path) == [["x", "y"]]
+
+
+def test_group_map_later_group_wins_as_the_owners():
+    # the owners fill a dict group by group, so a word listed twice takes its later group
+    assert group_map([["angry"], ["irritated", "angry"]]) == {"angry": "irritated", "irritated": "irritated"}
+
+
+# Cells in the shapes the owners' `string_to_list` accepts and `ast.literal_eval` does not.
+OWNER_GOLD = {"c1": "[Happy, surprised]", "c2": "['angry', \"irritated\"]", "c3": "['sad', 'lonely']"}
+OWNER_PRED = {"c1": "['joyful', \"can't\"]", "c2": "[irritated, calm]", "c3": "[]"}
+OWNER_GROUPS = {
+    "c1": [["happy", "joyful"], ["surprised"]],
+    "c2": [["angry"], ["irritated", "angry"], ["calm"]],  # angry -> irritated (later group)
+    "c3": [["sad"], ["lonely"]],
+}
+# c1: G={happy, surprised} P={happy, can, t} ("can't" splits at the apostrophe)  acc 1/3  rec 1/2
+# c2: G={irritated} P={irritated, calm}                                          acc 1/2  rec 1/1
+# c3: P empty                                                                    acc 0    rec 0
+OWNER_ACC = (1 / 3 + 1 / 2 + 0) / 3  # 5/18
+OWNER_REC = (1 / 2 + 1 + 0) / 3  # 1/2
+
+
+def test_official_path_reads_cells_with_the_owners_rule_end_to_end(tmp_path):
+    """MER2024-OV through the real `eval_emotion.py --score PRED.csv --gold GT.csv --grouping DIR`."""
+    for name, table in (("gt.csv", OWNER_GOLD), ("pred.csv", OWNER_PRED)):
+        with (tmp_path / name).open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["name", "openset"])
+            writer.writerows(table.items())
+    assert read_openset_csv(tmp_path / "gt.csv")["c1"] == ["happy", "surprised"]
+    (tmp_path / "grouping").mkdir()
+    _write_folder(tmp_path / "grouping", OWNER_GROUPS)
+    assert eval_emotion_main(["--score", str(tmp_path / "pred.csv"), "--dataset", "mer2024_ov", "--gold", str(tmp_path / "gt.csv"),
+                              "--grouping", str(tmp_path / "grouping"), "--out", str(tmp_path / "o")]) == 0  # in-process
+    m = json.loads((tmp_path / "o/metrics.json").read_text())["metrics"]
+    assert m["set_accuracy"] == pytest.approx(OWNER_ACC) and m["set_recall"] == pytest.approx(OWNER_REC)
+    assert m["score"] == pytest.approx((OWNER_ACC + OWNER_REC) / 2)  # 7/18
+    assert m["n_invalid"] == 1.0  # c3's empty prediction
+
+
+def test_list_shaped_answer_read_with_the_owners_rule(tmp_path):
+    # "[...]" answers and gold strings are read with string_to_list: nothing removed, "and" does not split
+    recs = [{"name": "l1", "task": "emotion", "answer": "  [Happy, a bit nervous and sad]\n", "label": "['happy', 'nervous']"}]
+    (tmp_path / "g").mkdir()
+    _write_folder(tmp_path / "g", {"l1": [["happy"], ["nervous"]]})
+    m = score_predictions(recs, "mer2024_ov", grouping=tmp_path / "g")["metrics"]
+    # G={happy, nervous} P={happy, "a bit nervous and sad"}: acc 1/2, rec 1/2
+    assert m["set_accuracy"] == pytest.approx(0.5) and m["set_recall"] == pytest.approx(0.5)
+    # free text is still split into items by the free-text parser: P={happy, nervous, sad}
+    free = [dict(recs[0], answer="Happy, a bit nervous and sad")]
+    m = score_predictions(free, "mer2024_ov", grouping=tmp_path / "g")["metrics"]
+    assert m["set_accuracy"] == pytest.approx(2 / 3) and m["set_recall"] == pytest.approx(1.0)

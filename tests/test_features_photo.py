@@ -100,22 +100,14 @@ def test_au_peak_frame_choice_reads_the_peak_file(tmp_path, encoders):
 # Loads the encoders once, then extracts each clip in a forked child (torch_threads=1: no thread
 # pool to break on fork); each child reports its own peak RSS, which starts from the same base.
 PEAK_RSS_SCRIPT = """
-import os, resource, sys
+import sys
+from benchmarks.common import peak_rss_mib_each
 from minigpt4.common.config import load_config
 from minigpt4.features.config import FeatureConfig
 from minigpt4.features.extract import FeatureExtractor
 extractor = FeatureExtractor(load_config(FeatureConfig, sys.argv[1], sys.argv[2:]))
-for line in sys.stdin:
-    video, out = line.split()
-    read, write = os.pipe()
-    if os.fork() == 0:
-        report = extractor.run([video], out, progress=False)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if report.done else -1
-        os.write(write, str(peak).encode())
-        os._exit(0)
-    os.close(write)
-    os.wait()
-    print(os.read(read, 64).decode(), flush=True)  # KiB on Linux
+jobs = [line.split() for line in sys.stdin]
+print(*peak_rss_mib_each(lambda job: extractor.run([job[0]], job[1], progress=False).done, jobs))
 """
 
 
@@ -127,7 +119,7 @@ def peak_rss_mib(jobs, encoders) -> list[float]:
     stdin = "".join(f"{video} {out}\n" for video, out in jobs)
     done = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, TINY_YAML, *options], input=stdin,
                           capture_output=True, text=True, check=True)
-    peaks = [int(v) / 1024 for v in done.stdout.split()]
+    peaks = [float(v) for v in done.stdout.split()]
     assert len(peaks) == len(jobs) and min(peaks) > 0, done.stdout + done.stderr
     return peaks
 

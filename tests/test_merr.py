@@ -397,7 +397,7 @@ def test_builder_tracks_the_small_face_of_a_real_photo_wide_shot(tmp_path):
     video = tmp_path / "videos" / "wide.mp4"
     video.parent.mkdir()
     write_photo_clip(video, wide, audio=False)
-    frames, _ = media.decode_video(video)
+    frames = media.read_frames(video)
     detector = DlibFaceDetector()
     assert detector.detect(frames[14]) == []  # the old rule's detection: the face is too small at 480 pixels
     assert iou(detector.detect(frames[14], 64)[0], wide.distractor_box()) > 0.5  # the largest box is the copy

@@ -46,7 +46,7 @@ def test_the_template_holds_the_questions_frame_and_token_limits():
     assert release.instruction("emotion", dfew) == NINE  # the release asked MERR's nine labels everywhere
     assert clean.frame_choice("peak") == "peak" and release.frame_choice("peak") == "first"
     assert clean.max_new_tokens({"emotion": 16}) == {"emotion": 16} == max_new_tokens_for("clean", {"emotion": 16})
-    assert release.max_new_tokens({"emotion": 16}) == {"emotion": 500, "reason": 500, "reason_v2": 500}
+    assert release.max_new_tokens({"emotion": 16}) == {"emotion": 500, "reason": 500, "reason_v2": 500, "unibench": 500}
     assert token_limit({"emotion": 16, "reason": 200}, ["emotion", "reason"]) == 200 and token_limit(7, ["reason"]) == 7
     assert autocast_dtype("bf16", torch.device("cpu")) == torch.float32
     assert autocast_dtype("bf16", torch.device("cuda"), amp=True) == torch.bfloat16

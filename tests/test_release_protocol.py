@@ -126,7 +126,7 @@ def test_one_question_per_task_and_protocol():
 
 
 def test_release_generation_limit():
-    assert max_new_tokens_for("release", {"emotion": 16}) == {"emotion": 500, "reason": 500, "reason_v2": 500}
+    assert max_new_tokens_for("release", {"emotion": 16}) == {"emotion": 500, "reason": 500, "reason_v2": 500, "unibench": 500}
     assert max_new_tokens_for("clean", {"emotion": 16}) == {"emotion": 16}
 
 

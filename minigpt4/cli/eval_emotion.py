@@ -21,6 +21,17 @@ Which scorer a `datasets:` entry uses (first match wins): ``--benchmark``; the k
 is a benchmark name (mer2023, dfew, iemocap, mer2024_ov, emer); otherwise the entry's reader
 (dfew, iemocap, emer, mer2023 map to themselves; merr -- the synthetic corpus -- to mer2023).
 The decision is printed and stored in metrics.json, so a run never scores silently by guess.
+
+MER-UniBench (AffectGPT's nine sets, scored as their owners score them; docs/metrics.md):
+
+    python eval_emotion.py --cfg-path eval_configs/unibench.yaml --benchmark mer-unibench
+    python eval_emotion.py --cfg-path eval_configs/unibench.yaml --benchmark mer-unibench --score outputs/eval   # no model
+
+asks every `datasets:` entry with ``reader: unibench`` (``tasks: [unibench]``, the owners'
+zero-shot question), extracts labels with `run.unibench.extraction` and writes per set
+``<key>/{predictions.jsonl, openset.csv, sentiment.csv, gold.csv, metrics.json}`` and, for the
+run, ``unibench.md`` / ``unibench.json`` (the paper's table; sets not configured are listed as
+skipped). ``--score`` re-scores the predictions of an earlier run in that folder.
 """
 
 from __future__ import annotations
@@ -41,10 +52,14 @@ from minigpt4.data.config import DatasetConfig
 from minigpt4.data.datasets import build_dataset, describe
 from minigpt4.data.labels import label_set
 from minigpt4.data.prompts import PromptTemplate
+from minigpt4.data.unibench import UNIBENCH_SETS
+from minigpt4.eval.emotion_wheel import load_emotion_wheels
 from minigpt4.eval.generation import autocast, check_answer_mode, predict, scored_view
-from minigpt4.eval.report import markdown_summary, write_predictions
+from minigpt4.eval.label_extraction import make_extractor
+from minigpt4.eval.report import markdown_summary, read_predictions, write_predictions
 from minigpt4.eval.scoring import DATASETS as BENCHMARKS
 from minigpt4.eval.scoring import score_main, score_predictions, write_score_outputs
+from minigpt4.eval.unibench_run import score_unibench_set, write_unibench_table
 from minigpt4.models.builder import build_model
 from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import EvalRunConfig, load_eval_config
@@ -166,6 +181,67 @@ def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int |
     return result
 
 
+UNIBENCH = "mer-unibench"
+
+
+def unibench_keys(cfg: EvalRunConfig) -> dict[str, str]:
+    """MER-UniBench set -> its `datasets:` key, for every entry with ``reader: unibench``."""
+    keys: dict[str, str] = {}
+    for key, dcfg in cfg.datasets.items():
+        if dcfg.reader != "unibench":
+            continue
+        if dcfg.unibench_set in keys:
+            raise EvalError(f"datasets {keys[dcfg.unibench_set]!r} and {key!r} are both MER-UniBench set {dcfg.unibench_set!r}")
+        if dcfg.tasks != ["unibench"]:
+            raise EvalError(f"dataset {key!r}: a MER-UniBench set is asked the owners' question: set `tasks: [unibench]`")
+        keys[dcfg.unibench_set] = key
+    if not keys:
+        raise EvalError("no MER-UniBench set configured: add `datasets:` entries with `reader: unibench`, "
+                        f"`unibench_set:` (one of {', '.join(UNIBENCH_SETS)}) and `tasks: [unibench]`")
+    return keys
+
+
+def evaluate_unibench(cfg: EvalRunConfig, info: DistInfo, scores_from: str | None = None) -> dict[str, Any] | None:
+    """Answer every configured set with one model (or read an earlier run's answers from
+    `scores_from`), then (rank 0) extract, score and write the table; returns the table."""
+    keys = unibench_keys(cfg)
+    ucfg = cfg.run.unibench
+    out_root = Path(scores_from or cfg.run.output_dir)
+    extraction = {"cache_path": str(out_root / "unibench_extraction_cache.jsonl"), **ucfg.extraction}
+    needs_wheels = extraction.get("kind") == "offline_lexicon" or any(UNIBENCH_SETS[s].kind != "sentiment" for s in keys)
+    if needs_wheels and not ucfg.wheels:
+        raise EvalError("MER-UniBench maps labels through the emotion wheels: set run.unibench.wheels to a copy of "
+                        "AffectGPT's emotion_wheel/ folder")
+    wheels = load_emotion_wheels(ucfg.wheels) if needs_wheels else None
+    extractor = make_extractor(extraction, wheels)  # a bad extraction config fails before any generation
+    answers: dict[str, list[dict]] = {}
+    if scores_from:
+        for set_name, key in keys.items():
+            path = out_root / key / "predictions.jsonl"
+            answers[set_name] = [r for r in read_predictions(path) if r.get("task") == "unibench"]
+    else:
+        if cfg.model.checkpoint is None:
+            log.warning("model.checkpoint is not set: evaluating UNTRAINED projections / LoRA (pass --checkpoint)")
+        layout = PromptTemplate.resolve(cfg.run.protocol, cfg.model.prompt_format)
+        sets = {set_name: build_eval_sets(cfg, key, [None], info, layout) for set_name, key in keys.items()}
+        torch.manual_seed(cfg.run.seed)
+        model = build_model(cfg.model).to(info.device)
+        template = layout.with_tokenizer(model.tokenizer)
+        for set_name, key in keys.items():
+            answers[set_name] = generate_records(model, cfg, sets[set_name], info, template)
+            if info.is_main:
+                (out_root / key).mkdir(parents=True, exist_ok=True)
+                write_predictions(answers[set_name], out_root / key / "predictions.jsonl")
+    if not info.is_main:
+        return None
+    concurrency = int(extraction.get("concurrency", 4))
+    results = {set_name: (score_unibench_set(set_name, answers[set_name], extractor, wheels, out_root / keys[set_name],
+                                             concurrency) if set_name in keys else None)
+               for set_name in UNIBENCH_SETS}
+    (out_root / "config.yaml").write_text(to_yaml(cfg))
+    return write_unibench_table(results, out_root, cfg.model.checkpoint)
+
+
 def answer_mode_table(by_mode: dict[str, dict[str, float]]) -> str:
     """Markdown: one row per metric, one column per answer mode."""
     modes = list(by_mode)
@@ -183,15 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Extra arguments in --score mode (--labels, --task, --judge, ...) go to minigpt4.eval.scoring.",
     )
     p.add_argument("--cfg-path", help="eval_configs/<x>.yaml (required unless --score)")
-    p.add_argument("--dataset", required=True, help="a key under `datasets:` in the config; with --score, a benchmark name")
+    p.add_argument("--dataset", help="a key under `datasets:` in the config; with --score, a benchmark name "
+                   "(not with --benchmark mer-unibench, which runs every configured MER-UniBench set)")
     p.add_argument("--options", nargs="*", default=[], help="config overrides, e.g. run.batch_size=16 datasets.dfew.fold=2")
     p.add_argument("--checkpoint", help="trainable weights to evaluate (sets model.checkpoint)")
-    p.add_argument("--benchmark", help=f"scorer to use ({', '.join(BENCHMARKS)}); default: see the module docstring")
+    p.add_argument("--benchmark", help=f"scorer to use ({', '.join(BENCHMARKS)}, or {UNIBENCH}: every configured "
+                   "MER-UniBench set and the table); default: see the module docstring")
     p.add_argument("--all-folds", action="store_true", help="evaluate every fold (DFEW sets / IEMOCAP sessions) and average")
     p.add_argument("--folds", default=",".join(map(str, DEFAULT_FOLDS)), help="folds for --all-folds (default 1,2,3,4,5)")
     p.add_argument("--protocol", help="clean (default) or release: the released evaluation's prompt, first frame and "
                    "500-token limit, to compare with published numbers (sets run.protocol; docs/release_protocol.md)")
-    p.add_argument("--score", metavar="PREDICTIONS.jsonl", help="score an existing predictions file; no model is loaded")
+    p.add_argument("--score", metavar="PREDICTIONS.jsonl", help="score an existing predictions file; no model is loaded "
+                   f"(--benchmark {UNIBENCH}: the output folder of an earlier run)")
     p.add_argument("--out", help="--score mode: output folder (default <stem>_scores next to the file)")
     return p
 
@@ -211,9 +290,46 @@ def _score_only(args: argparse.Namespace, extra: list[str]) -> int:
     return score_main(argv)
 
 
+def _unibench_main(args: argparse.Namespace, extra: list[str]) -> int:
+    """`--benchmark mer-unibench`: every configured set, one table (module docstring)."""
+    try:
+        if extra or args.dataset or args.all_folds:
+            raise EvalError(f"--benchmark {UNIBENCH} runs every configured MER-UniBench set: drop --dataset / "
+                            f"--all-folds{' / ' + ' '.join(extra) if extra else ''}")
+        if not args.cfg_path:
+            raise EvalError(f"--benchmark {UNIBENCH} needs --cfg-path (its datasets and run.unibench settings)")
+        overrides = list(args.options) + ([f"model.checkpoint={args.checkpoint}"] if args.checkpoint else [])
+        overrides += [f"run.protocol={args.protocol}"] if args.protocol else []
+        cfg = load_eval_config(args.cfg_path, overrides)
+        unibench_keys(cfg)
+        if args.score is None and cfg.model.checkpoint and not Path(cfg.model.checkpoint).is_file():
+            raise EvalError(f"model.checkpoint {cfg.model.checkpoint} does not exist (pass --checkpoint with the trained weights)")
+    except UserError as err:
+        return report(err)
+    info = init_distributed("cpu" if args.score else cfg.run.device)
+    logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
+                        format=f"%(asctime)s [rank {info.rank}] %(name)s: %(message)s")
+    try:
+        table = run_cli(lambda: evaluate_unibench(cfg, info, args.score))
+        if isinstance(table, int):
+            return table
+        barrier(info)
+    finally:
+        shutdown(info)
+    if table is not None:
+        out = Path(args.score or cfg.run.output_dir)
+        print((out / "unibench.md").read_text(encoding="utf-8"))
+        print(f"wrote {out}/unibench.md, {out}/unibench.json and <set>/metrics.json")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.benchmark == UNIBENCH:
+        return _unibench_main(args, extra)
+    if not args.dataset:
+        parser.error("--dataset is required (or --benchmark mer-unibench)")
     if args.score:
         return run_cli(lambda: _score_only(args, extra))
     if extra:

@@ -3,7 +3,9 @@
 Every config section is a dataclass written once, next to the code that uses it; a YAML file
 only says what differs from those defaults. Unknown or misspelt keys are errors that name the
 file, the key and the closest valid key, because a silently ignored typo (``lora.rr: 8``)
-costs a training run.
+costs a training run. Values are checked too, before anything is built: each schema may list
+``BOUNDS`` ({field: ">0" | ">=0" | "0..1" | "0..<1"}), and a value outside them
+(``run.batch_size=-1``) is an error naming the full key.
 
 A YAML file may start with ``includes: [other.yaml, ...]``; those are merged first (paths are
 relative to the including file, then to the current directory), so a train config can reuse a
@@ -18,9 +20,9 @@ import dataclasses
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from minigpt4.common.errors import UserError
 from omegaconf.errors import OmegaConfBaseException
@@ -69,6 +71,7 @@ def build_config(schema: type[T], layers: Sequence[tuple[str, dict]]) -> T:
             merged = OmegaConf.merge(merged, values)
         except OmegaConfBaseException as err:
             raise ConfigError(f"{source}: {_one_line(err)}") from None
+    check_bounds(schema, merged, ", ".join(s for s, _ in layers) or "defaults")
     try:
         return OmegaConf.to_object(merged)
     except (OmegaConfBaseException, ValueError, TypeError) as err:
@@ -94,6 +97,46 @@ def check_keys(schema: Any, values: Any, source: str, prefix: str = "") -> None:
             item_type = _unwrap_optional(typing.get_args(field_type)[1])
             for item_key, item in value.items():
                 check_keys(item_type, item, source, f"{prefix}{key}.{item_key}.")
+
+
+# What a field in a schema's ``BOUNDS`` (a ClassVar {field: rule}) must satisfy. For a dict field
+# (e.g. max_new_tokens per task) every value must.
+BOUND_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    ">0": (lambda v: v > 0, "must be > 0"),
+    ">=0": (lambda v: v >= 0, "must be >= 0"),
+    "0..1": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+    "0..<1": (lambda v: 0 <= v < 1, "must be >= 0 and < 1"),
+}
+
+
+def check_bounds(schema: Any, node: Any, source: str, prefix: str = "") -> None:
+    """Raise ConfigError naming the full key (``run.batch_size``) for a value outside its schema's
+    ``BOUNDS``, before any dataclass is built: a negative batch size fails here, at load time,
+    not with a traceback after the model has loaded. None (an unset optional) is always allowed."""
+    if not dataclasses.is_dataclass(schema) or not isinstance(node, DictConfig):
+        return
+    bounds = getattr(schema, "BOUNDS", {})
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        if OmegaConf.is_missing(node, f.name):
+            continue
+        key, value = f"{prefix}{f.name}", node[f.name]
+        if f.name in bounds:
+            ok, says = BOUND_RULES[bounds[f.name]]
+            items = value.items() if isinstance(value, DictConfig) else [(None, value)]
+            for item, v in items:
+                name = key if item is None else f"{key}.{item}"
+                if v is None:
+                    continue
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
+                    raise ConfigError(f"invalid config ({source}): {name} {says}, got {v!r}")
+        field_type = _unwrap_optional(hints[f.name])
+        if dataclasses.is_dataclass(field_type):
+            check_bounds(field_type, value, source, f"{key}.")
+        elif typing.get_origin(field_type) is dict and isinstance(value, DictConfig):
+            item_type = _unwrap_optional(typing.get_args(field_type)[1])
+            for item_key, item in value.items():
+                check_bounds(item_type, item, source, f"{key}.{item_key}.")
 
 
 def _one_line(err: OmegaConfBaseException) -> str:

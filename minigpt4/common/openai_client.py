@@ -14,8 +14,12 @@ can call the same client. Replies are cached in a JSONL file keyed by the sha256
 (endpoint, model and the whole body, images and audio included), so a re-run costs nothing.
 
 The API key is read from an environment variable whose *name* is configured
-(``api_key_env``); the key itself is only ever put in the Authorization header, never in the
-cache, in error messages or in logs.
+(``api_key_env``); the key itself is only ever put in the Authorization header, never in a
+config, the cache, error messages or logs. Redirects are never followed: a 3xx reply is an error
+naming where it pointed (following one would carry the key to another server and turn the POST
+into a GET). ``timeout_s`` bounds the whole request (connect, send, headers and body), not each
+socket read, so a server that trickles its reply one byte at a time is cut at the deadline.
+Proxies come from the usual ``HTTP(S)_PROXY`` / ``NO_PROXY`` variables, as in urllib.
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ import os
 import socket
 import threading
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 RETRY_STATUS = (408, 409, 429)
 
@@ -61,6 +65,10 @@ class EndpointConfig:
     concurrency: int = 4  # requests in flight at once
     max_tokens: int = 512
     temperature: float = 0.0
+
+    BOUNDS: ClassVar[dict[str, str]] = {  # checked when a config file is loaded (common.config.check_bounds)
+        "timeout_s": ">0", "max_retries": ">=0", "backoff_s": ">=0", "concurrency": ">0", "max_tokens": ">0",
+        "temperature": ">=0"}
 
 
 def base_url(url: str) -> str:
@@ -107,8 +115,7 @@ class OpenAIClient:
 
     def __init__(self, cfg: EndpointConfig, cache_path: str | Path | None = None, name: str = "endpoint",
                  hint: str = "check the URL, the model name and the API key variable",
-                 env: Mapping[str, str] | None = None, sleep: Callable[[float], None] = time.sleep,
-                 api_key: str | None = None):
+                 env: Mapping[str, str] | None = None, sleep: Callable[[float], None] = time.sleep):
         if not cfg.url or not cfg.model:
             raise EndpointConfigError(f"{name}: needs both a url (e.g. http://localhost:8000/v1) and a model name")
         env = os.environ if env is None else env
@@ -116,9 +123,7 @@ class OpenAIClient:
         self.name = name
         self.hint = hint
         self.base = base_url(cfg.url)
-        if api_key is None:  # an explicit key (the judge's config field) wins over the environment
-            api_key = env.get(cfg.api_key_env, "") if cfg.api_key_env else ""
-        self._api_key = api_key
+        self._api_key = env.get(cfg.api_key_env, "") if cfg.api_key_env else ""
         self.sleep = sleep
         self.n_requests = 0  # HTTP requests actually sent (retries included)
         self._slots = threading.BoundedSemaphore(max(1, cfg.concurrency))
@@ -128,10 +133,12 @@ class OpenAIClient:
 
     # ---- public requests ----------------------------------------------------------------
 
-    def chat(self, messages: list[dict[str, Any]], max_tokens: int | None = None) -> str:
-        """The assistant's reply text for `messages` (cached)."""
+    def chat(self, messages: list[dict[str, Any]], max_tokens: int | None = None,
+             sampling: Mapping[str, Any] | None = None) -> str:
+        """The assistant's reply text for `messages` (cached). `sampling` adds or overrides body
+        fields such as ``temperature``, ``top_p``, ``repetition_penalty`` (vLLM reads it)."""
         body = {"model": self.cfg.model, "messages": messages, "temperature": self.cfg.temperature,
-                "max_tokens": max_tokens or self.cfg.max_tokens}
+                "max_tokens": max_tokens or self.cfg.max_tokens, **(sampling or {})}
         return self.cached("chat/completions", body, lambda: self._chat_reply(body))
 
     def transcribe(self, wav: bytes, language: str = "") -> str:
@@ -226,16 +233,85 @@ class OpenAIClient:
                 self.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
             with self._lock:
                 self.n_requests += 1
-            request = urllib.request.Request(url, data=data, headers=headers, method="POST")
             try:
-                with self._slots, urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as resp:
-                    return json.loads(resp.read().decode("utf-8"))
-            except urllib.error.HTTPError as err:
-                if err.code not in RETRY_STATUS and err.code < 500:
-                    raise EndpointConfigError(f"{self.name} at {url} answered HTTP {err.code} ({err.reason}); {self.hint}") from None
-                last_error = f"HTTP {err.code}"
-            except (urllib.error.URLError, http.client.HTTPException, socket.timeout, TimeoutError, ConnectionError) as err:
+                with self._slots:
+                    status, reason, location, body = send_request(url, data, headers, self.cfg.timeout_s)
+            except (OSError, http.client.HTTPException) as err:  # timeouts, refused or cut connections
                 last_error = f"{type(err).__name__}: {err}"
+                continue
+            if 300 <= status < 400:
+                raise EndpointConfigError(
+                    f"{self.name} at {url} answered HTTP {status} redirecting to {location or '(no Location)'}; "
+                    "redirects are not followed (the API key must not travel to another address): "
+                    "set the url to the final address") from None
+            if status >= 400:
+                if status not in RETRY_STATUS and status < 500:
+                    raise EndpointConfigError(f"{self.name} at {url} answered HTTP {status} ({reason}); {self.hint}") from None
+                last_error = f"HTTP {status}"
+                continue
+            try:
+                return json.loads(body.decode("utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 last_error = f"malformed response ({type(err).__name__}: {err})"
         raise EndpointError(f"{self.name} at {url} failed {attempts} times; last error: {last_error}")
+
+
+def send_request(url: str, data: bytes, headers: Mapping[str, str], timeout_s: float) -> tuple[int, str, str, bytes]:
+    """One POST, finished within `timeout_s` seconds in all: (status, reason, Location header, body).
+
+    Redirects are returned, not followed. A timer shuts the socket at the deadline, so neither a
+    silent server nor one that trickles its headers or body can hold the request longer;
+    `TimeoutError` says so. Connection problems raise `OSError` / `http.client.HTTPException`.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EndpointConfigError(f"{url}: not an http(s) URL")
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and urllib.request.proxy_bypass(parts.hostname):
+        proxy = None
+    connection_class = http.client.HTTPSConnection if https else http.client.HTTPConnection
+    if proxy:  # http: the proxy gets the absolute URL; https: a CONNECT tunnel, the key stays encrypted
+        proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        conn = connection_class(proxy_parts.hostname, proxy_parts.port or 8080, timeout=timeout_s)
+        if https:
+            conn.set_tunnel(parts.hostname, port)
+        else:
+            path = url
+    else:
+        conn = connection_class(parts.hostname, port, timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    expired = threading.Event()
+
+    def cut() -> None:
+        expired.set()
+        if conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(timeout_s, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        conn.request("POST", path, body=data, headers=dict(headers))
+        resp = conn.getresponse()
+        chunks = []
+        while chunk := resp.read1(1 << 16):
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no complete reply within {timeout_s:g} s")
+        body = b"".join(chunks)
+        if expired.is_set():
+            raise TimeoutError(f"no complete reply within {timeout_s:g} s")
+        return resp.status, resp.reason, resp.getheader("Location", ""), body
+    except (OSError, http.client.HTTPException):
+        if expired.is_set():
+            raise TimeoutError(f"no complete reply within {timeout_s:g} s") from None
+        raise
+    finally:
+        timer.cancel()
+        conn.close()

@@ -27,6 +27,7 @@ Formats (docs/data_formats.md plus the benchmarks' own files):
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import logging
@@ -104,9 +105,22 @@ def normalise_text(text: str, max_words: int = 200) -> str:
 
 
 def _check_file(path: str | Path, what: str) -> Path:
+    """`path` if it is a non-empty text file; else an error naming it (an empty or binary file,
+    e.g. a video given where the list belongs, would otherwise fail deep inside a reader)."""
     path = Path(path)
     if not path.is_file():
         raise AnnotationError(f"{what} file not found: {path} (check the path in the dataset config)")
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if not head.strip():
+        raise AnnotationError(f"{what} file {path} is empty (check the path in the dataset config)")
+    try:
+        if b"\0" in head:
+            raise UnicodeDecodeError("utf-8", head, head.index(b"\0"), head.index(b"\0") + 1, "NUL byte")
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a cut at the end is fine
+    except UnicodeDecodeError as err:
+        raise AnnotationError(f"{what} file {path} is not UTF-8 text (byte {err.start}): a binary file? "
+                              "(check the path in the dataset config)") from None
     return path
 
 
@@ -193,6 +207,8 @@ def _load_json(path: Path) -> dict:
             data = json.load(f)
     except json.JSONDecodeError as err:
         raise AnnotationError(f"{path}:{err.lineno}: not valid JSON: {err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise AnnotationError(f"{path}: not UTF-8 text (byte {err.start}): a binary file?") from None
     if not isinstance(data, dict):
         raise AnnotationError(f"{path}: expected a JSON object {{name: ...}} at the top level")
     return data

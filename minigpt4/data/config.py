@@ -9,12 +9,13 @@ the working directory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 
 @dataclass
 class DatasetConfig:
-    reader: str = "merr"  # merr | mer2023 | dfew | emer | iemocap | shards
+    reader: str = "merr"  # merr | mer2023 | dfew | emer | iemocap | shards | unibench | mafw | ravdess | merfactory
+    unibench_set: Optional[str] = None  # reader=unibench: mer2023 | mer2024 | meld | iemocap4 | cmumosi | ... (data/unibench.py)
     annotation: Optional[str] = None  # the release's list file: `name frame_count label [valence]`
     captions: Optional[str] = None  # MERR coarse JSON {name: {caption}} (a fine JSON is recognised too)
     reasons: Optional[str] = None  # MERR fine JSON {name: {smp_reason_caption, reason_caption}}
@@ -44,3 +45,6 @@ class DatasetConfig:
     limit: Optional[int] = None  # keep only the first N clips (smoke tests)
     on_bad_item: str = "error"  # error | skip
     protocol: str = "clean"  # clean | release: whose instruction pools (docs/release_protocol.md); eval's --protocol sets it
+
+    BOUNDS: ClassVar[dict[str, str]] = {  # checked at load time (common.config.check_bounds)
+        "feature_dim": ">0", "max_words": ">0", "limit": ">0", "modality_dropout": "0..1"}

@@ -43,7 +43,9 @@ from .annotations import (
 )
 from .config import DatasetConfig
 from .labels import label_key, label_set
+from .merfactory import read_merfactory_export
 from .prompts import TASKS, PromptTemplate
+from .unibench import UNIBENCH_SETS, read_mafw_split, read_ravdess_folder, read_unibench_labels
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +248,38 @@ def read_iemocap_split(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[l
     return records, FolderMedia(cfg, split, path.parent)
 
 
+@DATASET_READERS.register("unibench")
+def read_unibench(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[list[Record], Media]:
+    """A MER-UniBench test set as its owners release it: `unibench_set` names it, `annotation` is its
+    label file (OV-MERD+: ``ovlabel.csv``, test names from `transcripts`, ``subtitle_eng.csv``)."""
+    if cfg.unibench_set not in UNIBENCH_SETS:
+        raise ConfigError(f"reader 'unibench' needs `unibench_set`, one of {', '.join(UNIBENCH_SETS)} (got {cfg.unibench_set!r})")
+    path = _annotation(cfg, split)
+    names = fill_path(cfg.transcripts, cfg, split) if cfg.unibench_set == "ovmerdplus" else None
+    return read_unibench_labels(cfg.unibench_set, path, bad, names), FolderMedia(cfg, split, path.parent)
+
+
+@DATASET_READERS.register("mafw")
+def read_mafw(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[list[Record], Media]:
+    """MAFW; point `annotation` at ``Train & Test Set/single/no_caption/set_{fold}/{split}.txt``."""
+    path = _annotation(cfg, split)
+    return read_mafw_split(path, cfg.label_set, bad), FolderMedia(cfg, split, path.parent)
+
+
+@DATASET_READERS.register("ravdess")
+def read_ravdess(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[list[Record], Media]:
+    """RAVDESS; `annotation` is the folder of Actor_XX clips (labels come from the file names)."""
+    path = _annotation(cfg, split)
+    return read_ravdess_folder(path, cfg.label_set, bad), FolderMedia(cfg, split, path)
+
+
+@DATASET_READERS.register("merfactory")
+def read_merfactory(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[list[Record], Media]:
+    """MER-Factory's `emotion-llama[-fine]` export: `annotation` is its MERR_*_grained.txt (the .json beside it is read too)."""
+    path = _annotation(cfg, split)
+    return read_merfactory_export(path, cfg.label_set, bad), FolderMedia(cfg, split, path.parent)
+
+
 @DATASET_READERS.register("shards")
 def read_shards(cfg: DatasetConfig, split: str, bad: BadItems) -> tuple[list[Record], Media]:
     """Webdataset tars written by `shards.write_shards` (records and media inside the tars)."""
@@ -323,6 +357,8 @@ class EmotionDataset(torch.utils.data.Dataset):
             text = label_key(record.label)
         elif task == "reason":
             text = record.caption
+        elif task == "unibench":  # evaluation only: the gold as released (a word, a list, or none for sentiment)
+            text = label_key(record.label) or ""
         elif self.cfg.reason_field == "reason_caption":
             text = record.reason
         else:

@@ -24,6 +24,10 @@ DFEW_LABELS = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"
 IEMOCAP4_LABELS = ("neutral", "happy", "sad", "angry")
 IEMOCAP6_LABELS = IEMOCAP4_LABELS + ("excited", "frustrated")
 IEMOCAP9_LABELS = IEMOCAP6_LABELS + ("fear", "surprise", "disgust")
+# Zero-shot video sets reported with UAR / WAR (minigpt4/data/unibench.py reads their files).
+MAFW_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise", "contempt", "anxiety",
+               "helplessness", "disappointment")
+RAVDESS_LABELS = ("neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise")
 
 LABEL_SETS: dict[str, tuple[str, ...]] = {
     "mer2023": MER2023_LABELS,
@@ -32,6 +36,8 @@ LABEL_SETS: dict[str, tuple[str, ...]] = {
     "iemocap4": IEMOCAP4_LABELS,
     "iemocap6": IEMOCAP6_LABELS,
     "iemocap9": IEMOCAP9_LABELS,
+    "mafw": MAFW_LABELS,
+    "ravdess": RAVDESS_LABELS,
 }
 
 # Spelling variants -> canonical word. Applied before the label-set check.

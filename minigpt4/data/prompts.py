@@ -49,7 +49,7 @@ from minigpt4.models.prompt_format import PROMPT_FORMATS, end_of_answer_id, requ
 VIDEO_MARKER = "<VideoHere>"
 FEATURE_MARKER = "<FeatureHere>"
 
-TASKS = ("emotion", "reason", "reason_v2")
+TASKS = ("emotion", "reason", "reason_v2", "unibench")
 PROTOCOLS = ("clean", "release")
 
 # Our pools (protocol clean): each starts with the release's question, followed by paraphrases in
@@ -76,6 +76,12 @@ INSTRUCTION_POOLS: dict[str, tuple[str, ...]] = {
 }
 
 
+# MER-UniBench's zero-shot question (AffectGPT), asked as it is under both protocols: the answer is
+# free text, turned into emotion labels by an LLM afterwards (minigpt4/eval/label_extraction.py).
+UNIBENCH_QUESTION = "Please recognize all possible emotional states of the character."
+INSTRUCTION_POOLS["unibench"] = (UNIBENCH_QUESTION,)
+
+
 # The release's pools as trained (its dataset class): one emotion question naming the nine MERR
 # labels, whatever the dataset's labels are, and one pool of five for both reasoning tasks.
 RELEASE_EMOTION_INSTRUCTION = INSTRUCTION_POOLS["emotion"][0]
@@ -90,6 +96,7 @@ RELEASE_INSTRUCTION_POOLS: dict[str, tuple[str, ...]] = {
     "emotion": (RELEASE_EMOTION_INSTRUCTION,),
     "reason": _RELEASE_REASON_POOL,
     "reason_v2": _RELEASE_REASON_POOL,
+    "unibench": (UNIBENCH_QUESTION,),
 }
 
 OPEN_VOCABULARY_INSTRUCTION = (

@@ -133,7 +133,8 @@ class HTTPJudge:
 
     offline = False
 
-    def __init__(self, cfg: JudgeConfig, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, cfg: JudgeConfig, sleep: Callable[[float], None] = time.sleep,
+                 env: Mapping[str, str] | None = None):
         if not cfg.url or not cfg.model:
             raise JudgeError(
                 "the EMER LLM judge needs a URL and a model: set EMER_JUDGE_URL (e.g. "
@@ -148,11 +149,12 @@ class HTTPJudge:
         self.cache_path = Path(cfg.cache_path)
         try:  # the shared client keeps the cache: a last line cut short by a killed run is asked again
             self._client = OpenAIClient(
-                EndpointConfig(url=cfg.url, model=cfg.model, api_key_env="", timeout_s=cfg.timeout_s,
+                EndpointConfig(url=cfg.url, model=cfg.model, api_key_env=cfg.api_key_env, timeout_s=cfg.timeout_s,
                                max_retries=cfg.max_retries, backoff_s=cfg.backoff_s, max_tokens=cfg.max_tokens,
                                temperature=0.0),
-                cache_path=self.cache_path, name="judge", hint="check the URL, EMER_JUDGE_MODEL and OPENAI_API_KEY",
-                api_key=cfg.api_key, sleep=sleep)
+                cache_path=self.cache_path, name="judge",
+                hint=f"check the URL, the model and the key in ${cfg.api_key_env or '(api_key_env is empty)'}",
+                env=env, sleep=sleep)
         except EndpointError as err:  # a whole line that is not an entry: the user decides what to do
             raise ValueError(f"{err} to re-judge") from None
 

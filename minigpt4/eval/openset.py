@@ -2,13 +2,15 @@
 
 Files:
 
-- ground truth and predictions: CSV with columns ``name, openset``; ``openset`` is a Python list
-  written as text, e.g. ``"['happy', 'surprised']"``.
+- ground truth and predictions: CSV with columns ``name, openset``; ``openset`` is a label list
+  written as text, e.g. ``"['happy', 'surprised']"``, read with the owners' `string_to_list`
+  (`minigpt4.eval.owner_lists`: quotes optional, so ``[happy, surprised]`` reads the same).
 - grouping folder: one ``<name>.npy`` per clip holding a *string*, an LLM's grouping of that
   clip's words (gold and predicted together) into synonyms as a list of lists, e.g.
   ``"[['happy', 'joyful'], ['surprised']]"``.
 
-Rule: every word maps to the first word of its group (a word in no group stays itself); per clip,
+Rule: every word maps to the first word of its group (a word listed in two groups takes the later
+group, as the owners' dict assignment does; a word in no group stays itself); per clip,
 with G and P the mapped gold and predicted sets, accuracy = |G∩P| / |P| and recall = |G∩P| / |G|;
 ``set_accuracy`` and ``set_recall`` are their means over clips and ``score`` is the mean of the
 two. An empty prediction scores 0 on both and is counted in ``n_invalid``.
@@ -33,6 +35,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from minigpt4.eval import metrics as M
+from minigpt4.eval.owner_lists import string_to_list
 
 GROUPING_PROMPT = """You are an expert on human emotions. Below is a list of emotion words describing one person.
 Group the words so that each group holds words with the same meaning; every word must appear in exactly one group.
@@ -51,17 +54,8 @@ def _word_list(value: object, where: str) -> list[str]:
     return [w.strip().lower() for w in value if w.strip()]
 
 
-def parse_openset(text: str, where: str) -> list[str]:
-    """``"['happy', 'surprised']"`` -> ``['happy', 'surprised']`` (lower-cased, stripped)."""
-    try:
-        value = ast.literal_eval(text.strip()) if text.strip() else []
-    except (ValueError, SyntaxError):
-        raise OpensetFormatError(f"{where}: openset {text!r} is not a Python list string like ['happy', 'sad']") from None
-    return _word_list(value, where)
-
-
 def read_openset_csv(path: str | Path) -> dict[str, list[str]]:
-    """``{name: words}`` of a MERTools ``name, openset`` CSV."""
+    """``{name: words}`` of a MERTools ``name, openset`` CSV, each cell read by the owners' rule."""
     path = Path(path)
     if not path.is_file():
         raise OpensetFormatError(f"openset CSV not found: {path}")
@@ -71,9 +65,9 @@ def read_openset_csv(path: str | Path) -> dict[str, list[str]]:
         if "name" not in columns or "openset" not in columns:
             raise OpensetFormatError(f"{path}: needs columns 'name' and 'openset' (MER2024-OV format), found {columns}")
         out: dict[str, list[str]] = {}
-        for line, row in enumerate(reader, 2):
+        for row in reader:
             row = {k.strip(): v for k, v in row.items() if k is not None}
-            out[row["name"].strip()] = parse_openset(row["openset"] or "", f"{path}:{line}")
+            out[row["name"].strip()] = string_to_list(row["openset"] or "")
     return out
 
 
@@ -110,12 +104,8 @@ def write_grouping(path: str | Path, groups: Sequence[Sequence[str]]) -> Path:
 
 
 def group_map(groups: Iterable[Sequence[str]]) -> dict[str, str]:
-    """word -> the first word of its group (the first group wins if a word is listed twice)."""
-    mapping: dict[str, str] = {}
-    for group in groups:
-        for word in group:
-            mapping.setdefault(word, group[0])
-    return mapping
+    """word -> the first word of its group (a word listed twice takes its later group, as the owners')."""
+    return {word: group[0] for group in groups for word in group}
 
 
 def openset_metrics(

@@ -20,12 +20,23 @@ Multi-label rule (`parse_label_set`, MER2024-OV, open vocabulary): the answer (a
 ``:`` if it has one, e.g. ``Emotions: happy, excited``) is split on ``, ; / & and or`` and
 newlines; filler words (``a bit``, ``very``, ``seems`` ...) are removed; every known emotion word
 is mapped to its synonym group; an item with no known word is kept as its normalised text, so
-unmatched predictions still count in |P| and lower accuracy instead of vanishing.
+unmatched predictions still count in |P| and lower accuracy instead of vanishing. A list-shaped
+answer (``[happy, a bit sad]``) is not free text: scoring reads it with the owners' list rule
+(`minigpt4.eval.owner_lists.string_to_list`); the official score uses those items as they are,
+and only the offline synonym table passes them through this function.
 
-Release rule (`parse_release`, what the released evaluation script did, reported beside the
-strict parse as ``*_release_parse``): the last space-separated word of the answer, as it is (no
-lower-casing, punctuation kept); a word that is not one of the dataset's labels counts as
-``neutral`` -- so an answer naming no label, or ``happy.``, scores as ``neutral``.
+Release rule (`parse_release` / `release_gold`, what the released evaluation script computed,
+reported beside the strict parse as ``*_release_parse``):
+
+- answer: first the release's clean-up of generated text (`release_clean_answer`: cut at the
+  first ``</s>``, remove ``<s>``, keep what follows the last ``[/INST]``, strip), then the last
+  ``split(" ")`` word as it is (no lower-casing, punctuation kept); a word that is not one of the
+  dataset's labels counts as ``neutral`` -- so ``happy.``, an empty answer and a label after a
+  newline instead of a space (the last word is then ``is<newline>happy``) all score as ``neutral``;
+- gold: the release's caption normaliser (the text processor its dataset applies to every
+  target; ours is `minigpt4.data.annotations.normalise_text`, which our training targets use too:
+  lower-case, ``. ! " ( ) * # : ; ~`` -> spaces, whitespace collapsed, at most 200 words), then
+  the last word: ``"Happy."`` -> ``happy``.
 
 Synonyms: the annotation spellings of `minigpt4.data.labels.SYNONYMS` plus `ANSWER_WORD_FORMS`,
 the extra word forms that appear in generated sentences (``happily``, ``afraid``, ``nervous``).
@@ -37,6 +48,7 @@ import re
 import unicodedata
 from typing import Iterable, Mapping, Sequence
 
+from minigpt4.data.annotations import normalise_text as normalise_caption
 from minigpt4.data.labels import SYNONYMS as LABEL_SYNONYMS
 
 # Word forms seen in generated answers, on top of the annotation spellings of
@@ -183,12 +195,26 @@ def check_parse(parse: str) -> str:
     return parse
 
 
+def release_clean_answer(text: str) -> str:
+    """The release's clean-up of a generated text, in its order: cut at the first ``</s>``,
+    remove ``<s>``, keep what follows the last ``[/INST]``, strip surrounding whitespace."""
+    text = (text or "").split("</s>")[0].replace("<s>", "")
+    return text.split("[/INST]")[-1].strip()
+
+
+def release_gold(label: str) -> str:
+    """The gold label as the release scored it: the last word of the target as its dataset
+    normalised it (`minigpt4.data.annotations.normalise_text`, the same normaliser as our targets)."""
+    return normalise_caption(str(label)).split(" ")[-1]
+
+
 def parse_release(answer: str, labels: Sequence[str]) -> str | None:
-    """The release's answer parse (module docstring): last word if it is a label, else ``neutral``.
+    """The release's answer parse (module docstring): clean the generated text, then its last
+    word if that is a label, else ``neutral``.
 
     A label set without ``neutral`` has nothing to fall back on: such answers are invalid (None).
     """
-    word = (answer or "").split(" ")[-1]
+    word = release_clean_answer(answer).split(" ")[-1]
     if word in labels:
         return word
     return RELEASE_FALLBACK if RELEASE_FALLBACK in labels else None

@@ -24,8 +24,9 @@ from minigpt4.data.labels import LABEL_SETS, SET_MERGES
 from minigpt4.eval import metrics as M
 from minigpt4.eval import openset
 from minigpt4.eval.judge import Judge, JudgeConfig, JudgeError, make_judge
+from minigpt4.eval.owner_lists import string_to_list
 from minigpt4.eval.parsing import (
-    EMOTION_SYNONYMS, PARSES, check_parse, normalise_text, parse_label, parse_label_set, parse_release,
+    EMOTION_SYNONYMS, PARSES, check_parse, parse_label, parse_label_set, parse_release, release_gold,
 )
 from minigpt4.eval.report import (
     PredictionsFileError,
@@ -36,6 +37,8 @@ from minigpt4.eval.report import (
     write_markdown,
     write_metrics_json,
 )
+from minigpt4.eval.emotion_wheel import MAPPING_RULES
+from minigpt4.eval.unibench_files import UNIBENCH_DATASETS, unibench_score_main
 
 # Default label sets (minigpt4.data.labels). IEMOCAP has 4/6/9-class variants, so its labels
 # come from --labels (a set name like ``iemocap4`` or a list) or from the gold labels present.
@@ -94,14 +97,15 @@ def _classification(
     """Metrics of the strict parse (unsuffixed names) and/or the release parse (``*_release_parse``)."""
     _require(records, "label", dataset)
     y_true = [str(r["label"]) for r in records]
-    preds: dict[str, list[str | None]] = {}
+    # suffix -> (gold, predictions): the release also normalised its gold captions
+    parsed: dict[str, tuple[list[str], list[str | None]]] = {}
     if parse in ("strict", "both"):
-        preds[""] = [parse_label(r["answer"], labels, synonyms) for r in records]
+        parsed[""] = (y_true, [parse_label(r["answer"], labels, synonyms) for r in records])
     if parse in ("release", "both"):
-        preds[RELEASE_SUFFIX] = [parse_release(r["answer"], labels) for r in records]
+        parsed[RELEASE_SUFFIX] = ([release_gold(t) for t in y_true], [parse_release(r["answer"], labels) for r in records])
     result: dict[str, Any] = {"labels": labels, "parse": parse}
-    for suffix, y_pred in preds.items():
-        part = _classification_metrics(dataset, records, y_true, y_pred, labels)
+    for suffix, (gold, y_pred) in parsed.items():
+        part = _classification_metrics(dataset, records, gold, y_pred, labels)
         for key in ("metrics", "pooled"):
             if key in part:
                 result.setdefault(key, {}).update({k + suffix: v for k, v in part[key].items() if not (suffix and k == "n")})
@@ -111,11 +115,12 @@ def _classification(
             result["note"] = part["note"]
         if "confusion" not in result:  # the strict parse's when it is scored
             result["invalid"] = [str(r["name"]) for r, p in zip(records, y_pred) if p is None]
-            result["confusion"] = {"labels": labels, "counts": confusion_counts(y_true, y_pred, labels).tolist()}
+            result["confusion"] = {"labels": labels, "counts": confusion_counts(gold, y_pred, labels).tolist()}
     if parse == "both":
         result["parse_note"] = (
             "unsuffixed metrics: strict parse (an answer naming no single label is invalid); *_release_parse: "
-            "the release's parse (last word; a non-label counts as neutral), to compare with published numbers"
+            "the release's parse (cleaned answer's last word, a non-label counts as neutral; gold through the "
+            "release's caption normaliser), to compare with published numbers"
         )
     return result
 
@@ -159,11 +164,22 @@ def _classification_metrics(
     return result
 
 
+def _is_list_string(value: Any) -> bool:
+    """``[happy, surprised]``: a label list written as text, read with the owners' list rule."""
+    return isinstance(value, str) and value.strip().startswith("[") and value.strip().endswith("]")
+
+
+def _open_items(value: Any) -> Any:
+    """A list-shaped string -> its items by the owners' `string_to_list`; anything else unchanged."""
+    return string_to_list(value.strip()) if _is_list_string(value) else value
+
+
 def _open_words(value: Any) -> list[str]:
-    """The raw open-set words of an answer (free text is split into items) or of a word list."""
-    if isinstance(value, str):
+    """The raw open-set words of an answer or gold label: a word list or a list-shaped string by the
+    owners' rule (lower-cased, nothing removed), other free text split into items by `parse_label_set`."""
+    if isinstance(value, str) and not _is_list_string(value):
         return sorted(parse_label_set(value, {}))
-    return [normalise_text(str(w)).strip() for w in value if str(w).strip()]
+    return string_to_list([str(w).strip() for w in _open_items(value) if str(w).strip()])
 
 
 def _mer2024_ov(
@@ -173,8 +189,8 @@ def _mer2024_ov(
     """``*_offline``: our fixed synonym table, always. ``set_accuracy / set_recall / score``: the
     owners' rule (`minigpt4.eval.openset`), only with a per-clip grouping -- a folder, or an LLM."""
     _require(records, "label", "mer2024_ov")
-    gold = [parse_label_set(r["label"], vocabulary) for r in records]
-    pred = [parse_label_set(r["answer"], vocabulary) for r in records]
+    gold = [parse_label_set(_open_items(r["label"]), vocabulary) for r in records]
+    pred = [parse_label_set(_open_items(r["answer"]), vocabulary) for r in records]
     offline = M.mer2024_ov_metrics(gold, pred)
     metrics = {k if k.startswith("n") else f"{k}_offline": v for k, v in offline.items()}
     result: dict[str, Any] = {"invalid": [str(r["name"]) for r, p in zip(records, pred) if not p]}
@@ -276,19 +292,34 @@ def write_score_outputs(result: Mapping[str, Any], out_dir: str | Path) -> dict[
     return paths
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """A bad argument (an unknown --dataset, say) is one ``error:`` line and exit 2, like every user error."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineErrorParser(
         prog="python -m minigpt4.eval.scoring",
         description="Recompute benchmark metrics from a predictions JSONL, without a model.",
     )
     p.add_argument("--score", required=True, metavar="PREDICTIONS.jsonl", help="predictions file to score")
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--dataset", required=True, choices=DATASETS + UNIBENCH_DATASETS,
+                   help="unibench-*: MER-UniBench as AffectGPT scores it, from extracted labels (--gold, --wheels)")
     p.add_argument("--out", help="output folder (default: <stem>_scores next to the predictions file)")
     p.add_argument("--labels", help="label set name (mer2023, dfew, iemocap4, ...) or comma-separated labels (default: the dataset's; IEMOCAP: gold labels present)")
     p.add_argument("--task", help="score only records of this task (needed when a file mixes tasks)")
     p.add_argument("--parse", default="both", help=f"classification answer parse: {', '.join(PARSES)} (default both; "
                    "release = the released script's last-word rule, metrics named *_release_parse)")
-    p.add_argument("--gold", help="mer2024_ov with a predictions CSV: the ground-truth `name, openset` CSV")
+    p.add_argument("--gold", help="mer2024_ov with a predictions CSV: the ground-truth `name, openset` CSV; "
+                   "unibench-*: the gold CSV (name,openset | name,label | name,valence) or the owners' label*.npz")
+    p.add_argument("--wheels", help="unibench-ov / unibench-discrete: AffectGPT's emotion_wheel/ folder "
+                   "(format.csv, synonym.xlsx, wheel1..5.xlsx)")
+    p.add_argument("--word-mapping", default="owners", choices=MAPPING_RULES,
+                   help="unibench-*: word -> wheel cluster rule; owners (default, comparable with published numbers) "
+                   "or any_synonym (an alternative: the most common cluster of all synonyms)")
     p.add_argument("--grouping", help="mer2024_ov: folder of per-clip synonym groupings <name>.npy (MERTools format) -> official `score`")
     p.add_argument("--group-with-llm", action="store_true",
                    help="mer2024_ov: group each clip's words with the LLM at --judge-url/--judge-model (cached; written to <out>/grouping)")
@@ -313,6 +344,8 @@ def _openset_csv_records(pred_path: Path, gold_path: str | None) -> list[dict[st
 def score_main(argv: Sequence[str] | None = None, print_fn: Callable[[str], None] = print) -> int:
     """CLI body: returns 0 on success, 2 with a one-line ``error:`` message on bad input."""
     args = build_parser().parse_args(argv)
+    if args.dataset in UNIBENCH_DATASETS:
+        return unibench_score_main(args.dataset, args.gold, args.score, args.wheels, args.word_mapping, print_fn=print_fn)
     pred_path = Path(args.score)
     out_dir = Path(args.out) if args.out else pred_path.with_name(pred_path.stem + "_scores")
     labels: str | list[str] | None = None

@@ -70,6 +70,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(json.dumps(printable, indent=1))
     for name, reason in summary["failed"].items():
         print(f"FAILED {name}: {reason}", file=sys.stderr)
+    for name, reason in summary.get("work_files_redone", {}).items():
+        print(f"REDONE {name}: its work file was damaged ({reason})", file=sys.stderr)
     print(f"wrote {args.out}/MERR_coarse_grained.txt/.json, MERR_fine_grained.txt/.json, transcripts.csv, "
           f"peak_frames.json, MERR_clips.json, summary.json, class_histogram.png", file=sys.stderr)
     return 0 if summary["analysed"] else 1

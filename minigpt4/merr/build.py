@@ -112,6 +112,7 @@ class MerrBuilder:
         paths = {v.stem: v for v in videos}
         names = sorted(paths)
         stores = {n: ClipStore(out / "work" / "clips" / f"{n}.json") for n in names}
+        redone = {n: store.damaged for n, store in stores.items() if store.damaged}  # damaged work files
         clips: dict[str, dict[str, Any]] = {n: {} for n in names}
         ok = self._per_clip_stages(names, paths, stores, clips)
         if per_clip_only:
@@ -119,7 +120,8 @@ class MerrBuilder:
             if cfg.reason.backend != "none":
                 self._for_each("reason", emotional, lambda n: self.stages.reason(n, paths[n], stores[n], clips[n]),
                                cfg.reason.backend == "openai")
-            return {"clips": len(names), "analysed": sum(n not in self.failed for n in names), "failed": dict(self.failed)}
+            return {"clips": len(names), "analysed": sum(n not in self.failed for n in names), "failed": dict(self.failed),
+                    "work_files_redone": redone}
         drops: Counter = Counter()
         coarse = self._coarse(ok, clips, drops)
         fine = self._fine(ok, paths, stores, clips, drops)
@@ -129,6 +131,7 @@ class MerrBuilder:
             feature_report = self._features([paths[n] for n in ok])
         summary = build_summary(cfg, names, ok, coarse, fine, clips, drops, self.failed, self.seconds,
                                 time.perf_counter() - wall, feature_report)
+        summary["work_files_redone"] = dict(sorted(redone.items()))
         write_json(out / "summary.json", summary)
         write_histogram(out, summary)
         return summary

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import ClassVar, Optional, Sequence
 
 from minigpt4.common.config import load_config
 from minigpt4.common.openai_client import EndpointConfig
@@ -26,6 +26,8 @@ class FacesConfig:
     openface_csv_dir: str = ""  # openface: folder of <clip>.csv made by FeatureExtraction; empty = run the binary
     openface_bin: str = "FeatureExtraction"  # openface: the binary to run when a CSV is missing
 
+    BOUNDS: ClassVar[dict[str, str]] = {"min_face_size": ">0", "frame_stride": ">0", "neutral_fraction": "0..1"}
+
 
 @dataclass
 class AUConfig:
@@ -35,6 +37,8 @@ class AUConfig:
     frequent_top_k: int = 5  # frequent: sum only the k AUs active in the most frames
     threshold: float = 0.8  # an AU is active at this intensity (0-5 scale); also the label rule's threshold
     label_table: str = "full"  # full (MER-Factory table) | short (the release docs' table)
+
+    BOUNDS: ClassVar[dict[str, str]] = {"frequent_top_k": ">0", "threshold": ">=0"}
 
 
 @dataclass
@@ -80,6 +84,8 @@ class ReasonConfig:
     min_class_count: int = 1  # drop classes with fewer fine samples than this
     seed: int = 0  # which neutral samples are added
 
+    BOUNDS: ClassVar[dict[str, str]] = {"max_per_class": ">=0", "neutral_rate": ">=0", "min_class_count": ">=0"}
+
 
 @dataclass
 class LabelsConfig:
@@ -91,6 +97,8 @@ class LabelsConfig:
     min_probability: float = 0.5  # keep an unlabeled clip when the model's label probability reaches this ...
     keep_when_agree: bool = True  # ... or when the model and the AU rule name the same label
     coarse_exclude: list[str] = field(default_factory=lambda: ["neutral"])  # MERR's coarse set has no neutral
+
+    BOUNDS: ClassVar[dict[str, str]] = {"min_probability": "0..1"}
 
 
 @dataclass
@@ -109,6 +117,8 @@ class MerrConfig:
     workers: int = 4  # clips whose endpoint calls run at once (offline stages run one clip at a time)
     sample_rate: int = 16000
     device: Optional[str] = None  # for the model backends (None = the infer config's choice)
+
+    BOUNDS: ClassVar[dict[str, str]] = {"max_clips": ">=0", "workers": ">0", "sample_rate": ">0"}
 
 
 def load_merr_config(path: str | Path | None, overrides: Sequence[str] = ()) -> MerrConfig:

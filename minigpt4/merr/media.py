@@ -1,6 +1,8 @@
 """The one place where the MERR builder touches video, audio and faces.
 
-Decoding comes from `minigpt4.common.media`; face detectors (dlib's HOG detector included) and
+Decoding comes from `minigpt4.common.media` and streams: a clip is read frame by frame, a few
+times over (track the face, place the landmarks, fetch the peak frame), so a long 1080p or 4K
+clip needs no more memory than a short one. Face detectors (dlib's HOG detector included) and
 the face tracker from `minigpt4.features.faces`, the same code feature extraction uses, so a
 clip's main face is the same face in both. The 68-point dlib landmark predictor that ships
 inside the `face-recognition-models` package (no download) lives here.
@@ -16,16 +18,27 @@ from typing import Sequence
 
 import numpy as np
 
-from minigpt4.common.media import MediaError, NoAudioError, load_audio, read_frames, video_info  # noqa: F401
-from minigpt4.features.faces import Box, DlibFaceDetector, build_face_detector, track_faces  # noqa: F401
+from minigpt4.common.media import MediaError, NoAudioError, load_audio, read_frames, stream_frames, video_info  # noqa: F401
+from minigpt4.features.faces import Box, DlibFaceDetector, FaceTracker, build_face_detector, track_faces  # noqa: F401
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
 
-def decode_video(path: str | Path) -> tuple[np.ndarray, float]:
-    """All RGB frames (uint8 [T,H,W,3]) and the frame rate; `MediaError` names a bad file."""
-    info = video_info(path)
-    return read_frames(path), info.fps
+def count_frames(path: str | Path) -> int:
+    """The number of frames, decoding the clip once (exact where a header may not be), one
+    frame in memory at a time; `MediaError` names a bad file."""
+    count = 0
+    for frame in stream_frames(path):
+        count = frame.index + 1
+    return count
+
+
+def frame_at(path: str | Path, index: int) -> np.ndarray:
+    """RGB uint8 [H,W,3] of frame `index`, streaming up to it."""
+    for frame in stream_frames(path, stop_after=index):
+        if frame.index == index:
+            return frame.rgb()
+    raise MediaError(path, f"frame {index} could not be decoded", "re-encode the clip")
 
 
 def decode_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray | None:
@@ -107,6 +120,28 @@ class FaceAnalyser:
         for row, (frame, box) in enumerate(zip(chosen, track.boxes)):
             points[row] = self.predictor(frame, box)
         return ClipFaces(points, list(track.boxes), track.no_face_frames)
+
+    def analyse_video(self, path: str | Path, stride: int) -> tuple[ClipFaces, int]:
+        """`analyse` of every `stride`-th frame of a video file, and the clip's frame count,
+        streamed in two passes: the tracker sees each analysed frame (as the detector wants it,
+        grey or RGB), then the landmarks are placed on the tracked box. One decoded frame is
+        held at a time, whatever the clip's length or resolution."""
+        tracker = FaceTracker(self.detector, min_face_size=self.min_face_size, detect_stride=1)
+        count = 0
+        for frame in stream_frames(path):
+            count = frame.index + 1
+            if frame.index % stride == 0:
+                tracker.update(frame.index // stride, frame.image(self.detector.input_format))
+        rows = len(range(0, count, stride))
+        points = np.full((rows, 68, 2), np.nan, dtype=np.float32)
+        track = tracker.result(rows)
+        if not track.found:
+            return ClipFaces(points, [None] * rows, rows), count
+        for frame in stream_frames(path, stop_after=(rows - 1) * stride):
+            if frame.index % stride == 0:
+                row = frame.index // stride
+                points[row] = self.predictor(frame.rgb(), track.boxes[row])
+        return ClipFaces(points, list(track.boxes), track.no_face_frames), count
 
     def landmarks(self, frames: np.ndarray, indices: Sequence[int]) -> tuple[np.ndarray, int]:
         """float32 [len(indices), 68, 2] landmarks (NaN where no frame of the clip has a face)

@@ -4,7 +4,13 @@ Measures (16 kHz mono, 20 ms hops):
 
 * pitch: torchcrepe (its weights ship inside the package), frames with periodicity >= 0.5 are
   voiced; median f0 in Hz, its spread in semitones (std) and its slope in semitones per second
-  over the voiced frames (least squares);
+  over the voiced frames (least squares). The pitch of a frame is the sigmoid-weighted mean of
+  the nine bins around the most likely one (`weighted_argmax`): torchcrepe's own decoder of
+  that name adds random dither to its bin centres, drawn once per process from an unseeded
+  generator, so the same clip got a pitch up to ~1 Hz different in every run and on every
+  torchrun rank; ours uses the exact bin centres, so the numbers are the same run to run (CREPE's
+  logits themselves are bitwise equal run to run at a given thread count, and within ~1e-11
+  across thread counts: far below the 3 decimals the measures are stored with);
 * loudness: RMS energy in dBFS of the active frames (90th percentile: the level of the syllables,
   not of the gaps between them) and the share of the clip above -45 dBFS (voice activity);
 * speaking rate: prominent peaks (>= 15 % of the maximum, >= 100 ms apart) of the smoothed energy
@@ -36,9 +42,27 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
 TONE_WORDS = ("joyful", "sad", "shocked", "fearful", "angry", "positive", "negative", "calm", "doubtful", "dismissive")
 HOP = 320  # 20 ms at 16 kHz: enough for utterance statistics, half the pitch-tracker work of 10 ms
+CREPE_BATCH = 512  # frames per CREPE forward pass (fixed: the same clip is always cut the same way)
+PITCH_BINS = 360  # CREPE's output: 20-cent bins from 1997.38 cents (about 31.7 Hz) up
+CENTS_PER_BIN = 20.0
+FIRST_BIN_CENTS = 1997.3794084376191
+
+
+def weighted_argmax(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A torchcrepe decoder: (bins [B,T], pitch in Hz [B,T]) from logits [B,360,T]. The
+    sigmoid-weighted mean of the bin centres within 4 bins of the most likely bin, as
+    torchcrepe's `decode.weighted_argmax` but without its random dither (see the module docstring)."""
+    bins = logits.argmax(dim=1)
+    index = torch.arange(logits.size(1), device=logits.device)[None, :, None]
+    window = (index >= bins[:, None, :] - 4) & (index <= bins[:, None, :] + 4)
+    probs = torch.sigmoid(logits) * window
+    centres = CENTS_PER_BIN * torch.arange(logits.size(1), device=logits.device, dtype=logits.dtype) + FIRST_BIN_CENTS
+    cents = (centres[None, :, None] * probs).sum(dim=1) / probs.sum(dim=1)
+    return bins, 10 * 2 ** (cents / 1200)
 
 
 @dataclass
@@ -57,7 +81,6 @@ class Prosody:
 
 def measure(audio: np.ndarray, sample_rate: int = 16000, crepe_model: str = "tiny") -> Prosody:
     """The prosodic measures of one utterance (see module docstring)."""
-    import torch
     import torchcrepe
 
     audio = np.asarray(audio, dtype=np.float32)
@@ -71,8 +94,8 @@ def measure(audio: np.ndarray, sample_rate: int = 16000, crepe_model: str = "tin
         return Prosody(0.0, 0.0, 0.0, float(db.max()), float(active.mean()), 0.0, 0.0)
     with torch.no_grad():
         pitch, periodicity = torchcrepe.predict(torch.from_numpy(audio)[None], sample_rate, hop_length=HOP, fmin=50.0,
-                                                fmax=550.0, model=crepe_model, return_periodicity=True, batch_size=512,
-                                                device="cpu", decoder=torchcrepe.decode.weighted_argmax)
+                                                fmax=550.0, model=crepe_model, return_periodicity=True, batch_size=CREPE_BATCH,
+                                                device="cpu", decoder=weighted_argmax)
     pitch, periodicity = pitch[0].numpy()[:frames], periodicity[0].numpy()[:frames]
     voiced = (periodicity >= 0.5) & active[: len(pitch)]
     if voiced.sum() >= 3:

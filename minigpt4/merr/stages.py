@@ -33,20 +33,23 @@ from minigpt4.merr.store import ClipStore, file_digest, key_of
 
 
 def analyse_clip(video: Path, cfg: MerrConfig, out: Path, faces: media.FaceAnalyser | None) -> dict[str, Any]:
-    """AUs, peak, phrases, AU label, geometry description and prosody of one clip (decoded once)."""
-    frames, fps = media.decode_video(video)
-    indices = list(range(0, len(frames), max(1, cfg.faces.frame_stride)))
+    """AUs, peak, phrases, AU label, geometry description and prosody of one clip. The video is
+    streamed (`media.FaceAnalyser.analyse_video`, `media.frame_at`): memory stays flat however
+    long or large the clip is."""
+    stride = max(1, cfg.faces.frame_stride)
     missing, clip_faces = 0, None
     if cfg.faces.backend == "landmarks":
-        clip_faces = faces.analyse(frames, indices)
+        clip_faces, frame_count = faces.analyse_video(video, stride)
         missing = clip_faces.missing
         track = au_lib.landmark_aus(clip_faces.points, cfg.faces.neutral_fraction)
     else:
+        frame_count = media.count_frames(video)
         csv_dir = Path(cfg.faces.openface_csv_dir) if cfg.faces.openface_csv_dir else None
         csv_path = csv_dir / f"{video.stem}.csv" if csv_dir else None
         if csv_path is None or not csv_path.is_file():
             csv_path = au_lib.run_openface(video, cfg.faces.openface_bin, out / "work" / "openface")
-        track = au_lib.read_openface_csv(csv_path, len(frames))[indices]
+        track = au_lib.read_openface_csv(csv_path, frame_count)[::stride]
+    indices = list(range(0, frame_count, stride))
     if np.isnan(track).all():
         raise ValueError("no face found in any analysed frame (try faces.face_detector: haar or center)")
     row = au_lib.peak_index(track, cfg.aus.peak_rule, cfg.aus.threshold, cfg.aus.frequent_top_k)
@@ -54,9 +57,10 @@ def analyse_clip(video: Path, cfg: MerrConfig, out: Path, faces: media.FaceAnaly
     active = au_lib.active_aus(track[row], cfg.aus.threshold)
     label, strength, score = au_lib.au_label(active, cfg.aus.threshold, cfg.aus.label_table)
     frequency = Counter(au for r in np.nan_to_num(track) for au, v in zip(au_lib.AU_NAMES, r) if v >= cfg.aus.threshold)
-    atomic_write(out / "peak_frames" / f"{video.stem}.jpg", bk.jpeg_bytes(frames[peak]))
+    peak_frame = media.frame_at(video, peak)
+    atomic_write(out / "peak_frames" / f"{video.stem}.jpg", bk.jpeg_bytes(peak_frame))
     result = {
-        "frame_count": int(len(frames)), "fps": round(float(fps), 3), "peak_index": int(peak),
+        "frame_count": int(frame_count), "fps": round(float(media.video_info(video).fps), 3), "peak_index": int(peak),
         "frames_analysed": len(indices), "frames_without_own_face": int(missing),
         "AU_list": dict(sorted(frequency.items())), "peak_AU_list": active,
         "expression_phrases": au_lib.expression_phrases(active),
@@ -66,8 +70,8 @@ def analyse_clip(video: Path, cfg: MerrConfig, out: Path, faces: media.FaceAnaly
         if clip_faces is not None:  # the tracked main face, as landmarked for the AUs
             points, box = clip_faces.points[row], clip_faces.boxes[row]
         else:
-            points, box = faces.peak_face(frames[peak])
-        result["visual_objective"] = bk.geometry_description(points, box, frames.shape[1:], "AU45" in active)
+            points, box = faces.peak_face(peak_frame)
+        result["visual_objective"] = bk.geometry_description(points, box, peak_frame.shape, "AU45" in active)
     if cfg.tone.backend == "prosody":
         audio = media.decode_audio(video, cfg.sample_rate)
         if audio is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from minigpt4.models.prompt_format import PROMPT_FORMATS
 
@@ -21,6 +21,9 @@ class VisionConfig:
     mlp_dim: int = 6144
     weights: Optional[str] = None  # LAVIS eva_vit_g.pth or a timm-format state dict; None = random init
     init_seed: int = 0  # used only when `weights` is None (tiny test towers)
+
+    BOUNDS: ClassVar[dict[str, str]] = {  # checked at load time (common.config.check_bounds)
+        "image_size": ">0", "patch_size": ">0", "width": ">0", "depth": ">0", "num_heads": ">0", "mlp_dim": ">0"}
 
 
 @dataclass
@@ -56,6 +59,8 @@ class LoraConfig:
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
 
+    BOUNDS: ClassVar[dict[str, str]] = {"r": ">=0", "alpha": ">0", "dropout": "0..<1"}  # r: 0 = no LoRA
+
 
 @dataclass
 class ModelConfig:
@@ -79,6 +84,9 @@ class ModelConfig:
     # (Llama-2-chat, the release); "chat_template" = the tokenizer's own chat template (Llama-3,
     # Qwen2.5, ... instruct models). Markers and visual tokens are the same in both.
     prompt_format: str = "llama2_inst"
+
+    BOUNDS: ClassVar[dict[str, str]] = {"feature_dim": ">0", "num_features": ">=0", "patches_per_token": ">0",
+                                        "max_txt_len": ">0"}
 
     def __post_init__(self) -> None:
         if self.prompt_format not in PROMPT_FORMATS:
