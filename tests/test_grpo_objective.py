@@ -196,8 +196,9 @@ def test_length_penalty_on_hand_cases():
 
 def test_rewards_are_checked_weighted_and_user_functions_plug_in():
     assert check_rewards({"accuracy": 1, "format": 0.5}) == {"accuracy": 1.0, "format": 0.5}
-    with pytest.raises(ConfigError, match=r"unknown reward 'acuracy'; choose from accuracy, format, length, ov_f1"):
+    with pytest.raises(ConfigError, match=r"unknown reward 'acuracy'; choose from accuracy, ") as err:
         check_rewards({"acuracy": 1.0})
+    assert all(name in str(err.value) for name in ("format", "length", "ov_f1"))
     with pytest.raises(ConfigError, match=r"grpo.rewards.format: weight 'high' is not a number"):
         check_rewards({"format": "high"})
     with pytest.raises(ConfigError, match="is empty"):

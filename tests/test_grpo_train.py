@@ -136,7 +136,7 @@ def test_grpo_two_processes_equal_one_with_the_same_global_batch(tiny_dir, tmp_p
 
 
 @pytest.mark.parametrize("override, names", [
-    ("grpo.rewards.acuracy=1.0", ["grpo.rewards", "'acuracy'", "accuracy, format, length, ov_f1"]),
+    ("grpo.rewards.acuracy=1.0", ["grpo.rewards", "'acuracy'", "accuracy", "format", "length", "ov_f1"]),
     ("grpo.rewards.format=high", ["grpo.rewards.format", "'high'", "not a number"]),
     ("grpo.group_size=1", ["grpo.group_size=1", ">= 2"]),
     ("grpo.template='<answer></answer>'", ["grpo.template", "plain, answer, think_answer", "{answer}"]),
