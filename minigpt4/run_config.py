@@ -86,6 +86,7 @@ class TrainConfig:
     save_every_steps: Optional[int] = None  # also checkpoint mid-epoch (crash safety on long epochs)
     keep_checkpoints: int = 2  # newest N step checkpoints kept; `best/` is kept separately
     resume: Optional[str] = None  # "auto" (newest valid in output_dir) or a checkpoint folder
+    start_fresh: bool = False  # resume "auto" finding only invalid checkpoints trains from step 0 instead of stopping
     init_from: Optional[str] = None  # trainable weights to start from (stage 2 <- stage 1 best)
     max_steps: Optional[int] = None  # stop after this many optimizer steps in total (smoke tests)
     val_every_epochs: int = 1

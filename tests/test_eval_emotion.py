@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -229,3 +230,46 @@ def test_kfold_driver_two_folds_from_the_same_init(setup, tmp_path):
         assert cfg_k["run"]["init_from"] == str(init) and cfg_k["datasets"]["dfew"]["fold"] == k
         assert (out / f"fold_{k}" / "train" / "best" / "trainable.safetensors").is_file()
     assert set(load_file(init)) and load_file(out / "fold_1/train/best/trainable.safetensors").keys() == load_file(init).keys()
+
+
+class DiskFullWhileWriting:
+    """`os.fdopen` for `atomic_write`: writes to a file whose name contains `name` stop halfway
+    through with ENOSPC, as on a disk that fills up; other files are written normally."""
+
+    def __init__(self, name: str):
+        self.name, self.fdopen = name, os.fdopen
+
+    def __call__(self, fd, *args, **kwargs):
+        handle = self.fdopen(fd, *args, **kwargs)
+        if self.name not in os.readlink(f"/proc/self/fd/{fd}"):
+            return handle
+        real_write = handle.write
+
+        def write(data):
+            real_write(data[: len(data) // 2])
+            handle.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        handle.write = write
+        return handle
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to tell which file is written")
+@pytest.mark.parametrize("victim", ["predictions.jsonl", "metrics.json"])
+def test_a_full_disk_leaves_no_half_file_and_says_so(setup, tmp_path, monkeypatch, capsys, victim):
+    from minigpt4.cli.eval_emotion import main
+
+    _, cfg = setup
+    out = tmp_path / "out"
+    monkeypatch.setattr(os, "fdopen", DiskFullWhileWriting(victim))
+    status = main(["--cfg-path", str(cfg), "--dataset", "synthetic", "--options", f"run.output_dir={out}"])
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert err[-1] == (f"error: the disk is full (No space left on device) while writing {out / 'synthetic' / victim}. "
+                       "Free some space there (or write to another disk) and run again")
+    assert sum(line.startswith("error:") for line in err) == 1 and not any("Traceback" in line for line in err)
+    written = sorted(p.name for p in (out / "synthetic").iterdir())
+    assert victim not in written and not [name for name in written if name.endswith(".tmp")], written
+    if victim == "metrics.json":  # what was complete before the disk filled up is whole
+        assert len((out / "synthetic" / "predictions.jsonl").read_text().splitlines()) == N_CLIPS

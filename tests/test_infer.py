@@ -310,3 +310,47 @@ def test_open_vocabulary_question_and_release_protocol(workspace, predictor, mon
     assert main(["--cfg-path", str(TINY_CFG), "--video", str(video), "--protocol", "paper",
                  "--options", *workspace["options"]]) == 2
     assert capsys.readouterr().err.strip().splitlines() == ["error: unknown protocol 'paper'; choose one of clean, release"]
+
+
+def test_uploads_and_inference_never_reach_decord(workspace, predictor, monkeypatch):
+    """Untrusted files are decoded by PyAV only: the header probe, then streaming extraction."""
+    from minigpt4.common import media
+
+    def no_decord(path):
+        raise AssertionError(f"decord opened {path}")
+
+    monkeypatch.setattr(media, "_open_decord", no_decord)
+    name, label = next(iter(workspace["labels"].items()))
+    prediction = predictor.predict(workspace["videos"][name], answer_mode="score_labels")
+    assert prediction.label == label
+
+
+def test_limits_refuse_pixels_frames_and_text_before_decoding(workspace, predictor, monkeypatch):
+    from minigpt4.common import media
+    from minigpt4.infer import RequestRejected, VideoRejected
+
+    good = next(iter(workspace["videos"].values()))
+    info = media.probe_video(good)
+    assert (info.num_frames, info.width, info.height) == astuple_of(media.video_info(good))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded a clip the limits refuse")
+
+    monkeypatch.setattr(predictor.clips.extractor, "prepare", no_decoding)
+    monkeypatch.setattr(predictor.cfg.limits, "max_pixels", info.width * info.height - 1)
+    with pytest.raises(VideoRejected, match=f"{good.name}: the frames are {info.width}x{info.height}.*limits.max_pixels"):
+        predictor.predict(good)
+    monkeypatch.setattr(predictor.cfg.limits, "max_pixels", 1920 * 1080)
+    monkeypatch.setattr(predictor.cfg.limits, "max_frames", info.num_frames - 1)
+    with pytest.raises(VideoRejected, match=f"has {info.num_frames} frames.*limits.max_frames"):
+        predictor.predict(good)
+    with pytest.raises(RequestRejected, match="the transcript has 2001 characters, over the limit of 2000"):
+        predictor.predict(good, transcript="a" * 2001)
+    with pytest.raises(RequestRejected, match="the question has 1001 characters"):
+        predictor.predict(good, question="b" * 1001)
+    with pytest.raises(RequestRejected, match="past its deadline"):
+        predictor.predict(good, deadline=0.0)  # long gone
+
+
+def astuple_of(info):
+    return info.num_frames, info.width, info.height

@@ -264,3 +264,57 @@ def test_one_node_two_nodes_and_one_process_train_the_same(tiny_dir, tmp_path):
     # with a batch of 2; only the order of float additions differs.
     assert losses(tmp_path / "two_nodes") == losses(tmp_path / "one_node")
     assert losses(tmp_path / "one_process") == pytest.approx(losses(tmp_path / "one_node"), rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ issue 25
+def _tree(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_refuses_when_every_checkpoint_is_invalid_and_starts_fresh_only_when_asked(tiny_dir, tmp_path, capsys):
+    corpus = write_tiny_corpus(tmp_path / "corpus", n=24)
+    out = tmp_path / "run"
+    cfg = tiny_train_config(tmp_path / "train.yaml", tiny_dir, corpus, out, max_epochs=1, iters_per_epoch=4,
+                            save_every_steps=2, keep_checkpoints=2, val_every_epochs=5)
+    assert train_main(["--cfg-path", str(cfg)]) == 0
+    older, newer = sorted((out / "checkpoints").glob("step_*"))
+    weights = newer / "trainable.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    rng = older / "rng_rank0.pt"
+    rng.write_bytes(rng.read_bytes()[:100])  # truncated
+    before = _tree(out / "checkpoints"), (out / "metrics.jsonl").read_bytes()
+    capsys.readouterr()
+
+    assert train_main(["--cfg-path", str(cfg), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --resume: none of the 2 checkpoint(s)"), err
+    assert f"{newer.name}: {weights}: contents do not match the sha256" in err[0]
+    assert f"{older.name}: {rng}: contents do not match the sha256" in err[0] and "--start-fresh" in err[0]
+    assert (_tree(out / "checkpoints"), (out / "metrics.jsonl").read_bytes()) == before  # nothing overwritten
+
+    assert train_main(["--cfg-path", str(cfg), "--resume", "--start-fresh"]) == 0
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()][-1] == 4
+    assert find_resume_checkpoint(out, "auto").name == "step_0000004"
+
+
+def test_a_truncated_rng_file_and_a_half_written_log_line_resume_exactly(tiny_dir, tmp_path):
+    """The newest checkpoint's rng file is cut short and the log ends in half a line (a crash while
+    writing): resume takes the previous checkpoint, drops the half line, and logs the losses of a
+    run that was never stopped."""
+    corpus = write_tiny_corpus(tmp_path / "corpus", n=24)
+    common = dict(max_epochs=2, iters_per_epoch=4, save_every_steps=2, keep_checkpoints=3, log_every=1,
+                  val_every_epochs=5)
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert train_main(["--cfg-path", str(tiny_train_config(tmp_path / "a.yaml", tiny_dir, corpus, straight, **common))]) == 0
+    cfg = tiny_train_config(tmp_path / "b.yaml", tiny_dir, corpus, stopped, max_steps=6, **common)
+    assert train_main(["--cfg-path", str(cfg)]) == 0
+    rng = stopped / "checkpoints" / "step_0000006" / "rng_rank0.pt"
+    rng.write_bytes(rng.read_bytes()[: rng.stat().st_size // 2])
+    with (stopped / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 7, "epoch": 1, "lo')
+    assert train_main(["--cfg-path", str(cfg), "--resume", "--options", "run.max_steps=null"]) == 0
+    steps = [json.loads(line)["step"] for line in (stopped / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+    assert losses(stopped) == pytest.approx(losses(straight), abs=1e-6)

@@ -8,8 +8,14 @@ frame for EVA, face crops for the local and temporal encoders, the audio track f
 the transcript you type, and shows the frame and the face crop it used, which inputs were
 present, and a bar chart of the label probabilities (`EmotionLLaMA.score_labels`: the model's
 likelihood of answering each label of the set, so it always names valid labels). Answers are sampled with the release demo's settings (temperature 0.2, top-p 0.9,
-repetition penalty 1.05). A file that cannot be read, or one over the size / duration limits
-of the config (`limits:`), is reported in the page; the server keeps serving.
+repetition penalty 1.05). A file that cannot be read, or a request over the limits of the config
+(`limits:` size, duration, pixels, frames, question and transcript length, checked before any
+decoding; a per-request deadline) is reported in the page, naming the file as the user gave it,
+never a server path; the server keeps serving. An upload to `/predict` is deleted once it is
+answered; the page's (still shown, for more questions) are swept after an hour. Only
+the listed example clips can be fetched from the server, not the rest of their folder.
+Concurrency (docs/http_api.md, "Limits and concurrency"): `app.concurrency` requests at once,
+so one can decode while another generates; each is bounded by the limits and the deadline.
 
 The predictor is built once in `main` and handed to the request handler; there is no
 module-level state.
@@ -25,6 +31,7 @@ import functools
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -61,6 +68,38 @@ def find_examples(cfg: InferConfig) -> list[str]:
     return [str(p.resolve()) for p in paths[: cfg.app.max_examples]]
 
 
+def request_deadline(cfg: InferConfig) -> Optional[float]:
+    """When the request must be answered by (`time.monotonic()`), from `limits.request_seconds`."""
+    seconds = cfg.limits.request_seconds
+    return time.monotonic() + seconds if seconds and seconds > 0 else None
+
+
+def public_message(message: str, path: str, name: str) -> str:
+    """`message` with the server's copy of the upload (and its folder) replaced by the name the
+    user gave: an error must not show where the server keeps files."""
+    folder = str(Path(path).parent)
+    for server_path in sorted({str(path), str(Path(path).resolve())}, key=len, reverse=True):
+        message = message.replace(server_path, name)
+    return message.replace(folder + os.sep, "").replace(folder, "(upload)")
+
+
+def remove_upload(path: Optional[str]) -> None:
+    """Delete an uploaded file (and its folder, when empty) from gradio's upload folder once it
+    is answered; example clips and any other file are left alone."""
+    if not path:
+        return
+    from gradio.utils import get_upload_folder
+
+    uploads, file = Path(get_upload_folder()).resolve(), Path(path).resolve()
+    if uploads not in file.parents:
+        return
+    file.unlink(missing_ok=True)
+    try:
+        file.parent.rmdir()  # gradio keeps each upload in a folder of its own
+    except OSError:
+        pass
+
+
 def inputs_markdown(used: dict[str, bool]) -> str:
     lines = [f"- **{name}** ({INPUT_TITLES[name]}): {'used' if used[name] else 'absent'}" for name in INPUT_NAMES]
     return "Inputs:\n\n" + "\n".join(lines)
@@ -86,12 +125,13 @@ def analyse(predictor: EmotionPredictor, video: Optional[str], task: str, questi
     name = Path(video).name
     try:
         mode = "score_labels" if predictor.cfg.answer_mode == "score_labels" else "both"  # always the chart
-        prediction = predictor.predict(video, task, question or None, transcript or "", sample=True, answer_mode=mode)
-    except (MediaError, ValueError) as err:  # unreadable, too long, too large, bad task
-        return (f"**Error:** {str(err).replace(str(video), name)}", *empty)
+        prediction = predictor.predict(video, task, question or None, transcript or "", sample=True, answer_mode=mode,
+                                       deadline=request_deadline(predictor.cfg))
+    except (MediaError, ValueError) as err:  # unreadable, over a limit, past the deadline, bad task
+        return (f"**Error:** {public_message(str(err), video, name)}", *empty)
     except Exception as err:  # a demo must survive anything one request does; the log has the details
         log.exception("request for %s failed", video)
-        return (f"**Error:** could not analyse {name}: {type(err).__name__}: {err}", *empty)
+        return (f"**Error:** could not analyse {name}: {type(err).__name__}", *empty)
     label = prediction.label
     if label is None:
         likeliest = max(prediction.label_probs, key=prediction.label_probs.get)
@@ -113,11 +153,17 @@ def predict_json(predictor: EmotionPredictor, video: dict[str, Any], task: str =
     path = video.get("path") if isinstance(video, dict) else None
     if not path:
         raise gr.Error("no video: send the clip as a file (gradio_client.handle_file(path))")
-    name = video.get("orig_name") or Path(path).name
+    name = Path(video.get("orig_name") or path).name
     try:
-        result = predictor.predict(path, task, question or None, transcript or "", sample=bool(sample)).to_json()
-    except (MediaError, ValueError) as err:  # unreadable, too long, too large, bad task
-        raise gr.Error(f"error: {str(err).replace(str(path), name)}") from None
+        result = predictor.predict(path, task, question or None, transcript or "", sample=bool(sample),
+                                   deadline=request_deadline(predictor.cfg)).to_json()
+    except (MediaError, ValueError) as err:  # unreadable, over a limit, past the deadline, bad task
+        raise gr.Error(f"error: {public_message(str(err), path, name)}") from None
+    except Exception as err:  # a bug: the log has the details, the client gets no server internals
+        log.exception("request for %s failed", path)
+        raise gr.Error(f"error: could not analyse {name}: {type(err).__name__}") from None
+    finally:
+        remove_upload(path)
     return {**result, "video": name}
 
 
@@ -127,12 +173,15 @@ def build_demo(predictor: EmotionPredictor, examples: Sequence[str]):
 
     cfg = predictor.cfg
     limits = cfg.limits
-    with gr.Blocks(title=cfg.app.title) as demo:
+    # `/predict` deletes its upload once answered; the page keeps the clip in view for more
+    # questions, so its uploads (and any an error left) are swept hourly, once over an hour old
+    with gr.Blocks(title=cfg.app.title, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             f"# {cfg.app.title}\n"
             "Upload a short clip of one person speaking (one utterance). The model looks at a chosen "
             "frame, the face over the clip and the voice, and reads what you type as the transcript. "
-            f"Limits: {limits.max_upload_mb:g} MB, {limits.max_seconds:g} s. Labels: "
+            f"Limits: {limits.max_upload_mb:g} MB, {limits.max_seconds:g} s, {limits.max_pixels} pixels a frame, "
+            f"{limits.max_transcript_chars} characters of transcript. Labels: "
             f"{', '.join(predictor.labels)}.")
         with gr.Row():
             with gr.Column():
@@ -199,10 +248,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return report(err)
     examples = find_examples(cfg)
     demo = build_demo(predictor, examples)
-    allowed = sorted({str(Path(p).parent) for p in examples})
-    demo.queue(default_concurrency_limit=1).launch(
+    # the listed example files themselves, not their folder (it may hold training clips)
+    demo.queue(default_concurrency_limit=max(1, cfg.app.concurrency)).launch(
         server_name=args.host, server_port=args.port, max_file_size=int(cfg.limits.max_upload_mb * 2**20),
-        allowed_paths=allowed, share=False, show_error=True)
+        allowed_paths=list(examples), share=False, show_error=True)
     return 0
 
 

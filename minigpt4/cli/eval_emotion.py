@@ -48,6 +48,7 @@ import torch
 from minigpt4.common.config import to_yaml
 from minigpt4.common.distributed import DistInfo, barrier, init_distributed, shutdown
 from minigpt4.common.errors import UserError, report, run_cli
+from minigpt4.common.io import atomic_write
 from minigpt4.data.config import DatasetConfig
 from minigpt4.data.datasets import build_dataset, describe
 from minigpt4.data.labels import label_set
@@ -161,7 +162,7 @@ def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int |
         return None
     out = output_dir(cfg, key, folds)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(to_yaml(cfg))
+    atomic_write(out / "config.yaml", to_yaml(cfg))
     pred_path = write_predictions(records, out / "predictions.jsonl")
     dcfg = cfg.datasets[key]
     judge = dataclasses.replace(cfg.run.judge, cache_path=cfg.run.judge.cache_path or str(out / "emer_judge_cache.jsonl"))
@@ -176,8 +177,8 @@ def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int |
         result["by_answer_mode"] = {"generate": result["metrics"], "score_labels": scored["metrics"]}
     write_score_outputs(result, out)
     if "by_answer_mode" in result:
-        with (out / "summary.md").open("a", encoding="utf-8") as fh:
-            fh.write("\n" + answer_mode_table(result["by_answer_mode"]))
+        summary = out / "summary.md"
+        atomic_write(summary, summary.read_text(encoding="utf-8") + "\n" + answer_mode_table(result["by_answer_mode"]))
     return result
 
 

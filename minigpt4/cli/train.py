@@ -23,12 +23,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cfg-path", required=True, help="train_configs/<x>.yaml")
     parser.add_argument("--options", nargs="*", default=[], help="overrides, e.g. run.max_epochs=2 model.lora.r=8")
     parser.add_argument("--resume", nargs="?", const="auto", help="resume: newest valid checkpoint, or a folder")
+    parser.add_argument("--start-fresh", action="store_true",
+                        help="with --resume: train from step 0 when every checkpoint found is invalid (else it stops)")
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> dict:
     """Load the config, join the process group (under torchrun) and train; the run's summary."""
     overrides = list(args.options) + ([f"run.resume={args.resume}"] if args.resume else [])
+    overrides += ["run.start_fresh=true"] if args.start_fresh else []
     cfg = load_train_config(args.cfg_path, overrides)
     info = init_distributed(cfg.run.device)
     logging.basicConfig(

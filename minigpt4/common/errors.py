@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
+from minigpt4.common.io import is_disk_full
+
 
 class UserError(ValueError):
     """Bad input the user can fix; the message says what and how (no traceback is shown)."""
@@ -32,9 +34,22 @@ def report(err: BaseException) -> int:
     return 2
 
 
+def report_disk_full(err: OSError) -> int:
+    """A full disk as the one ``error:`` line: what could not be written and what to do."""
+    where = f" while writing {err.filename}" if err.filename else ""
+    print(f"error: the disk is full ({err.strerror}){where}. Free some space there (or write to another "
+          "disk) and run again", file=sys.stderr)
+    return 2
+
+
 def run_cli(body: Callable[[], Any]) -> Any:
-    """``body()``; a user error becomes one ``error:`` line on stderr and exit status 2."""
+    """``body()``; a user error becomes one ``error:`` line on stderr and exit status 2, and so
+    does a full disk (files written with `atomic_write` are then left as they were)."""
     try:
         return body()
     except user_errors() as err:
         return report(err)
+    except OSError as err:
+        if is_disk_full(err):
+            return report_disk_full(err)
+        raise

@@ -5,16 +5,26 @@ file in the same folder (so the final rename stays on one filesystem), are flush
 and only then is the temporary file renamed over the target. A crash leaves either the old file
 or the new one, never a torn mix, plus at most a hidden ``.<name>.*.tmp`` file that is removed
 when the write fails inside Python.
+
+A full disk (ENOSPC, or a quota: EDQUOT) is re-raised as an OSError naming the target file, which
+`run_cli` reports as one ``error:`` line saying the disk is full (`is_disk_full`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
 FileContent = Union[str, bytes, Callable[[BinaryIO], object]]
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether `err` is the operating system saying the disk (or the user's quota) is full."""
+    return isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS
 
 
 def atomic_write(path: str | Path, content: FileContent) -> Path:
@@ -38,9 +48,11 @@ def atomic_write(path: str | Path, content: FileContent) -> Path:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if is_disk_full(err) and err.filename is None:  # a failed write names no file; say which one
+            raise OSError(err.errno, os.strerror(err.errno), str(path)) from err
         raise
     _fsync_folder(path.parent)
     return path

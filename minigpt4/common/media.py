@@ -1,4 +1,4 @@
-"""Reading and writing video clips: frames with decord, audio with PyAV.
+"""Reading and writing video clips: frames and audio with PyAV, one-frame reads of dataset clips with decord.
 
 Every function here takes a file path and raises `MediaError` (a `ValueError`) naming that
 file when it cannot be read, so a batch job can record the reason and carry on. A video with
@@ -6,8 +6,16 @@ no audio track raises the more specific `NoAudioError` from `load_audio`.
 
 There is no ``ffmpeg`` binary on the machines we target: PyAV carries its own FFmpeg libraries
 and is used for writing clips (tests, synthetic data, benchmarks) and for decoding audio.
-decord is used for frames because it seeks and batches quickly; PyAV is the fallback for the
-files decord cannot open.
+
+Which decoder reads what (measured in benchmarks/bench_decoders.py, results/decoders_cpu.json):
+PyAV, maintained and built on a current FFmpeg, decodes everything a user hands us: uploads and
+`minigpt4.infer` (`probe_video` checks the header, then feature extraction's `stream_frames`).
+decord (last release 2021, an FFmpeg 4.1-era libavcodec) is kept only for the *trusted* dataset
+clips a training or evaluation config points at (`video_info`, `read_frames`, `read_frame`,
+`iter_frame_chunks`): reading the dataset's one frame ("first" / "middle") seeks several times
+faster than PyAV decoding up to it, and whole clips decode about as fast, so one decoder keeps a
+clip's pixels the same in every read (the two convert to RGB a few levels apart). PyAV is the
+fallback for the files decord cannot open. docs/data_formats.md ("Decoders") has the numbers.
 """
 
 from __future__ import annotations
@@ -177,6 +185,31 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> Non
 # --------------------------------------------------------------------------------------------
 # frames
 # --------------------------------------------------------------------------------------------
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """`VideoInfo` of an untrusted file from its header, with PyAV (current FFmpeg) and without
+    decoding a frame: cheap enough to check an upload against limits before any heavy work.
+
+    The frame count is the header's, else duration x frame rate, else the number of video
+    packets (demuxed, not decoded). Size is the decoder's declared size (0 when unknown).
+    """
+    path = _existing_file(path)
+    with _open_av(path) as container:
+        stream = _video_stream(container, path)
+        fps = float(stream.average_rate or 0.0)
+        num_frames = int(stream.frames or 0)
+        if not num_frames:
+            seconds = _declared_video_seconds(container, stream)
+            num_frames = round(seconds * fps) if seconds and fps > 0 else 0
+        if not num_frames:
+            try:
+                num_frames = sum(1 for packet in container.demux(stream) if packet.size)
+            except av.error.FFmpegError as err:
+                raise MediaError(path, f"not a readable video ({err})", _CORRUPT_FIX) from None
+        context = stream.codec_context
+        return VideoInfo(num_frames, fps, int(context.width or 0), int(context.height or 0),
+                         bool(container.streams.audio))
+
 
 def video_info(path: str | Path) -> VideoInfo:
     """Frame count, frame rate, size and whether there is an audio track.

@@ -86,7 +86,7 @@ class EmotionCollator:
             slots += [False] * len(seg) + [True] * n_slots
         labels = [IGNORE_INDEX] * len(ids)
         if self.train:
-            target = self._ids(sample["target"])[: self.max_txt_len] + [self.end_id]
+            target = self._ids(self.template.user_text(sample["target"]))[: self.max_txt_len] + [self.end_id]
             ids += target
             slots += [False] * len(target)
             labels += target

@@ -38,7 +38,9 @@ the target and generation stops at it.
 
 from __future__ import annotations
 
+import functools
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -48,6 +50,10 @@ from minigpt4.models.prompt_format import PROMPT_FORMATS, end_of_answer_id, requ
 
 VIDEO_MARKER = "<VideoHere>"
 FEATURE_MARKER = "<FeatureHere>"
+# Strings of the prompt's own structure that user text (a question, a transcript, an answer from
+# the data) must not be able to write: the slot markers and Llama-2's turn and sequence markers.
+# The tokenizer's special and added tokens join them (`PromptTemplate.user_text`).
+PROMPT_MARKERS = (VIDEO_MARKER, FEATURE_MARKER, "<s>", "</s>", "[INST]", "[/INST]")
 
 TASKS = ("emotion", "reason", "reason_v2", "unibench")
 PROTOCOLS = ("clean", "release")
@@ -196,8 +202,40 @@ class PromptTemplate:
 
     # ---- the prompt --------------------------------------------------------------------------
 
+    @functools.cached_property
+    def markers(self) -> tuple[str, ...]:
+        """What user text may not contain as such: `PROMPT_MARKERS` and the tokenizer's special
+        and added tokens (``<|eot_id|>``, ``<|im_start|>`` ...)."""
+        extra: list[str] = []
+        if self.tokenizer is not None:
+            extra = [*self.tokenizer.all_special_tokens, *getattr(self.tokenizer, "added_tokens_encoder", {})]
+        return tuple(dict.fromkeys(m for m in (*PROMPT_MARKERS, *extra) if m))
+
+    def user_text(self, text: str) -> str:
+        """`text` with every marker escaped, so it is read (and tokenised) as plain text.
+
+        A question, a transcript or an answer comes from users or data files: a `<VideoHere>`
+        in it would add a slot, a typed ``</s>`` would end the text, an ``[/INST]`` would close
+        the turn. Each occurrence gets a space after its first character (``<VideoHere>`` ->
+        ``< VideoHere>``, ``</s>`` -> ``< /s>``): still readable, no longer the marker. Text
+        without markers is unchanged, so every prompt the release built stays byte for byte.
+        """
+        pattern = self._marker_pattern
+        for _ in range(8):  # an escape can only expose a marker that straddled another; a few passes settle it
+            escaped = pattern.sub(lambda found: found.group(0)[0] + " " + found.group(0)[1:], text)
+            if escaped == text:
+                break
+            text = escaped
+        return text
+
+    @functools.cached_property
+    def _marker_pattern(self) -> re.Pattern:
+        return re.compile("|".join(re.escape(m) for m in sorted(self.markers, key=len, reverse=True)))
+
     def prompt(self, transcript: str, task: str, instruction: str) -> str:
-        """The whole prompt with both markers still in place (the collator expands them)."""
+        """The whole prompt with both markers still in place (the collator expands them); the
+        transcript and the instruction enter as user text (`user_text`)."""
+        transcript, instruction = self.user_text(transcript or ""), self.user_text(instruction)
         if self.is_release:
             user = (
                 f"<video>{VIDEO_MARKER}</video> <feature>{FEATURE_MARKER}</feature> "

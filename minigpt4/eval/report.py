@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from minigpt4.common.errors import UserError
+from minigpt4.common.io import atomic_write
 from minigpt4.eval.metrics import INVALID
 
 REQUIRED_KEYS = ("name", "answer")
@@ -65,12 +66,11 @@ def prediction_record(
 
 def write_predictions(records: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     """One JSON object per line, UTF-8, keys in the order given."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
+    def write(fh) -> None:
         for rec in records:
-            fh.write(json.dumps(dict(rec), ensure_ascii=False) + "\n")
-    return path
+            fh.write((json.dumps(dict(rec), ensure_ascii=False) + "\n").encode("utf-8"))
+
+    return atomic_write(path, write)
 
 
 def read_predictions(path: str | Path) -> list[dict[str, Any]]:
@@ -117,10 +117,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_metrics_json(result: Mapping[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(result), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return atomic_write(path, json.dumps(_json_safe(result), indent=2, ensure_ascii=False) + "\n")
 
 
 def _fmt(key: str, value: Any) -> str:
@@ -156,10 +153,7 @@ def markdown_summary(result: Mapping[str, Any]) -> str:
 
 
 def write_markdown(result: Mapping[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown_summary(result), encoding="utf-8")
-    return path
+    return atomic_write(path, markdown_summary(result))
 
 
 def confusion_counts(y_true: Sequence[str], y_pred: Sequence[str | None], labels: Sequence[str]) -> np.ndarray:
@@ -203,7 +197,4 @@ def plot_confusion_matrix(counts: Sequence[Sequence[int]] | np.ndarray, labels: 
             colour = "white" if share[i, j] > 0.5 else "black"
             ax.text(j, i, f"{counts[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=7, color=colour)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120))

@@ -28,12 +28,12 @@ names the file; the command line then exits with status 2.
 
 from minigpt4.infer.cli import main, parse_args, quiet_libraries
 from minigpt4.infer.config import AppConfig, InferConfig, LimitsConfig, load_infer_config
-from minigpt4.infer.inputs import ClipEncoder, ClipInputs, VideoRejected, check_video
+from minigpt4.infer.inputs import ClipEncoder, ClipInputs, RequestRejected, VideoRejected, check_text, check_video
 from minigpt4.infer.predictor import INFER_TASKS, INPUT_NAMES, EmotionPredictor, Prediction
 from minigpt4.run_config import GenerationConfig
 
 __all__ = [
     "AppConfig", "ClipEncoder", "ClipInputs", "EmotionPredictor", "GenerationConfig", "INFER_TASKS", "INPUT_NAMES",
-    "InferConfig", "LimitsConfig", "Prediction", "VideoRejected", "check_video", "load_infer_config", "main",
+    "InferConfig", "LimitsConfig", "Prediction", "RequestRejected", "VideoRejected", "check_text", "check_video", "load_infer_config", "main",
     "parse_args", "quiet_libraries",
 ]

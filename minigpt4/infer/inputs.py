@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from minigpt4.common.config import ConfigError
-from minigpt4.common.media import MediaError, video_info
+from minigpt4.common.errors import UserError
+from minigpt4.common.media import MediaError, probe_video
 from minigpt4.data.datasets import FEATURE_ORDER
 from minigpt4.features.extract import FeatureExtractor
 from minigpt4.infer.config import InferConfig, LimitsConfig
@@ -40,22 +41,43 @@ class VideoRejected(MediaError):
     """A readable video that breaks a configured limit (too long, too large)."""
 
 
+class RequestRejected(UserError):
+    """A request over a configured limit (question or transcript too long, deadline passed)."""
+
+
 def check_video(path: str | Path, limits: LimitsConfig) -> float:
-    """Fail fast, before any model is loaded: the file must be a readable video within the
-    limits. Returns its duration in seconds (0 when the container does not say)."""
+    """Fail fast, before anything is decoded: the file must be a readable video within the
+    limits (size, duration, pixels, frames), read from its header with PyAV (`probe_video`).
+    Returns its duration in seconds (0 when the container does not say)."""
     path = Path(path)
     if path.is_file():
         megabytes = path.stat().st_size / 2**20
         if megabytes > limits.max_upload_mb:
             raise VideoRejected(path, f"the file is {megabytes:.1f} MB, over the limit of {limits.max_upload_mb:g} MB",
                                 "cut or re-encode the clip, or raise limits.max_upload_mb in the config")
-    info = video_info(path)  # MediaError naming the file when it is missing, empty or corrupt
+    info = probe_video(path)  # MediaError naming the file when it is missing, empty or corrupt
     seconds = info.num_frames / info.fps if info.fps > 0 else 0.0
     if seconds > limits.max_seconds:
         raise VideoRejected(path, f"the clip lasts {seconds:.1f} s, over the limit of {limits.max_seconds:g} s",
                             "cut the utterance out of the video (the model expects one utterance), "
                             "or raise limits.max_seconds in the config")
+    if info.width * info.height > limits.max_pixels:
+        raise VideoRejected(path, f"the frames are {info.width}x{info.height}, over the limit of "
+                                  f"{limits.max_pixels} pixels", "scale the clip down (e.g. to 1280x720), "
+                                  "or raise limits.max_pixels in the config")
+    if info.num_frames > limits.max_frames:
+        raise VideoRejected(path, f"the clip has {info.num_frames} frames, over the limit of {limits.max_frames}",
+                            "cut the clip or lower its frame rate, or raise limits.max_frames in the config")
     return seconds
+
+
+def check_text(question: str | None, transcript: str | None, limits: LimitsConfig) -> None:
+    """A question or transcript over its length limit is refused before the clip is decoded."""
+    for what, text, limit, key in (("question", question, limits.max_question_chars, "max_question_chars"),
+                                   ("transcript", transcript, limits.max_transcript_chars, "max_transcript_chars")):
+        if text and len(text) > limit:
+            raise RequestRejected(f"the {what} has {len(text)} characters, over the limit of {limit}; shorten it "
+                                  f"(or raise limits.{key} in the config)")
 
 
 class ClipEncoder:

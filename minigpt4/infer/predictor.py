@@ -9,6 +9,7 @@ and its tokenizer.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -27,7 +28,7 @@ from minigpt4.data.prompts import PromptTemplate
 from minigpt4.eval.generation import answer_batch, check_answer_mode
 from minigpt4.eval.parsing import parse_label
 from minigpt4.infer.config import InferConfig
-from minigpt4.infer.inputs import ClipEncoder, ClipInputs
+from minigpt4.infer.inputs import ClipEncoder, ClipInputs, RequestRejected, check_text
 from minigpt4.models.builder import build_model
 from minigpt4.processors import EvaImageTransform
 
@@ -84,8 +85,10 @@ class Prediction:
 class EmotionPredictor:
     """Loads the feature encoders and the model once; `predict` answers for one clip.
 
-    Calls are serialised by a lock held by the instance, so a web server's worker threads can
-    share one predictor without interleaving generation on the same model.
+    A web server's worker threads share one predictor: decoding and encoding a clip is serialised
+    by one lock, the model by another, so one request can decode while another generates. A
+    `deadline` (`time.monotonic()` value) bounds a request: waiting for either lock, the stages
+    and generation (`max_time`) stop there with `RequestRejected`.
     """
 
     def __init__(self, cfg: InferConfig):
@@ -109,7 +112,8 @@ class EmotionPredictor:
         self.collator = EmotionCollator(self.model.tokenizer, cfg.model.num_patch_tokens, train=False,
                                         max_txt_len=cfg.model.max_txt_len, template=self.template)
         self.image_transform = EvaImageTransform(cfg.model.vision.image_size)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the model
+        self._inputs_lock = threading.Lock()  # the feature encoders and the face detector
 
     @property
     def extractor(self):
@@ -118,9 +122,36 @@ class EmotionPredictor:
 
     # ---- one clip -> inputs ---------------------------------------------------------------
 
-    def prepare(self, video_path: str | Path) -> ClipInputs:
+    def prepare(self, video_path: str | Path, deadline: Optional[float] = None) -> ClipInputs:
         """Decode, crop faces, choose the frame, encode: the batch extraction steps, in memory."""
-        return self.clips.prepare(video_path)
+        with self._hold(self._inputs_lock, deadline, "decoding"):
+            inputs = self.clips.prepare(video_path)
+        self._check_deadline(deadline, "after decoding the clip")
+        return inputs
+
+    # ---- the request's deadline -----------------------------------------------------------
+
+    def _remaining(self, deadline: Optional[float]) -> Optional[float]:
+        return None if deadline is None else deadline - time.monotonic()
+
+    def _check_deadline(self, deadline: Optional[float], where: str) -> None:
+        remaining = self._remaining(deadline)
+        if remaining is not None and remaining <= 0:
+            raise RequestRejected(f"the request ran past its deadline of {self.cfg.limits.request_seconds:g} s ({where}); "
+                                  "try a shorter clip, or again when the server is less busy "
+                                  "(limits.request_seconds in the config)")
+
+    @contextlib.contextmanager
+    def _hold(self, lock: threading.Lock, deadline: Optional[float], stage: str):
+        """`lock` for the stage, waiting no longer than the deadline allows."""
+        self._check_deadline(deadline, f"before {stage}")
+        remaining = self._remaining(deadline)
+        if not lock.acquire(timeout=-1 if remaining is None else max(remaining, 0.0)):
+            self._check_deadline(time.monotonic(), f"waiting for other requests before {stage}")
+        try:
+            yield
+        finally:
+            lock.release()
 
     # ---- inputs -> answer -----------------------------------------------------------------
 
@@ -152,10 +183,10 @@ class EmotionPredictor:
         }
         return self.collator([item])
 
-    def _scored(self, inputs: ClipInputs, transcript: str):
+    def _scored(self, inputs: ClipInputs, transcript: str, deadline: Optional[float] = None):
         """`answer_batch` in score_labels mode on the emotion question of the clip."""
         batch = self.collator.to_device(self.build_batch(inputs, "emotion", None, transcript), self.device)
-        with self._lock, torch.inference_mode():
+        with self._hold(self._lock, deadline, "scoring the labels"), torch.inference_mode():
             return answer_batch(self.model, batch, answer_mode="score_labels", labels=self.labels)[0]
 
     def label_probabilities(self, inputs: ClipInputs, transcript: str = "") -> dict[str, float]:
@@ -164,8 +195,10 @@ class EmotionPredictor:
         return self._scored(inputs, transcript).label_probs
 
     def answer(self, inputs: ClipInputs, task: str = "emotion", question: Optional[str] = None,
-               transcript: str = "", sample: Optional[bool] = None, answer_mode: Optional[str] = None) -> Prediction:
+               transcript: str = "", sample: Optional[bool] = None, answer_mode: Optional[str] = None,
+               deadline: Optional[float] = None) -> Prediction:
         """Answer for already prepared inputs (ask several questions about one clip cheaply)."""
+        check_text(question, transcript, self.cfg.limits)
         gen = self.cfg.generation
         sample = gen.sample if sample is None else sample
         mode = answer_mode or self.cfg.answer_mode
@@ -173,15 +206,19 @@ class EmotionPredictor:
         transcript = " ".join((transcript or "").split())
         instruction = self.instruction(task, question)
         start = time.perf_counter()
-        scored = self._scored(inputs, transcript) if mode != "generate" else None
+        scored = self._scored(inputs, transcript, deadline) if mode != "generate" else None
         text = None
         if mode != "score_labels" or task != "emotion":
             batch = self.collator.to_device(self.build_batch(inputs, task, question, transcript), self.device)
-            with self._lock:
+            with self._hold(self._lock, deadline, "generating"):
+                self._check_deadline(deadline, "before generating")
+                kwargs = gen.kwargs(sample)
+                if deadline is not None:  # generation stops at the deadline (the answer so far is kept)
+                    kwargs["max_time"] = max(self._remaining(deadline), 0.01)
                 if sample:
                     torch.manual_seed(gen.seed)
                 text = answer_batch(self.model, batch, max_new_tokens=self.template.max_new_tokens(gen.max_new_tokens),
-                                    generation=gen.kwargs(sample))[0].text
+                                    generation=kwargs)[0].text
         best = scored.scored if scored else None
         seconds = dict(inputs.seconds)
         seconds["generate"] = time.perf_counter() - start
@@ -204,7 +241,10 @@ class EmotionPredictor:
                           seconds, inputs.frame, inputs.face, mode, probs)
 
     def predict(self, video_path: str | Path, task: str = "emotion", question: Optional[str] = None,
-                transcript: str = "", sample: Optional[bool] = None, answer_mode: Optional[str] = None) -> Prediction:
-        """Everything for one clip: `prepare` then `answer`."""
+                transcript: str = "", sample: Optional[bool] = None, answer_mode: Optional[str] = None,
+                deadline: Optional[float] = None) -> Prediction:
+        """Everything for one clip: `prepare` then `answer`. A bad task, an over-long question or
+        transcript and a clip over the limits are refused before anything is decoded."""
         self.instruction(task, question)  # reject a bad task before decoding the clip
-        return self.answer(self.prepare(video_path), task, question, transcript, sample, answer_mode)
+        check_text(question, transcript, self.cfg.limits)
+        return self.answer(self.prepare(video_path, deadline), task, question, transcript, sample, answer_mode, deadline)

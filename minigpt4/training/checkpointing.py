@@ -8,8 +8,11 @@
     <output_dir>/best/          trainable.safetensors + metrics.json of the best validation score
 
 A checkpoint is written to `<name>.tmp/` and renamed when complete, so a crash never leaves a
-half-written checkpoint under a real name; `state.pt` records the sha256 of the weights, so a
-later-corrupted file is detected and refused instead of silently resuming from garbage.
+half-written checkpoint under a real name; `state.pt` records the sha256 of the weights and of
+every `rng_rank{r}.pt`, so a later-corrupted (or truncated) file is detected and the checkpoint
+refused instead of silently resuming from garbage. `--resume` takes the newest valid checkpoint;
+when there are checkpoints and none is valid it stops and says why for each, rather than training
+from step 0 over them (`run.start_fresh` / `--start-fresh` asks for that explicitly).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from minigpt4.models.checkpoint import CheckpointError, load_trainable, save_trainable
 from minigpt4.common.distributed import DistInfo, barrier
+from minigpt4.common.io import atomic_write
+from minigpt4.models.checkpoint import CheckpointError, load_trainable, save_trainable
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ def save_checkpoint(
     barrier(info)
     if info.is_main:
         save_trainable(model, tmp / "trainable.safetensors")
+        rng_files = sorted(tmp.glob("rng_rank*.pt"))
         torch.save(
             {
                 "optimizer": optimizer.state_dict(),
@@ -93,10 +98,11 @@ def save_checkpoint(
                 "state": dataclasses.asdict(state),
                 "world_size": info.world_size,
                 "sha256": sha256(tmp / "trainable.safetensors"),
+                "rng_sha256": {f.name: sha256(f) for f in rng_files},
             },
             tmp / "state.pt",
         )
-        (tmp / "config.yaml").write_text(config_yaml)
+        atomic_write(tmp / "config.yaml", config_yaml)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -121,6 +127,13 @@ def read_state(ckpt: Path) -> dict[str, Any]:
             f"{weights}: contents do not match the sha256 recorded in state.pt; the file is corrupted. "
             "Resume from an older checkpoint in the same folder (run.resume=<path>)"
         )
+    for name, digest in (state.get("rng_sha256") or {}).items():  # absent in checkpoints written before it
+        rng_file = ckpt / name
+        if not rng_file.is_file():
+            raise CheckpointError(f"{rng_file}: missing (state.pt lists it); the checkpoint is incomplete")
+        if sha256(rng_file) != digest:
+            raise CheckpointError(f"{rng_file}: contents do not match the sha256 recorded in state.pt; "
+                                  "the file is truncated or corrupted")
     return state
 
 
@@ -135,12 +148,18 @@ def load_checkpoint(ckpt: Path, model, optimizer, scaler, info: DistInfo) -> Tra
         scaler.load_state_dict(state["scaler"])
     rng_file = ckpt / f"rng_rank{info.rank}.pt"
     if rng_file.is_file():
-        set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=True))
+        try:
+            rng = torch.load(rng_file, map_location="cpu", weights_only=True)
+        except Exception as err:  # a checkpoint older than rng_sha256, damaged since
+            raise CheckpointError(f"{rng_file}: unreadable ({err}); the checkpoint is corrupted") from None
+        set_rng_state(rng)
     return TrainState(**state["state"])
 
 
-def find_resume_checkpoint(run_dir: Path, resume: Optional[str]) -> Optional[Path]:
-    """The checkpoint to resume from: an explicit folder (must be valid) or, for "auto", the newest valid one."""
+def find_resume_checkpoint(run_dir: Path, resume: Optional[str], start_fresh: bool = False) -> Optional[Path]:
+    """The checkpoint to resume from: an explicit folder (must be valid) or, for "auto", the newest
+    valid one. None: nothing to resume (no checkpoints yet). Checkpoints that are all invalid are a
+    CheckpointError naming each and why, unless `start_fresh` (train from step 0 over them)."""
     if resume is None:
         return None
     if resume != "auto":
@@ -152,6 +171,7 @@ def find_resume_checkpoint(run_dir: Path, resume: Optional[str]) -> Optional[Pat
             )
         read_state(path)
         return path
+    invalid: list[str] = []
     for candidate in sorted((run_dir / "checkpoints").glob("step_*"), reverse=True):
         if candidate.suffix == ".tmp":
             continue
@@ -160,6 +180,14 @@ def find_resume_checkpoint(run_dir: Path, resume: Optional[str]) -> Optional[Pat
             return candidate
         except CheckpointError as err:
             log.warning("skipping checkpoint %s: %s", candidate, err)
+            invalid.append(f"{candidate.name}: {err}")
+    if invalid and not start_fresh:
+        raise CheckpointError(
+            f"--resume: none of the {len(invalid)} checkpoint(s) in {run_dir / 'checkpoints'} is valid "
+            f"({'; '.join(invalid)}). Nothing was overwritten. Restore a checkpoint, resume from a folder "
+            "elsewhere (--resume <folder>), or pass --start-fresh to train from step 0 over them")
+    if invalid:
+        log.warning("--start-fresh: no valid checkpoint in %s; training from step 0", run_dir / "checkpoints")
     return None
 
 
@@ -169,10 +197,34 @@ def save_best(run_dir: Path, model, metrics: dict[str, Any]) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_trainable(model, tmp / "trainable.safetensors")
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write(tmp / "metrics.json", json.dumps(metrics, indent=2))
     old = run_dir / "best.old"
     if best.exists():
         os.replace(best, old)
     os.replace(tmp, best)
     shutil.rmtree(old, ignore_errors=True)
     return best
+
+
+def logged_lines(path: Path) -> list[str]:
+    """The complete JSON lines of a metrics log (`metrics.jsonl`), for a resumed run to keep.
+
+    A run killed while appending leaves half a line at the end: it is dropped (with a warning),
+    since the resumed run logs that step again. Any other unreadable line is dropped the same way.
+    """
+    if not path.exists():
+        return []
+    kept, dropped = [], []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        try:
+            if isinstance(json.loads(line), dict):
+                kept.append(line)
+                continue
+        except json.JSONDecodeError:
+            pass
+        if line.strip():
+            dropped.append(lineno)
+    if dropped:
+        log.warning("%s: dropped unreadable line(s) %s (half written when the run stopped); "
+                    "the resumed run logs those steps again", path, ", ".join(map(str, dropped)))
+    return kept

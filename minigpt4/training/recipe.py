@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from minigpt4.common.config import ConfigError, to_yaml
 from minigpt4.common.distributed import DistInfo, gather_objects
+from minigpt4.common.io import atomic_write
 from minigpt4.data.collator import EmotionCollator
 from minigpt4.data.datasets import build_dataset, class_balanced_weights, describe
 from minigpt4.eval.generation import autocast, autocast_dtype, predict
@@ -36,7 +37,8 @@ from minigpt4.models.builder import build_model
 from minigpt4.models.checkpoint import load_trainable
 from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import TrainRunConfig
-from minigpt4.training.checkpointing import TrainState, find_resume_checkpoint, load_checkpoint, save_best, save_checkpoint
+from minigpt4.training.checkpointing import (TrainState, find_resume_checkpoint, load_checkpoint, logged_lines, save_best,
+                                             save_checkpoint)
 from minigpt4.training.grpo_step import (
     GRPOTask, check_grpo_config, check_grpo_data, metric_means, reduce_sums, stream_positions, write_reward_curve,
 )
@@ -150,7 +152,7 @@ class TrainRecipe:
             raise ConfigError(f"run.init_from {run.init_from} does not exist (train the previous stage first, or fix the path)")
         if self.task == "grpo":
             check_grpo_config(cfg.grpo)  # reward names, template
-        resume_from = find_resume_checkpoint(self.run_dir, run.resume)
+        resume_from = find_resume_checkpoint(self.run_dir, run.resume, run.start_fresh)
         self.train_set = build_train_set(cfg, cfg.model.vision.image_size)
         labels = check_grpo_data(cfg.grpo, self.train_set) if self.task == "grpo" else ()
         self.val_sets = {
@@ -189,10 +191,9 @@ class TrainRecipe:
         self.metrics_log = self.run_dir / "metrics.jsonl"
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
-            kept = [line for line in self.metrics_log.read_text().splitlines()
-                    if json.loads(line)["step"] <= self.state.step] if self.metrics_log.exists() else []
-            self.metrics_log.write_text("".join(line + "\n" for line in kept))  # drop steps a crash made us redo
+            atomic_write(self.run_dir / "config.yaml", to_yaml(cfg))
+            kept = [line for line in logged_lines(self.metrics_log) if json.loads(line)["step"] <= self.state.step]
+            atomic_write(self.metrics_log, "".join(line + "\n" for line in kept))  # drop steps a crash made us redo
         self.window = LogWindow(info.device)
         self.lr, self.bar = learning_rate(self.state.step, self.total_steps, run.optim), None
 
@@ -330,7 +331,7 @@ class TrainRecipe:
             self.writer.close()
             if self.grpo is not None:
                 write_reward_curve(self.metrics_log, self.run_dir / "reward_curve.png", list(self.grpo.weights))
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
             log.info("done: %s (weights: %s)", json.dumps(summary), self.run_dir / "best" / "trainable.safetensors")
         return summary
 
