@@ -30,6 +30,7 @@ import torch.distributed as dist
 
 from minigpt4.common.config import ConfigError
 from minigpt4.common.distributed import DistInfo
+from minigpt4.common.io import atomic_write
 from minigpt4.run_config import GRPOConfig
 from minigpt4.training.grpo import group_advantages, loss_terms, token_losses
 from minigpt4.training.rewards import AnswerTemplate, Completion, check_rewards, score
@@ -249,6 +250,6 @@ def write_reward_curve(metrics_log: Path, out: Path, reward_names: Sequence[str]
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    atomic_write(out, lambda fh: fig.savefig(fh, format="png", dpi=120))
     plt.close(fig)
     return out
