@@ -5,11 +5,12 @@
     .venv/bin/python benchmarks/bench_eval.py --cfg-path eval_configs/demo_tiny.yaml --dataset synthetic \
         --checkpoint outputs/demo/stage2/best/trainable.safetensors  # after `make demo`
 
-The released evaluation answered one clip per `generate` call with up to 500 new tokens. Both runs
-here go through `eval_emotion.generate_records` (the code eval_emotion.py runs: the protocol's
-dataset settings, prompt layout and token limit, `predict`) on the same model object and the same
-items; only `run.batch_size` differs (1 = the release's loop, `--batch-size` = ours). One untimed
-warm-up call comes first. Speed does not depend on training, except that a trained model stops at
+The released evaluation answered one clip per `generate` call with up to 500 new tokens. Every mode
+here (MODES: the release's loop; batched with the dynamic KV cache; batched with the preallocated cache
+and merged LoRA, evaluation's defaults) goes through `generate_records` (the code eval_emotion.py runs:
+the protocol's dataset settings, prompt layout and token limit, `predict`) on the same model object and
+the same items, one after another in this process; only `run:` settings differ. One untimed warm-up
+call comes first. On a shared machine the result is "measured under load" (the JSON records the load). Speed does not depend on training, except that a trained model stops at
 EOS early (random weights rarely do, so every answer runs to the cap; the JSON records the mean
 answer length). Batched decoding runs each batch until its longest answer ends. Results:
 benchmarks/results/eval_cpu.json (or --json).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -33,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from eval_emotion import build_eval_sets, generate_records  # noqa: E402
+from minigpt4.cli.eval_emotion import build_eval_sets, generate_records  # noqa: E402
 from minigpt4.data.prompts import PROTOCOLS, max_new_tokens_for  # noqa: E402
 from minigpt4.models.builder import build_model  # noqa: E402
 from minigpt4.run_config import EvalRunConfig, load_eval_config  # noqa: E402
@@ -60,10 +62,20 @@ def make_synthetic_split(work: Path, clips: int, seed: int) -> list[str]:
     ]
 
 
-def timed_records(model, cfg: EvalRunConfig, key: str, batch_size: int) -> tuple[float, list[dict]]:
-    """Seconds and records of eval_emotion's generation with `run.batch_size` = `batch_size`."""
+# The modes compared, as `run:` settings: the release's loop (one clip per generate call, HF's dynamic
+# KV cache, LoRA applied as separate matmuls), our batching alone, and our batching with the fast path.
+MODES = {
+    "release": dict(batch_size=1, kv_cache="dynamic", merge_lora=False),
+    "batched_dynamic": dict(kv_cache="dynamic", merge_lora=False),
+    "batched_fast": dict(kv_cache="preallocated", merge_lora=True),
+}
+
+
+def timed_records(model, cfg: EvalRunConfig, key: str, batch_size: int, **run: object) -> tuple[float, list[dict]]:
+    """Seconds and records of eval_emotion's generation with `run.batch_size` = `batch_size` (and `run`)."""
     # generated answers only (the release's way): no label scoring on top
-    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, batch_size=batch_size, answer_mode="generate"))
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, **{"batch_size": batch_size, **run},
+                                                           answer_mode="generate"))
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     sets = build_eval_sets(cfg, key, [None], info)
     start = time.perf_counter()
@@ -85,6 +97,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--clips", type=int, default=440, help="synthetic corpus size (its test split is ~15%%)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
+                   help="what to time, in this order (default: all; ratios are to `release` when timed)")
     p.add_argument("--json", default=str(REPO / "benchmarks/results/eval_cpu.json"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -110,18 +124,28 @@ def main() -> int:
         model = build_model(cfg.model).eval()
         warm = dataclasses.replace(cfg, datasets={args.dataset: dataclasses.replace(cfg.datasets[args.dataset], limit=1)})
         timed_records(model, warm, args.dataset, 1)  # warm-up, untimed
-        batched_s, batched = timed_records(model, cfg, args.dataset, args.batch_size)
-        single_s, single = timed_records(model, cfg, args.dataset, 1)
-        n = len(single)
+        timed = {}
+        for mode in args.modes:  # one after another in this one process, same model and items
+            settings = {"batch_size": args.batch_size, **MODES[mode]}
+            timed[mode] = timed_records(model, cfg, args.dataset, **settings)
+            print(f"{mode}: {timed[mode][0]:.1f} s", flush=True)
+        n = len(next(iter(timed.values()))[1])
 
-    same = sum(a["answer"] == b["answer"] for a, b in zip(batched, single))
-    words = sum(len(r["answer"].split()) for r in single) / n
-    rows = [("batch 1", single_s), (f"batch {args.batch_size}", batched_s)]
-    print(f"protocol {args.protocol}, cap {cap} new tokens")
-    print(f"\n{'mode':<10} {'items':>6} {'seconds':>9} {'items/s':>9} {'ratio':>7}")
-    for mode, secs in rows:
-        print(f"{mode:<10} {n:>6} {secs:>9.2f} {n / secs:>9.2f} {single_s / secs:>6.2f}x")
-    print(f"identical answers batched vs one-at-a-time: {same}/{n}; mean answer length {words:.1f} words")
+    base = "release" if "release" in timed else args.modes[0]
+    base_s, base_records = timed[base]
+    words = sum(len(r["answer"].split()) for r in base_records) / n
+    print(f"protocol {args.protocol}, cap {cap} new tokens, measured under load (shared CPU)")
+    print(f"\n{'mode':<16} {'batch':>5} {'kv cache':>12} {'merged':>6} {'items':>6} {'seconds':>9} {'items/s':>9} "
+          f"{'ratio':>7} {'same answers':>12}")
+    modes = {}
+    for mode, (secs, records) in timed.items():
+        settings = {"batch_size": args.batch_size, **MODES[mode]}
+        same = sum(a["answer"] == b["answer"] for a, b in zip(records, base_records))
+        modes[mode] = {**settings, "seconds": round(secs, 3), "items_per_s": round(n / secs, 3),
+                       "ratio_to_" + base: round(base_s / secs, 2), "identical_answers": same}
+        print(f"{mode:<16} {settings['batch_size']:>5} {settings['kv_cache']:>12} {str(settings['merge_lora']):>6} "
+              f"{n:>6} {secs:>9.2f} {n / secs:>9.2f} {base_s / secs:>6.2f}x {same:>6}/{n}")
+    print(f"mean answer length {words:.1f} words")
     result = {
         "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
         "config": cfg_path if args.cfg_path else "eval_configs/demo_tiny.yaml (synthetic split made on the fly)",
@@ -130,12 +154,12 @@ def main() -> int:
         "protocol": args.protocol,
         "max_new_tokens": cap,
         "batch_size": args.batch_size,
-        "single": {"seconds": round(single_s, 3), "items_per_s": round(n / single_s, 3)},
-        "batched": {"seconds": round(batched_s, 3), "items_per_s": round(n / batched_s, 3)},
-        "speedup": round(single_s / batched_s, 2),
-        "identical_answers": same,
+        "modes": modes,
+        "speedup": modes[args.modes[-1]]["ratio_to_" + base],
         "mean_answer_words": round(words, 2),
-        "baseline": "the release's loop: one clip per generate call (run.batch_size=1), same protocol, items and cap",
+        "baseline": "the release's loop: one clip per generate call (run.batch_size=1, dynamic KV cache, LoRA "
+                    "unmerged), same protocol, items and cap",
+        "load": f"measured under load: {os.getloadavg()[0]:.1f} 1-min load average on {os.cpu_count()} CPUs",
         "torch_threads": args.threads,
         "device": "cpu",
         "platform": platform.platform(),

@@ -17,18 +17,22 @@ checkpointing x EVA mode (live: the frozen ViT runs on 448 px images every step;
 read from the batch, as with `eva_cache`). An out-of-memory at one batch size is recorded as "oom"
 and the larger batch sizes of that setting are skipped.
 
-MFU (model FLOPs utilisation) = model FLOPs per step / step time / measured matmul peak. Model
-FLOPs, with T = batch x sequence tokens, N = frozen LLM matmul weights (all Linear layers incl.
-lm_head; 6.5 B), attn = 4 x layers x hidden x seq^2 x batch (QK^T and AV, causal mask not halved):
-    forward   2 N T + attn + 2 N_lora T + projections
-    backward  2 N T + 2 attn        activation gradients through the frozen LLM (no weight gradients)
+MFU (model FLOPs utilisation) = model FLOPs per step / step time / the GPU's PUBLISHED dense bf16
+peak (`benchmarks.common.PUBLISHED_BF16_DENSE_TFLOPS`, e.g. H100 SXM 989 TFLOP/s; `--peak-tflops` for a
+GPU not in the table; none on a CPU, where MFU is left null). The rate of a square torch.matmul loop
+measured here (`matmul_peak`) is reported beside it, never as the denominator. Model FLOPs, with
+T = batch x sequence tokens, T_tgt = target tokens (the LM head runs only where a label is),
+N = frozen LLM decoder Linear weights counted from their logical shapes (in x out, also for packed
+4-bit weights; 6.48 B), N_head = vocab x hidden, attn = 4 x layers x hidden x seq^2 x batch
+(QK^T and AV, causal mask not halved):
+    forward   2 N T + attn + 2 N_head T_tgt + 2 N_lora T + projections
+    backward  2 N T + 2 attn + 2 N_head T_tgt   activation gradients through the frozen LLM (no weight gradients)
               + 4 N_lora T          LoRA activation + weight gradients
               + projections         weight gradients only (their inputs are frozen)
     EVA live  2 N_eva T_eva + 4 depth width 1025^2 batch (forward only, no_grad)
 i.e. about 4 N T, not the 6 N T of full fine-tuning: a frozen base skips weight gradients but still
 back-propagates activation gradients through every layer. Gradient checkpointing re-runs the forward;
 that is hardware work, not model work, so it lowers MFU and is reported separately as HFU.
-The peak is a `--matmul-size` square torch.matmul loop in the compute dtype (bf16), measured here.
 
 Results go to benchmarks/results/gpu_<device>.json (or --json).
 """
@@ -36,6 +40,7 @@ Results go to benchmarks/results/gpu_<device>.json (or --json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import math
 import re
@@ -50,14 +55,18 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import command_line, format_table, machine_info, synchronize, write_json  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    command_line, format_table, machine_info, published_peak_tflops, synchronize, write_json,
+)
 from minigpt4.common.config import load_config  # noqa: E402
-from minigpt4.models.builder import DTYPES, build_model, count_parameters  # noqa: E402
+from minigpt4.models.builder import DTYPES, build_model, count_parameters, merged_lora  # noqa: E402
 from minigpt4.models.config import ModelConfig  # noqa: E402
+from minigpt4.models.kv_cache import PreallocatedCache  # noqa: E402
 from minigpt4.run_config import OptimConfig  # noqa: E402
 from minigpt4.training.optim import build_optimizer  # noqa: E402
 
 GIB = 2**30
+GEN_MODES = ("dynamic", "fast", "static")
 
 # The tiny architecture of `--tiny` (same shapes as the tests' tiny model).
 TINY_OPTIONS = [
@@ -117,7 +126,8 @@ def build_random_model(cfg: ModelConfig, device: torch.device) -> nn.Module:
 class FlopModel:
     """Parameter counts that set the FLOPs of one step (see the module docstring)."""
 
-    llm_linear: int  # frozen Linear weights of the LLM incl. lm_head, excl. LoRA
+    llm_linear: int  # frozen Linear weights of the decoder layers (logical shapes), excl. LoRA and lm_head
+    lm_head: int  # vocab x hidden: applied at target positions only in training
     lora: int
     layers: int
     hidden: int
@@ -133,34 +143,38 @@ class FlopModel:
     @classmethod
     def of(cls, model: nn.Module) -> "FlopModel":
         llm, lora = 0, 0
+        head = model.llama_model.get_output_embeddings()
         for name, module in model.llama_model.named_modules():
-            if isinstance(module, nn.Linear):
+            if isinstance(module, nn.Linear) and module is not head:
+                # in x out, not weight.numel(): a bitsandbytes 4-bit weight is packed two per byte
                 if "lora_" in name:
-                    lora += module.weight.numel()
+                    lora += module.in_features * module.out_features
                 else:
-                    llm += module.weight.numel()
+                    llm += module.in_features * module.out_features
         eva = sum(m.weight.numel() for m in model.visual_encoder.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
         cfg = model.cfg
         config = model.llama_model.config
         grid = cfg.vision.image_size // cfg.vision.patch_size
         return cls(
-            llm_linear=llm, lora=lora, layers=config.num_hidden_layers, hidden=config.hidden_size,
+            llm_linear=llm, lm_head=head.in_features * head.out_features, lora=lora, layers=config.num_hidden_layers, hidden=config.hidden_size,
             vocab=config.vocab_size, patch_proj=model.llama_proj.weight.numel(),
             other_proj=sum(p.weight.numel() for p in [model.cls_tk_llama_proj, *model.feature_projections]),
             eva_linear=eva, eva_depth=cfg.vision.depth, eva_width=cfg.vision.width, eva_tokens=1 + grid * grid,
             patch_tokens=cfg.num_patch_tokens,
         )
 
-    def train_step(self, batch: int, seq: int, live_eva: bool) -> dict[str, float]:
-        """Model FLOPs of one training step, and hardware FLOPs when the forward is recomputed."""
+    def train_step(self, batch: int, seq: int, targets: int, live_eva: bool) -> dict[str, float]:
+        """Model FLOPs of one training step (`targets` label tokens per sample), and hardware FLOPs
+        when the forward is recomputed (the LM head is outside the checkpointed layers)."""
         tokens = batch * seq
         attn = 4 * self.layers * self.hidden * seq * seq * batch
+        head = 2 * self.lm_head * targets * batch
         llm_fwd = 2 * self.llm_linear * tokens + attn
         lora_fwd = 2 * self.lora * tokens
         proj = 2 * (self.patch_proj * self.patch_tokens + self.other_proj) * batch
         eva = (2 * self.eva_linear * self.eva_tokens + 4 * self.eva_depth * self.eva_width * self.eva_tokens**2) * batch
-        forward = llm_fwd + lora_fwd + proj
-        backward = (2 * self.llm_linear * tokens + 2 * attn) + 2 * lora_fwd + proj
+        forward = llm_fwd + head + lora_fwd + proj
+        backward = (2 * self.llm_linear * tokens + 2 * attn + head) + 2 * lora_fwd + proj
         model_flops = forward + backward + (eva if live_eva else 0)
         return {"model": float(model_flops), "recompute": float(llm_fwd + lora_fwd)}
 
@@ -292,24 +306,34 @@ def measure_train(model, optimizer, batch: dict, steps: int, warmup: int, amp_dt
 
 @torch.no_grad()
 def measure_generate(model, batch: dict, new_tokens: int, repeats: int, amp_dtype: torch.dtype,
-                     device: torch.device) -> dict[str, float]:
-    """Seconds to answer the batch with exactly `new_tokens` greedy tokens (EVA, prefill and decode)."""
+                     device: torch.device, gen_mode: str = "fast") -> dict[str, float]:
+    """Seconds to answer the batch with exactly `new_tokens` greedy tokens (EVA, prefill and decode).
+    `gen_mode` (GEN_MODES): ``dynamic`` = HF's growing cache, LoRA as separate matmuls (the release's
+    way); ``fast`` = PreallocatedCache + LoRA merged (eval's defaults); ``static`` = HF's StaticCache,
+    which HF compiles (CUDA graphs) on a GPU, + LoRA merged."""
 
     def answer() -> int:
+        cache = {}
+        if gen_mode == "fast":
+            cache["past_key_values"] = PreallocatedCache(model.llama_model.config.num_hidden_layers,
+                                                         batch["input_ids"].shape[1] + new_tokens)
+        elif gen_mode == "static":
+            cache["cache_implementation"] = "static"
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
             out = model.llama_model.generate(
                 inputs_embeds=model.embed_inputs(batch), attention_mask=batch["attention_mask"],
                 max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1,
-                pad_token_id=0,
+                pad_token_id=0, **cache,
             )
         return out.shape[1]
 
-    generated = answer()  # warm-up
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        answer()
-    synchronize(device)
+    with merged_lora(model) if gen_mode != "dynamic" else contextlib.nullcontext():
+        generated = answer()  # warm-up (and compilation, for static on a GPU)
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            answer()
+        synchronize(device)
     return {"seconds": (time.perf_counter() - start) / repeats, "new_tokens": generated}
 
 
@@ -325,10 +349,12 @@ FIT_LIMIT_GIB = 22.5  # a 24 GB card (24 GiB) minus CUDA context and allocator f
 
 
 def estimate_memory(params: dict[str, int], flops: FlopModel, intermediate: int, batch: int, seq: int,
-                    checkpointing: bool, four_bit: bool, weight_bytes: int = 2) -> dict[str, float]:
-    """Computed (not measured) peak GPU memory of a training step, GiB, by component."""
+                    checkpointing: bool, four_bit: bool, weight_bytes: int = 2, targets: Optional[int] = None
+                    ) -> dict[str, float]:
+    """Computed (not measured) peak GPU memory of a training step, GiB, by component. The logits are
+    built at the `targets` label positions per sample only (default: every position, the old bound)."""
     if four_bit:  # decoder Linear layers in nf4; embeddings, lm_head and norms stay 16-bit
-        quantized = flops.llm_linear - flops.vocab * flops.hidden
+        quantized = flops.llm_linear
         llm_weights = quantized * NF4_BYTES + (params["llm_base"] - quantized) * weight_bytes
     else:
         llm_weights = params["llm_base"] * weight_bytes
@@ -339,7 +365,8 @@ def estimate_memory(params: dict[str, int], flops: FlopModel, intermediate: int,
     else:
         activations = tokens * flops.layers * per_layer_token
     activations += tokens * flops.hidden * 4 * 2  # inputs_embeds (fp32) and its gradient
-    logits = tokens * flops.vocab * (2 + 4 + 4 + 4)  # bf16 logits, fp32 copy, log-softmax, gradient
+    logit_rows = batch * (seq if targets is None else targets)
+    logits = logit_rows * flops.vocab * (2 + 4 + 4 + 4)  # bf16 logits, fp32 copy, log-softmax, gradient
     parts = {
         "llm_weights": llm_weights,
         "eva_weights": params["visual_encoder"] * weight_bytes,
@@ -352,15 +379,15 @@ def estimate_memory(params: dict[str, int], flops: FlopModel, intermediate: int,
     return parts
 
 
-def estimate_table(model, flops: FlopModel, batch: int, seq: int) -> list[dict[str, Any]]:
+def estimate_table(model, flops: FlopModel, batch: int, seq: int, targets: Optional[int] = None) -> list[dict[str, Any]]:
     params = count_parameters(model)
     intermediate = model.llama_model.config.intermediate_size
     rows = []
     for four_bit in (False, True):
         for checkpointing in (False, True):
-            parts = estimate_memory(params, flops, intermediate, batch, seq, checkpointing, four_bit)
+            parts = estimate_memory(params, flops, intermediate, batch, seq, checkpointing, four_bit, targets=targets)
             rows.append({"weights": "nf4 (QLoRA)" if four_bit else "bf16", "gradient_checkpointing": checkpointing,
-                         "batch_size": batch, "seq_len": seq, **parts,
+                         "batch_size": batch, "seq_len": seq, "target_tokens": targets, **parts,
                          "fits_24gb": parts["total"] < FIT_LIMIT_GIB})
     return rows
 
@@ -381,10 +408,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--gen-tokens", type=int, default=16, help="new tokens per answer in the eval measurement")
     parser.add_argument("--no-eval", action="store_true")
+    parser.add_argument("--no-train", action="store_true", help="generation only")
+    parser.add_argument("--gen-modes", nargs="+", choices=GEN_MODES, default=["dynamic", "fast"],
+                        help="generation paths to time (measure_generate): dynamic = the release's, fast = ours")
     parser.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16", help="frozen weights + autocast on GPU")
     parser.add_argument("--load-in-4bit", action="store_true", help="nf4 base weights (needs llm.load_in_4bit)")
     parser.add_argument("--matmul-size", type=int, default=None, help="default 8192 (tiny 256)")
     parser.add_argument("--matmul-iters", type=int, default=50)
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's published dense bf16 peak, for a GPU not in PUBLISHED_BF16_DENSE_TFLOPS")
     parser.add_argument("--estimate-only", action="store_true", help="print the computed memory table and stop")
     parser.add_argument("--options", nargs="*", default=[], help="extra ModelConfig overrides, e.g. lora.r=16")
     parser.add_argument("--json", help="default benchmarks/results/gpu_<device>.json")
@@ -425,7 +457,7 @@ def main(argv: list[str] | None = None) -> dict:
         model = build_model(cfg, meta=True)  # shapes only: exact parameter counts, no memory
         flops = FlopModel.of(model)
         rows = [r for t in args.text_tokens for b in args.batch_sizes
-                for r in estimate_table(model, flops, b, 1 + cfg.num_visual_tokens + t)]
+                for r in estimate_table(model, flops, b, 1 + cfg.num_visual_tokens + t, t - args.prompt_tokens)]
         print_estimates(rows)
         return {"memory_estimate": rows}
 
@@ -439,15 +471,18 @@ def main(argv: list[str] | None = None) -> dict:
     amp_dtype = DTYPES[cfg.dtype] if device.type == "cuda" else torch.float32
     optimizer = build_optimizer(model, OptimConfig())
     peak = matmul_peak(device, amp_dtype, args.matmul_size, args.matmul_iters)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    published = args.peak_tflops or published_peak_tflops(device_name)
     print(f"built in {build_s:.1f}s: {params['total'] / 1e9:.2f} B parameters, {params['trainable'] / 1e6:.1f} M "
-          f"trainable; matmul peak {peak['tflops']:.1f} TFLOP/s ({peak['dtype']})")
+          f"trainable; published bf16 dense peak {published or 'unknown'} TFLOP/s (MFU denominator); "
+          f"measured matmul {peak['tflops']:.1f} TFLOP/s ({peak['dtype']}, reported beside it)")
 
     def cleanup() -> None:
         optimizer.zero_grad(set_to_none=True)
         free_memory(device)
 
     train_rows: list[dict[str, Any]] = []
-    for text in args.text_tokens:
+    for text in [] if args.no_train else args.text_tokens:
         seq = 1 + cfg.num_visual_tokens + text
         for ckpt in args.checkpointing:
             set_checkpointing(model, ckpt == "on")
@@ -458,7 +493,7 @@ def main(argv: list[str] | None = None) -> dict:
                            "gradient_checkpointing": ckpt == "on", "eva": eva,
                            "estimated_memory_gib": estimate_memory(
                                params, flops, model.llama_model.config.intermediate_size, batch_size, seq,
-                               ckpt == "on", args.load_in_4bit)["total"]}
+                               ckpt == "on", args.load_in_4bit, targets=text - args.prompt_tokens)["total"]}
                     if oom_at is not None:
                         train_rows.append({**row, "status": f"skipped (oom at batch {oom_at})"})
                         continue
@@ -468,7 +503,7 @@ def main(argv: list[str] | None = None) -> dict:
                     def run() -> dict:
                         batch = synthetic_batch(cfg, vocab, batch_size, text, args.prompt_tokens, eva == "live", device)
                         timing = measure_train(model, optimizer, batch, args.steps, args.warmup, amp_dtype, device)
-                        step_flops = flops.train_step(batch_size, seq, eva == "live")
+                        step_flops = flops.train_step(batch_size, seq, text - args.prompt_tokens, eva == "live")
                         sec = timing["seconds_per_step"]
                         hardware = step_flops["model"] + (step_flops["recompute"] if ckpt == "on" else 0.0)
                         return {
@@ -477,8 +512,9 @@ def main(argv: list[str] | None = None) -> dict:
                             "tokens_per_s": batch_size * seq / sec,
                             "model_tflops_per_step": step_flops["model"] / 1e12,
                             "achieved_tflops": step_flops["model"] / sec / 1e12,
-                            "mfu": step_flops["model"] / sec / (peak["tflops"] * 1e12),
-                            "hfu": hardware / sec / (peak["tflops"] * 1e12),
+                            "mfu": step_flops["model"] / sec / (published * 1e12) if published else None,
+                            "hfu": hardware / sec / (published * 1e12) if published else None,
+                            "fraction_of_measured_matmul": step_flops["model"] / sec / (peak["tflops"] * 1e12),
                             "peak_memory_gib": peak_gib(device),
                         }
 
@@ -495,31 +531,30 @@ def main(argv: list[str] | None = None) -> dict:
     eval_rows: list[dict[str, Any]] = []
     if not args.no_eval:
         model.eval()
-        for text in args.text_tokens:
-            for eva in args.eva:
-                oom_at = None
-                for batch_size in args.batch_sizes:
-                    row = {"text_tokens": text, "seq_len": 1 + cfg.num_visual_tokens + text,
-                           "batch_size": batch_size, "eva": eva, "new_tokens": args.gen_tokens}
-                    if oom_at is not None:
-                        eval_rows.append({**row, "status": f"skipped (oom at batch {oom_at})"})
-                        continue
-                    free_memory(device)
-                    reset_peak(device)
+        for text, eva, gen_mode in [(t, e, g) for t in args.text_tokens for e in args.eva for g in args.gen_modes]:
+            oom_at = None
+            for batch_size in args.batch_sizes:
+                row = {"text_tokens": text, "seq_len": 1 + cfg.num_visual_tokens + text,
+                       "batch_size": batch_size, "eva": eva, "gen_mode": gen_mode, "new_tokens": args.gen_tokens}
+                if oom_at is not None:
+                    eval_rows.append({**row, "status": f"skipped (oom at batch {oom_at})"})
+                    continue
+                free_memory(device)
+                reset_peak(device)
 
-                    def run() -> dict:
-                        batch = synthetic_batch(cfg, vocab, batch_size, text, args.prompt_tokens, eva == "live",
-                                                device, train=False)
-                        timing = measure_generate(model, batch, args.gen_tokens, max(1, args.steps // 2),
-                                                  amp_dtype, device)
-                        return {**timing, "samples_per_s": batch_size / timing["seconds"],
-                                "new_tokens_per_s": batch_size * timing["new_tokens"] / timing["seconds"],
-                                "peak_memory_gib": peak_gib(device)}
+                def run() -> dict:
+                    batch = synthetic_batch(cfg, vocab, batch_size, text, args.prompt_tokens, eva == "live",
+                                            device, train=False)
+                    timing = measure_generate(model, batch, args.gen_tokens, max(1, args.steps // 2),
+                                              amp_dtype, device, gen_mode)
+                    return {**timing, "samples_per_s": batch_size / timing["seconds"],
+                            "new_tokens_per_s": batch_size * timing["new_tokens"] / timing["seconds"],
+                            "peak_memory_gib": peak_gib(device)}
 
-                    result = {**row, **run_guarded(run, lambda: free_memory(device))}
-                    if result["status"] == "oom":
-                        oom_at = batch_size
-                    eval_rows.append(result)
+                result = {**row, **run_guarded(run, lambda: free_memory(device))}
+                if result["status"] == "oom":
+                    oom_at = batch_size
+                eval_rows.append(result)
 
     result = {
         "benchmark": "gpu",
@@ -536,11 +571,14 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "parameters": params,
         "flop_model": vars(flops),
+        "published_peak_tflops": published,
         "matmul_peak": peak,
         "train": train_rows,
         "eval": eval_rows,
         "notes": [
-            "mfu = model FLOPs / step time / matmul_peak; model FLOPs = forward 2NT + attn + LoRA + projections, "
+            "mfu = model FLOPs / step time / published_peak_tflops (the GPU's published dense bf16 peak; null "
+            "when unknown); fraction_of_measured_matmul divides by matmul_peak instead, for reference only; model FLOPs = forward 2NT + attn + LoRA + projections, "
+            "LM head 2 vocab hidden per target token forward and backward (target-only logits), "
             "backward 2NT + 2 attn (activation gradients through the frozen LLM) + LoRA/projection gradients, "
             "plus the EVA forward when live; hfu adds the recomputed forward of gradient checkpointing",
             "peak_memory_gib = torch.cuda.max_memory_allocated (the CUDA context and allocator cache are extra)",
@@ -560,22 +598,25 @@ def print_row(row: dict) -> None:
         print(f"{tag}  {row['status']}")
         return
     mem = "-" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f} GiB"
+    mfu = "MFU    -" if row["mfu"] is None else f"MFU {100 * row['mfu']:5.1f}%"
     print(f"{tag}  {row['samples_per_s']:8.2f} samples/s  {row['tokens_per_s']:10.0f} tokens/s  "
-          f"MFU {100 * row['mfu']:5.1f}%  peak {mem}", flush=True)
+          f"{mfu}  ({100 * row['fraction_of_measured_matmul']:5.1f}% of measured matmul)  peak {mem}", flush=True)
 
 
 def print_summary(result: dict) -> None:
-    print("\ntraining (tokens = all positions incl. the 260 visual ones)")
+    print(f"\ntraining (tokens = all positions incl. the 260 visual ones); MFU/HFU of the published bf16 dense "
+          f"peak {result['published_peak_tflops'] or '(unknown: MFU not computed)'} TFLOP/s; "
+          f"measured matmul {result['matmul_peak']['tflops']:.1f} TFLOP/s beside it")
     print(format_table(result["train"], ["text_tokens", "batch_size", "gradient_checkpointing", "eva", "status",
-                                         "samples_per_s", "tokens_per_s", "mfu", "hfu", "peak_memory_gib",
-                                         "estimated_memory_gib"],
+                                         "samples_per_s", "tokens_per_s", "mfu", "hfu", "fraction_of_measured_matmul",
+                                         "peak_memory_gib", "estimated_memory_gib"],
                        ["text", "batch", "ckpt", "EVA", "status", "samples/s", "tokens/s", "MFU", "HFU",
-                        "peak GiB", "est. GiB"]))
+                        "of matmul", "peak GiB", "est. GiB"]))
     if result["eval"]:
         print(f"\nevaluation ({result['settings']['gen_tokens']} new tokens per answer, greedy)")
-        print(format_table(result["eval"], ["text_tokens", "batch_size", "eva", "status", "samples_per_s",
+        print(format_table(result["eval"], ["text_tokens", "batch_size", "eva", "gen_mode", "status", "samples_per_s",
                                             "new_tokens_per_s", "peak_memory_gib"],
-                           ["text", "batch", "EVA", "status", "samples/s", "new tokens/s", "peak GiB"]))
+                           ["text", "batch", "EVA", "generation", "status", "samples/s", "new tokens/s", "peak GiB"]))
 
 
 def print_estimates(rows: list[dict]) -> None:

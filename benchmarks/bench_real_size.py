@@ -146,7 +146,7 @@ class PeakMemory:
 def estimate_gib(params: dict[str, int], flops: FlopModel, intermediate: int, seq: int, checkpointing: bool,
                  four_bit: bool) -> dict[str, float]:
     """Computed peak of one training step on one clip (bench_gpu.estimate_memory) + the process overhead."""
-    parts = estimate_memory(params, flops, intermediate, 1, seq, checkpointing, four_bit)
+    parts = estimate_memory(params, flops, intermediate, 1, seq, checkpointing, four_bit)  # logits at every position: a safe bound
     parts["process_overhead"] = PROCESS_OVERHEAD_GIB
     parts["total"] += PROCESS_OVERHEAD_GIB
     return parts

@@ -24,6 +24,7 @@ Results go to benchmarks/results/train_step_cpu.json (or --json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import math
@@ -36,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO, Stopwatch, command_line, format_table, machine_info, write_json  # noqa: E402
+from benchmarks.common import REPO, Stopwatch, command_line, format_table, machine_info, synchronize, write_json  # noqa: E402
 from minigpt4.common.config import load_config  # noqa: E402
 from minigpt4.data.collator import EmotionCollator  # noqa: E402
 from minigpt4.data.config import DatasetConfig  # noqa: E402
@@ -49,7 +50,8 @@ from minigpt4.training.optim import build_optimizer  # noqa: E402
 
 TINY_MODEL_YAML = REPO / "minigpt4/configs/models/emotion_llama_tiny.yaml"
 TINY_FEATURES_YAML = REPO / "minigpt4/configs/features/tiny.yaml"
-STAGES = ("load", "collate", "eva_encode", "project_merge", "llm_forward", "backward", "optimizer")
+STAGES = ("load", "collate", "forward", "backward", "optimizer")
+INSIDE_FORWARD = ("eva_encode", "llm_decoder")  # parts of `forward`, timed by module hooks, not added again
 
 
 # ----------------------------------------------------------------------------------------- setup
@@ -106,20 +108,44 @@ def dataset_config(paths: dict[str, Path], cached_eva: bool) -> DatasetConfig:
 
 
 # ----------------------------------------------------------------------------------------- measure
+@contextlib.contextmanager
+def timed_parts(watch: Stopwatch, model):
+    """Inside the caller's timed `model(batch)`: time the EVA encoder (`model.encode_image`, wrapped on
+    the instance for the block) and the LLM decoder (forward hooks) into `watch`."""
+    causal_lm = model.llama_model.get_base_model() if hasattr(model.llama_model, "get_base_model") else model.llama_model
+    decoder, encode_image = causal_lm.get_decoder(), model.encode_image
+    starts = {}
+
+    def pre(_module, _args):
+        synchronize(watch.device)
+        starts["llm_decoder"] = time.perf_counter()
+
+    def post(_module, _args, _output):
+        synchronize(watch.device)
+        watch.add("llm_decoder", time.perf_counter() - starts.pop("llm_decoder"))
+
+    def timed_encode_image(images):
+        with watch("eva_encode"):
+            return encode_image(images)
+
+    handles = [decoder.register_forward_pre_hook(pre), decoder.register_forward_hook(post)]
+    model.encode_image = timed_encode_image
+    try:
+        yield
+    finally:
+        del model.encode_image  # the class's method again
+        for handle in handles:
+            handle.remove()
+
+
 def train_step(model, batch: dict, optimizer, watch: Stopwatch, live_eva: bool, amp_dtype: torch.dtype) -> float:
-    """One optimizer step, each stage timed separately; the same computation as `model(batch).loss`."""
-    device = watch.device
+    """One optimizer step as train.py runs it: `model(batch).loss` (EVA when live, projections, merge,
+    decoder, LM head at target positions only), backward, clip + AdamW. Inside the forward, the EVA
+    encoder and the LLM decoder are timed by hooks (`live_eva` only says which batch this is)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
-        if live_eva:
-            with watch("eva_encode"):
-                batch = {**batch, "image_embeds": model.encode_image(batch["images"])}
-        with watch("project_merge"):
-            embeds = model.embed_inputs(batch)
-        with watch("llm_forward"):
-            loss = model.llama_model(
-                inputs_embeds=embeds, attention_mask=batch["attention_mask"], labels=batch["labels"], use_cache=False
-            ).loss
+    with torch.autocast(watch.device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32), \
+            timed_parts(watch, model), watch("forward"):
+        loss = model(batch).loss
     with watch("backward"):
         loss.backward()
     with watch("optimizer"):
@@ -167,8 +193,8 @@ def run_mode(model, dataset, collator, args, device: torch.device, live_eva: boo
             watch.counts = {k: v for k, v in watch.counts.items() if k in ("load", "collate")}
         losses.append(train_step(model, batch, optimizer, watch, live_eva, amp_dtype))
     seq_len = sum(b["input_ids"].shape[1] for b in batches) / len(batches)
-    stages = {s: watch.mean(s) for s in STAGES if s in watch.counts}
-    compute = sum(v for k, v in stages.items() if k not in ("load", "collate"))
+    stages = {s: watch.mean(s) for s in STAGES + INSIDE_FORWARD if s in watch.counts}
+    compute = sum(v for k, v in stages.items() if k in ("forward", "backward", "optimizer"))
 
     # 2) The DataLoader alone, then feeding the model.
     loader = torch.utils.data.DataLoader(
@@ -285,8 +311,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 def print_report(result: dict) -> None:
     rows = []
-    for stage in STAGES:
-        row = {"stage": stage}
+    for stage in STAGES[:3] + INSIDE_FORWARD + STAGES[3:]:
+        row = {"stage": f"  of which {stage}" if stage in INSIDE_FORWARD else stage}
         for mode in result["modes"]:
             value = mode["seconds_per_step"].get(stage)
             row[mode["eva"]] = None if value is None else 1000 * value

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -141,6 +142,38 @@ def write_json(path: str | Path, result: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     return path
+
+
+# Published dense (no structured sparsity) bf16 tensor-core peaks, TFLOP/s, with fp32 accumulation:
+# the denominator of MFU. The vendors' sheets print the 2:4-sparsity figure first; dense is half.
+# Sources: NVIDIA H100 datasheet (SXM 1,979 / PCIe 1,513 / NVL 1,671 sparse), H200 datasheet (SXM 1,979 /
+# NVL 1,671 sparse), A100 datasheet (312 dense / 624 sparse), L40S datasheet (362.05 dense / 733 sparse),
+# L4 datasheet (242 sparse), A10 datasheet (125 dense / 250 sparse), Ada GPU architecture whitepaper
+# appendix (RTX 4090: 165.2 dense / 330.3 sparse with fp32 accumulate), Ampere GA102 whitepaper
+# (RTX 3090: 71 dense / 142 sparse with fp32 accumulate). The first key found as a whole word of the device
+# name wins (so "L4" is not "L40S", "A10" is not "A100" or "A10G"); an unknown GPU gets None, never a guess.
+PUBLISHED_BF16_DENSE_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),  # SXM5; torch names it "NVIDIA H100 80GB HBM3"
+    ("H200 NVL", 835.0),
+    ("H200", 989.0),
+    ("GH200", 989.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+    ("A10", 125.0),
+    ("RTX 4090", 165.2),
+    ("RTX 3090", 71.0),
+)
+
+
+def published_peak_tflops(device_name: str) -> float | None:
+    """The published dense bf16 peak of a GPU named `device_name` (torch.cuda.get_device_name), or None."""
+    for key, tflops in PUBLISHED_BF16_DENSE_TFLOPS:
+        if re.search(rf"\b{re.escape(key)}\b", device_name, flags=re.IGNORECASE):
+            return tflops
+    return None
 
 
 def peak_rss_mib_each(run_one: Callable[[Any], bool], jobs: Sequence[Any]) -> list[float]:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Mapping, Optional, Sequence
 from minigpt4.common.config import load_config
 from minigpt4.data.config import DatasetConfig
 from minigpt4.models.config import ModelConfig
+from minigpt4.models.emotion_llama import KV_CACHES
 
 
 SCHEDULES = ("cosine_after_warmup", "release")
@@ -34,6 +35,15 @@ class GenerationConfig:
     top_p: float = 0.9
     repetition_penalty: float = 1.05
     seed: int = 0  # seeds projections a checkpoint does not cover, and sampled answers (repeatable runs)
+    # Speed only, same answers (docs/model.md, "Fast generation"): the KV cache of the decode loop
+    # (preallocated | dynamic | static; static = HF's StaticCache, which HF compiles on CUDA) and
+    # LoRA folded into the base weights while answering (restored exactly afterwards).
+    kv_cache: str = "preallocated"
+    merge_lora: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kv_cache not in KV_CACHES:
+            raise ValueError(f"kv_cache {self.kv_cache!r} is unknown; choose one of {', '.join(KV_CACHES)}")
 
     BOUNDS: ClassVar[dict[str, str]] = {  # checked at load time (common.config.check_bounds)
         "max_new_tokens": ">0", "temperature": ">0", "top_p": "0..1", "repetition_penalty": ">0"}
@@ -41,9 +51,9 @@ class GenerationConfig:
     def kwargs(self, sample: bool) -> dict[str, Any]:
         """Keyword arguments for `EmotionLLaMA.generate` (on top of max_new_tokens)."""
         if not sample:
-            return {"do_sample": False, "num_beams": 1}
+            return {"do_sample": False, "num_beams": 1, "kv_cache": self.kv_cache}
         return {"do_sample": True, "num_beams": 1, "temperature": self.temperature, "top_p": self.top_p,
-                "repetition_penalty": self.repetition_penalty}
+                "repetition_penalty": self.repetition_penalty, "kv_cache": self.kv_cache}
 
 
 @dataclass

@@ -42,12 +42,14 @@ def check_header(result: dict) -> None:
 def test_bench_gpu_tiny_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     proc = run_script("bench_gpu.py", "--tiny", "--device", "cpu", "--batch-sizes", "1", "2", "--steps", "1",
-                      "--warmup", "1", "--gen-tokens", "2", "--matmul-iters", "2", "--json", str(out))
+                      "--warmup", "1", "--gen-tokens", "2", "--matmul-iters", "2", "--peak-tflops", "0.5",
+                      "--json", str(out))
     assert "MFU" in proc.stdout and "samples/s" in proc.stdout
     result = json.loads(out.read_text())
     check_header(result)
     assert result["settings"]["tiny"] is True and result["settings"]["text_tokens"] == [24]
     assert positive(result["matmul_peak"]["tflops"])
+    assert result["published_peak_tflops"] == 0.5  # --peak-tflops: the MFU denominator, never the measured matmul
     assert result["parameters"]["trainable"] < result["parameters"]["total"]
     train = result["train"]
     # batch sizes x checkpointing (off, on) x EVA (cached, live), every one measured
@@ -56,15 +58,18 @@ def test_bench_gpu_tiny_cpu(tmp_path):
                                                                         for e in ("cached", "live")}
     for row in train:
         for key in ("seconds_per_step", "samples_per_s", "tokens_per_s", "model_tflops_per_step", "mfu", "hfu",
+                    "fraction_of_measured_matmul",
                     "loss", "estimated_memory_gib"):
             assert positive(row[key]), (key, row)
         assert row["peak_memory_gib"] is None  # measured on CUDA only
         assert row["seq_len"] == 1 + result["settings"]["visual_tokens"] + row["text_tokens"]
         assert row["hfu"] >= row["mfu"]
+        assert row["mfu"] == pytest.approx(row["achieved_tflops"] / 0.5)
     live = {r["batch_size"]: r["model_tflops_per_step"] for r in train if r["eva"] == "live"}
     cached = {r["batch_size"]: r["model_tflops_per_step"] for r in train if r["eva"] == "cached"}
     assert all(live[b] > cached[b] for b in cached)  # the live EVA forward is counted
-    assert len(result["eval"]) == 2 * 2
+    assert len(result["eval"]) == 2 * 2 * 2  # batch sizes x EVA x generation path (the release's, ours)
+    assert {r["gen_mode"] for r in result["eval"]} == {"dynamic", "fast"}
     for row in result["eval"]:
         assert row["status"] == "ok" and row["new_tokens"] == 2
         assert positive(row["samples_per_s"]) and positive(row["new_tokens_per_s"])
@@ -93,8 +98,10 @@ def test_bench_train_step_small(tmp_path):
     assert set(modes) == {"live", "cached"}
     for name, mode in modes.items():
         stages = mode["seconds_per_step"]
-        expected = {"load", "collate", "project_merge", "llm_forward", "backward", "optimizer"}
+        # forward = the one `model(batch)` call train.py makes; EVA and decoder timed inside it by hooks
+        expected = {"load", "collate", "forward", "llm_decoder", "backward", "optimizer"}
         assert set(stages) == expected | ({"eva_encode"} if name == "live" else set())
+        assert stages["forward"] > stages["llm_decoder"] + stages.get("eva_encode", 0.0)
         assert all(positive(v) for v in stages.values()), stages
         assert all(positive(v) for v in mode["samples_per_s"].values()), mode["samples_per_s"]
         assert isinstance(mode["loader_is_bottleneck"], bool)
@@ -130,6 +137,10 @@ def test_memory_estimate_orders_the_options():
     assert by[("nf4 (QLoRA)", True)]["activations"] == by[("bf16", True)]["activations"]
     assert 12 < by[("bf16", True)]["llm_weights"] < 13  # 6.74 B parameters x 2 bytes
     assert by[("bf16", True)]["fits_24gb"]
+    # logits at the target positions only (964 of 1285 here) cost less than at every position
+    target_only = {(r["weights"], r["gradient_checkpointing"]): r
+                   for r in estimate_table(model, FlopModel.of(model), batch=1, seq=1285, targets=964)}
+    assert target_only[("bf16", True)]["logits_and_loss"] * 1285 == pytest.approx(by[("bf16", True)]["logits_and_loss"] * 964)
 
 
 @pytest.mark.slow

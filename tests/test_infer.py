@@ -270,9 +270,10 @@ def test_app_handler_reports_errors_in_the_page_and_keeps_answering(tmp_path, wo
 def test_configs_load_with_the_documented_generation_settings():
     from minigpt4.infer import GenerationConfig, load_infer_config
 
-    assert GenerationConfig().kwargs(sample=False) == {"do_sample": False, "num_beams": 1}
+    assert GenerationConfig().kwargs(sample=False) == {"do_sample": False, "num_beams": 1, "kv_cache": "preallocated"}
     assert GenerationConfig().kwargs(sample=True) == {"do_sample": True, "num_beams": 1, "temperature": 0.2,
-                                                      "top_p": 0.9, "repetition_penalty": 1.05}
+                                                      "top_p": 0.9, "repetition_penalty": 1.05,
+                                                      "kv_cache": "preallocated"}
     tiny = load_infer_config(TINY_CFG)
     assert tiny.model.checkpoint == "outputs/demo/stage2/best/trainable.safetensors"
     assert tiny.features.frame_choice == "peak" and tiny.label_set == "mer2023"

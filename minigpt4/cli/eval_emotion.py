@@ -140,7 +140,7 @@ def generate_records(model, cfg: EvalRunConfig, sets: list, info: DistInfo,
             part = predict(
                 model, dataset, batch_size=cfg.run.batch_size, max_new_tokens=cfg.run.max_new_tokens, info=info,
                 num_workers=cfg.run.num_workers, template=template, answer_mode=cfg.run.answer_mode,
-                generation=cfg.run.kwargs(cfg.run.sample),
+                generation=cfg.run.kwargs(cfg.run.sample), merge_lora=cfg.run.merge_lora,
             )
         if fold is not None:
             for record in part:

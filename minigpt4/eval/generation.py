@@ -21,6 +21,7 @@ Answer modes (`answer_mode`):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
@@ -31,7 +32,7 @@ from minigpt4.common.config import ConfigError
 from minigpt4.common.distributed import DistInfo, gather_objects
 from minigpt4.data.collator import EmotionCollator
 from minigpt4.data.prompts import PromptTemplate
-from minigpt4.models.builder import DTYPES
+from minigpt4.models.builder import DTYPES, merged_lora
 
 ANSWER_MODES = ("generate", "score_labels", "both")
 SINGLE_PROCESS = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -104,9 +105,12 @@ def predict(
     answer_mode: str = "generate",
     limit: Optional[int] = None,
     template: Optional[PromptTemplate] = None,
+    merge_lora: bool = True,
 ) -> list[dict[str, Any]]:
     """Answers for every item of `dataset` (its first `limit` items when given); `template` (or
-    `protocol`, clean | release, with the model's prompt format) is the collator's prompt layout."""
+    `protocol`, clean | release, with the model's prompt format) is the collator's prompt layout.
+    `merge_lora`: answer with the LoRA update folded into the weights (`merged_lora`; same answers,
+    fewer matmuls), the exact weights back afterwards."""
     info = info or SINGLE_PROCESS
     labels = check_answer_mode(answer_mode, dataset.labels)
     template = template or PromptTemplate.resolve(protocol, model.cfg.prompt_format, model.tokenizer)
@@ -123,26 +127,27 @@ def predict(
     model.eval()
     mine: list[tuple[int, dict[str, Any]]] = []
     position = 0
-    for batch in tqdm(loader, desc="generate", disable=not (progress and info.is_main), leave=False):
-        answers = answer_batch(model, collator.to_device(batch, info.device), answer_mode=answer_mode, labels=labels,
-                               max_new_tokens=max_new_tokens, generation=generation)
-        for row, answer in enumerate(answers):
-            record = {
-                "name": batch["names"][row],
-                "task": batch["tasks"][row],
-                "instruction": batch["instructions"][row],
-                "answer": answer.text or "",
-                "label": batch["label_names"][row],
-            }
-            if answer.label_probs is not None:
-                record["scored_answer" if answer_mode == "both" else "answer"] = answer.scored
-                record["label_probs"] = answer.label_probs
-            if batch["tasks"][row] != "emotion":
-                record["reference"] = batch["targets"][row]
-            if batch["valences"][row] is not None:
-                record["valence"] = batch["valences"][row]
-            mine.append((indices[position], record))
-            position += 1
+    with merged_lora(model) if merge_lora else contextlib.nullcontext():
+        for batch in tqdm(loader, desc="generate", disable=not (progress and info.is_main), leave=False):
+            answers = answer_batch(model, collator.to_device(batch, info.device), answer_mode=answer_mode,
+                                   labels=labels, max_new_tokens=max_new_tokens, generation=generation)
+            for row, answer in enumerate(answers):
+                record = {
+                    "name": batch["names"][row],
+                    "task": batch["tasks"][row],
+                    "instruction": batch["instructions"][row],
+                    "answer": answer.text or "",
+                    "label": batch["label_names"][row],
+                }
+                if answer.label_probs is not None:
+                    record["scored_answer" if answer_mode == "both" else "answer"] = answer.scored
+                    record["label_probs"] = answer.label_probs
+                if batch["tasks"][row] != "emotion":
+                    record["reference"] = batch["targets"][row]
+                if batch["valences"][row] is not None:
+                    record["valence"] = batch["valences"][row]
+                mine.append((indices[position], record))
+                position += 1
     model.train(was_training)
     gathered = [pair for part in gather_objects(mine, info) for pair in part]
     return [record for _, record in sorted(gathered, key=lambda pair: pair[0])]

@@ -18,7 +18,10 @@ import torch
 from torch import nn
 
 from minigpt4.models.config import ModelConfig
+from minigpt4.models.kv_cache import PreallocatedCache
 from minigpt4.models.prompt_format import end_of_answer_id
+
+KV_CACHES = ("preallocated", "dynamic", "static")  # EmotionLLaMA.generate's kv_cache
 
 Batch = dict[str, Any]
 
@@ -225,16 +228,31 @@ class EmotionLLaMA(nn.Module):
         return [end] + [i for i in (self.tokenizer.eos_token_id,) if i is not None and i != end]
 
     @torch.no_grad()
-    def generate(self, batch: Batch, max_new_tokens: int = 32, **generation: Any) -> list[str]:
-        """Answers for a left-padded batch. Greedy with one beam unless `generation` says otherwise."""
+    def generate(self, batch: Batch, max_new_tokens: int = 32, kv_cache: str = "preallocated",
+                 **generation: Any) -> list[str]:
+        """Answers for a left-padded batch. Greedy with one beam unless `generation` says otherwise.
+
+        `kv_cache`: ``preallocated`` (default: `PreallocatedCache`, written in place, the same answers as
+        ``dynamic`` without its per-token copies), ``dynamic`` (Hugging Face's default, grows by
+        concatenation) or ``static`` (HF's StaticCache: fixed shapes, which `torch.compile` needs;
+        it attends over masked unused positions, so low-precision answers may differ slightly).
+        """
         if self.tokenizer is None:
             raise RuntimeError("generation needs a tokenizer; build the model from a folder with one (llm.path)")
         if (batch["attention_mask"][:, -1] == 0).any():
             raise ValueError("generation needs a left-padded batch: build it with EmotionCollator(train=False)")
+        if kv_cache not in KV_CACHES:
+            raise ValueError(f"kv_cache {kv_cache!r} is unknown; choose one of {', '.join(KV_CACHES)}")
         generation.setdefault("do_sample", False)
         generation.setdefault("num_beams", 1)
+        inputs = self.embed_inputs(batch)
+        if kv_cache == "preallocated":
+            layers = self.llama_model.config.num_hidden_layers
+            generation["past_key_values"] = PreallocatedCache(layers, inputs.shape[1] + max_new_tokens)
+        elif kv_cache == "static":
+            generation["cache_implementation"] = "static"
         output = self.llama_model.generate(
-            inputs_embeds=self.embed_inputs(batch),
+            inputs_embeds=inputs,
             attention_mask=batch["attention_mask"],
             max_new_tokens=max_new_tokens,
             eos_token_id=self.stop_ids(),
