@@ -58,8 +58,8 @@ def grpo_step_estimate(params: dict[str, int], flops: FlopModel, intermediate: i
     update_total = static + update["activations"] + update["logits_and_loss"]
     peak = max(generation, no_grad_pass, update_total) + reference_copy
 
-    n = flops.llm_linear + flops.lora
-    train = FlopModel.train_step(flops, group_size, seq, live_eva=False)["model"]
+    n = flops.llm_linear + flops.lm_head + flops.lora
+    train = flops.train_step(group_size, seq, new_tokens, live_eva=False)["model"]  # LM head on completions only
     generate_flops = 2 * n * group_size * seq  # prefill of the G rows + one token per row per step
     passes = (1 if beta else 0) + (1 if num_iterations > 1 else 0)
     return {
