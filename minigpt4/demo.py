@@ -15,6 +15,10 @@ whose outputs exist are skipped or resumed, so a second `make demo` is quick. Re
 `--quick`: the same corpus and stages with fewer epochs, evaluated with all inputs only, under
 `outputs/demo_quick/` (the full demo's outputs stay untouched).
 
+`--grpo` then runs stage 3 (GRPO with verifiable rewards, `train_configs/demo_stage3_grpo.yaml`)
+from the stage-2 model and evaluates the test split before and after, with all inputs and without
+the transcript: `outputs/demo/grpo/results.json` and `reward_curve.png`.
+
 `--backbone llama3` or `--backbone qwen2` trains and evaluates the same model on a tiny
 chat-template LLM instead (`model.prompt_format: chat_template`), on the same clips and
 features; its results go to `outputs/demo_<backbone>/`.
@@ -135,6 +139,8 @@ def run_backbone(backbone: str, steps: list[dict], started: float) -> dict:
     print(f"\nDemo ({backbone}, {prompt_format}) finished in {results['total_seconds']:.0f} s: weighted F1 "
           f"{full['weighted_f1']:.4f}, accuracy {full['accuracy']:.4f} on the synthetic test split. Written: {out / 'results.json'}")
     return results
+
+
 def parse_encoders(spec: str) -> dict[str, str]:
     """'whisper,siglip' or 'audio=whisper,frame=clip' -> {frame, local, temporal, audio: encoder name}."""
     plan = dict(RELEASE)
@@ -210,6 +216,54 @@ def run_encoders(plan: dict[str, str], steps: list[dict], started: float) -> dic
           f"| default ({', '.join(f'{k} {v}' for k, v in RELEASE.items())}) | {default['weighted_f1']:.4f} | {default['accuracy']:.4f} |\n"
           f"| {described} | {ours['weighted_f1']:.4f} | {ours['accuracy']:.4f} |\n"
           f"\nSynthetic test split; {results['total_seconds']:.0f} s. Written: {out / 'results.json'}")
+    return results
+
+
+GRPO_OUT = OUT / "grpo"
+GRPO_CFG = "train_configs/demo_stage3_grpo.yaml"
+GRPO_CONDITIONS = {"all_inputs": [], "no_transcript": ["text"]}
+
+
+def evaluate(checkpoint: Path, out: Path, dropped: list[str], steps: list[dict]) -> dict:
+    """Test-split metrics of `checkpoint` with `dropped` inputs removed from every clip (generated answers)."""
+    if not (out / "synthetic" / "metrics.json").is_file():
+        run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic", "--options",
+             f"run.output_dir={out}", f"model.checkpoint={checkpoint}", f"datasets.synthetic.drop_modalities=[{','.join(dropped)}]"],
+            steps)
+    result = json.loads((out / "synthetic" / "metrics.json").read_text())
+    generated = result.get("by_answer_mode", {}).get("generate", result["metrics"])
+    return {k: generated[k] for k in ("weighted_f1", "accuracy", "n", "n_invalid")}
+
+
+def run_grpo(steps: list[dict], started: float) -> dict:
+    """Stage 3 from the stage-2 model; the test split before and after, all inputs and no transcript."""
+    stage2 = OUT / "stage2" / "best" / "trainable.safetensors"
+    before = {name: evaluate(stage2, GRPO_OUT / "eval_before" / name, dropped, steps) for name, dropped in GRPO_CONDITIONS.items()}
+    run(["python", "train.py", "--cfg-path", GRPO_CFG, "--resume"], steps)
+    stage3 = GRPO_OUT / "best" / "trainable.safetensors"
+    after = {name: evaluate(stage3, GRPO_OUT / "eval_after" / name, dropped, steps) for name, dropped in GRPO_CONDITIONS.items()}
+    log = [json.loads(line) for line in (GRPO_OUT / "metrics.jsonl").read_text().splitlines()]
+    results = {
+        "test_split": str(DATA / "test.txt"),
+        "config": GRPO_CFG,
+        "before": {"checkpoint": str(stage2), "weighted_f1": {k: v["weighted_f1"] for k, v in before.items()},
+                   "metrics": before},
+        "after": {"checkpoint": str(stage3), "weighted_f1": {k: v["weighted_f1"] for k, v in after.items()},
+                  "metrics": after, "best": json.loads((GRPO_OUT / "best" / "metrics.json").read_text())},
+        "reward_curve": {"png": str(GRPO_OUT / "reward_curve.png"), "steps": [r["step"] for r in log],
+                         "reward": [r["reward"] for r in log], "reward/accuracy": [r.get("reward/accuracy") for r in log]},
+        "steps": steps,
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    (GRPO_OUT / "results.json").write_text(json.dumps(results, indent=2))
+    lines = ["| test weighted F1 | stage 2 (before) | stage 3 GRPO (after) |", "|---|---|---|"]
+    lines += [f"| {name.replace('_', ' ')} | {before[name]['weighted_f1']:.4f} | {after[name]['weighted_f1']:.4f} |"
+              for name in GRPO_CONDITIONS]
+    table = "\n".join(lines)
+    first, last = log[0]["reward"], log[-1]["reward"]
+    print(f"\nStage 3 (GRPO) finished in {results['total_seconds']:.0f} s. Synthetic test split:\n\n{table}\n\n"
+          f"Mean reward per completion {first:.3f} (first logged step) -> {last:.3f} (last). "
+          f"Written: {GRPO_OUT / 'results.json'}, {GRPO_OUT / 'reward_curve.png'}")
     return results
 
 
@@ -317,6 +371,8 @@ def run_demo(argv: list[str] | None = None) -> dict:
     parser.add_argument("--encoders", default="",
                         help="other encoders, e.g. whisper,siglip or audio=wavlm,local=clip (docs/encoders.md); "
                              "reports F1 beside the default encoders'")
+    parser.add_argument("--grpo", action="store_true",
+                        help="also run stage 3 (GRPO) from the stage-2 model and compare test F1 before and after")
     parser.add_argument("--ablations", action="store_true",
                         help="also train and evaluate one emotion-only model per input subset (about 4 more minutes)")
     parser.add_argument("--quick", action="store_true",
@@ -355,6 +411,8 @@ def run_demo(argv: list[str] | None = None) -> dict:
          *(["--options", *quick1] if quick1 else [])], steps, "stage 1")
     run(["python", "train.py", "--cfg-path", "train_configs/demo_stage2.yaml", "--resume",
          *(["--options", *quick2] if quick2 else [])], steps, "stage 2")
+    if args.grpo:
+        return run_grpo(steps, started)
     run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic",
          *(["--options", *quick_eval] if quick_eval else [])], steps, "evaluation")
     full_metrics = json.loads((out / "eval" / "synthetic" / "metrics.json").read_text())

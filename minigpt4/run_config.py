@@ -20,6 +20,7 @@ from minigpt4.models.emotion_llama import KV_CACHES
 
 
 SCHEDULES = ("cosine_after_warmup", "release")
+TRAIN_TASKS = ("sft", "grpo")  # supervised fine-tuning (stages 1-2) | GRPO with verifiable rewards (stage 3)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
+    task: str = "sft"  # sft (stages 1-2) | grpo (stage 3: the `grpo:` section, docs/training.md)
     output_dir: str = "outputs/train"
     seed: int = 42
     max_epochs: int = 30
@@ -111,6 +113,60 @@ class TrainConfig:
         "log_every": ">0", "save_every_steps": ">0", "keep_checkpoints": ">=0",
         "max_steps": ">0", "val_every_epochs": ">0", "val_max_new_tokens": ">0", "val_batch_size": ">0"}
 
+    def __post_init__(self) -> None:
+        if self.task not in TRAIN_TASKS:
+            raise ValueError(f"run.task={self.task!r} is unknown; choose one of {', '.join(TRAIN_TASKS)}")
+
+
+LOSS_AGGREGATIONS = ("sequence", "token", "dr_grpo")  # GRPO | DAPO, BNPO | Dr. GRPO
+REFERENCES = ("adapter", "base")  # frozen copy of the starting LoRA | the LLM with the adapter disabled
+
+
+@dataclass
+class GRPOConfig:
+    """`grpo:` of a stage 3 train config (`run.task: grpo`); every choice is explained in docs/training.md.
+
+    Reward names and the template are checked against the reward registry when training starts
+    (`training.grpo_step.check_grpo_config`), before any data or model is loaded."""
+
+    group_size: int = 8  # G completions per prompt
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    template: str = "plain"  # plain | answer | think_answer | your own text with {answer}
+    rewards: dict[str, Any] = field(default_factory=dict)  # {reward name: weight}, e.g. {accuracy: 1.0, format: 0.2}
+    reward_modules: list[str] = field(default_factory=list)  # modules registering your own rewards, imported first
+    soft_length: Optional[int] = None  # the `length` reward starts here (default 3/4 of max_new_tokens)
+    scale_by_std: bool = True  # divide advantages by the group's std (GRPO); false = Dr. GRPO
+    advantage_eps: float = 1e-4
+    eps_low: float = 0.2  # ratio clip 1 - eps_low ...
+    eps_high: float = 0.2  # ... 1 + eps_high (DAPO: 0.28)
+    num_iterations: int = 1  # optimizer updates per batch of rollouts (old log-probs stored)
+    beta: float = 0.04  # weight of the k3 KL to the reference; 0 skips the reference pass
+    reference: str = "adapter"  # adapter | base
+    loss_aggregation: str = "sequence"  # sequence | token | dr_grpo
+    skip_all_equal: bool = False  # leave groups whose rewards are all equal out of the loss (dynamic sampling)
+
+    def __post_init__(self) -> None:
+        for name, weight in self.rewards.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise ValueError(f"grpo.rewards.{name}: weight {weight!r} is not a number (e.g. {name}: 1.0)")
+        self.rewards = {str(k): float(v) for k, v in self.rewards.items()}
+        if self.group_size < 2:
+            raise ValueError(f"grpo.group_size={self.group_size}: G must be an integer >= 2 (a group of one has no baseline)")
+        if self.loss_aggregation not in LOSS_AGGREGATIONS:
+            raise ValueError(f"grpo.loss_aggregation={self.loss_aggregation!r}; choose one of {', '.join(LOSS_AGGREGATIONS)}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"grpo.reference={self.reference!r}; choose one of {', '.join(REFERENCES)}")
+        if self.num_iterations < 1 or self.max_new_tokens < 1:
+            raise ValueError("grpo.num_iterations and grpo.max_new_tokens must be >= 1")
+        if not (0 <= self.eps_low < 1 and self.eps_high >= 0):
+            raise ValueError(f"grpo.eps_low={self.eps_low} must be in [0, 1) and grpo.eps_high={self.eps_high} >= 0")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"grpo.temperature={self.temperature} must be > 0 and grpo.top_p={self.top_p} in (0, 1]")
+        if self.soft_length is None:
+            self.soft_length = self.max_new_tokens * 3 // 4
+
 
 @dataclass
 class TrainRunConfig:
@@ -118,6 +174,7 @@ class TrainRunConfig:
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     val_datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     run: TrainConfig = field(default_factory=TrainConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)  # read when run.task is grpo
 
 
 JUDGE_KINDS = ("llm", "offline")

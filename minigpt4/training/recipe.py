@@ -5,9 +5,10 @@ The loop is nanoGPT's: loss / accumulation with gradient sync only on the last m
 (`training/step.py`), clipping, AdamW, one LR step per optimizer step; validation on a validation
 split (never the test split) keeping the best checkpoint; atomic checkpoints that resume exactly.
 
-A *task* decides how a step turns micro-batches into gradients: `sft` (supervised fine-tuning on
-the collated targets) today. A new task (e.g. GRPO) adds its step function to `TASK_STEPS`; the
-loop, the clipping, the optimizer step, logging and checkpoints stay as they are.
+A *task* (`run.task`) decides how a step turns micro-batches into gradients: `sft` (supervised
+fine-tuning on the collated targets, stages 1-2) or `grpo` (stage 3: rollouts, verifiable rewards,
+`num_iterations` updates; `training/grpo_step.py`). Each is a function in `TASK_STEPS`; the loop,
+the clipping, the optimizer step, logging and checkpoints stay as they are.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from minigpt4.processors import EvaImageTransform
 from minigpt4.run_config import TrainRunConfig
 from minigpt4.training.checkpointing import (TrainState, find_resume_checkpoint, load_checkpoint, logged_lines, save_best,
                                              save_checkpoint)
+from minigpt4.training.grpo_step import (
+    GRPOTask, check_grpo_config, check_grpo_data, metric_means, reduce_sums, stream_positions, write_reward_curve,
+)
 from minigpt4.training.optim import build_optimizer, learning_rate, set_learning_rate
 from minigpt4.training.sampling import EpochSampler
 from minigpt4.training.step import forward_backward
@@ -104,8 +108,18 @@ def sft_step(recipe: "TrainRecipe", micro_batches: Sequence[dict[str, Any]]) -> 
     )
 
 
+def grpo_step(recipe: "TrainRecipe", micro_batches: Sequence[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """GRPO (stage 3): rollouts of the step's prompts, rewards, then `num_iterations` updates, all but
+    the last applied here (`optimizer_update`); rewards, KL, clipping etc. go to the log window."""
+    positions = stream_positions(recipe.state.step_in_epoch, [len(b["names"]) for b in micro_batches],
+                                 recipe.cfg.run.batch_size, recipe.info)
+    sums = recipe.grpo.step(recipe.ddp, micro_batches, positions, recipe.state.epoch, update=recipe.optimizer_update)
+    recipe.window.add_task_sums(sums)
+    return sums["loss_sum"], sums["loss_count"]
+
+
 TaskStep = Callable[["TrainRecipe", Sequence[dict[str, Any]]], tuple[torch.Tensor, torch.Tensor]]
-TASK_STEPS: dict[str, TaskStep] = {"sft": sft_step}
+TASK_STEPS: dict[str, TaskStep] = {"sft": sft_step, "grpo": grpo_step}
 
 
 class LogWindow:
@@ -116,7 +130,12 @@ class LogWindow:
         self.loss_sum = torch.zeros((), device=device)
         self.count = torch.zeros((), device=device)
         self.grad_norm = torch.zeros((), device=device)
+        self.task_sums: dict[str, torch.Tensor] = {}  # a task's own sums (grpo: rewards, KL, ...)
         self.steps, self.t0 = 0, time.perf_counter()
+
+    def add_task_sums(self, sums: dict[str, torch.Tensor]) -> None:
+        for key, value in sums.items():
+            self.task_sums[key] = self.task_sums.get(key, 0) + value.detach().float()
 
     def add(self, loss_sum: torch.Tensor, count: torch.Tensor, grad_norm: torch.Tensor) -> None:
         self.loss_sum += loss_sum
@@ -127,16 +146,18 @@ class LogWindow:
     def reset(self) -> None:
         for total in (self.loss_sum, self.count, self.grad_norm):
             total.zero_()
+        self.task_sums = {}
         self.steps, self.t0 = 0, time.perf_counter()
 
 
 class TrainRecipe:
     """One training stage: `setup()`, then `train()` -> the summary (also written to summary.json)."""
 
-    def __init__(self, cfg: TrainRunConfig, info: DistInfo, task: str = "sft"):
+    def __init__(self, cfg: TrainRunConfig, info: DistInfo, task: str | None = None):
+        task = task or cfg.run.task
         if task not in TASK_STEPS:
             raise ConfigError(f"unknown training task {task!r}; use one of {sorted(TASK_STEPS)}")
-        self.cfg, self.info, self.task_step = cfg, info, TASK_STEPS[task]
+        self.cfg, self.info, self.task, self.task_step = cfg, info, task, TASK_STEPS[task]
         self.run_dir = Path(cfg.run.output_dir)
 
     def setup(self) -> None:
@@ -144,6 +165,8 @@ class TrainRecipe:
         cfg, run, info = self.cfg, self.cfg.run, self.info
         if run.init_from and not Path(run.init_from).is_file():
             raise ConfigError(f"run.init_from {run.init_from} does not exist (train the previous stage first, or fix the path)")
+        if self.task == "grpo":
+            check_grpo_config(cfg.grpo)  # reward names, template
         resume_from = find_resume_checkpoint(self.run_dir, run.resume, run.start_fresh)
         self.val_sets = {
             name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed,
@@ -151,11 +174,13 @@ class TrainRecipe:
             for name, d in cfg.val_datasets.items()
         }
         self.train_set, self.val_clips_removed = build_train_set(cfg, cfg.model.vision.image_size, self.val_sets)
+        labels = check_grpo_data(cfg.grpo, self.train_set) if self.task == "grpo" else ()
         torch.manual_seed(run.seed)  # identical initial projections on every rank
         self.model = build_model(cfg.model).to(info.device)
         if run.init_from:
             load_trainable(self.model, run.init_from)
-        self.collator = EmotionCollator(self.model.tokenizer, cfg.model.num_patch_tokens, train=True,
+        # grpo reads prompts (left-padded, no target): its completions are sampled
+        self.collator = EmotionCollator(self.model.tokenizer, cfg.model.num_patch_tokens, train=self.task == "sft",
                                         max_txt_len=cfg.model.max_txt_len, prompt_format=cfg.model.prompt_format)
         self.optimizer = build_optimizer(self.model, run.optim)
         self.amp_dtype = autocast_dtype(cfg.model.dtype, info.device, run.amp)
@@ -167,11 +192,15 @@ class TrainRecipe:
         self.total_steps = run.max_epochs * self.steps_per_epoch
         self.weights = class_balanced_weights(self.train_set) if run.class_balanced else None
 
+        # grpo: the KL reference is the model as loaded (init_from), before any resume
+        self.grpo = GRPOTask(cfg.grpo, self.model, labels, info, seed=run.seed, autocast_dtype=self.amp_dtype,
+                             scaler=self.scaler, to_device=self.collator.to_device) if self.task == "grpo" else None
         self.state = TrainState()
         if resume_from is not None:
             self.state = load_checkpoint(resume_from, self.model, self.optimizer, self.scaler, info)
             log.info("resumed from %s at epoch %d, step %d", resume_from, self.state.epoch, self.state.step)
-        self.ddp = DistributedDataParallel(self.model) if info.enabled else self.model
+        trained = self.grpo.policy if self.grpo is not None else self.model  # the module the task's forward runs
+        self.ddp = DistributedDataParallel(trained) if info.enabled else trained
         self.model.train()
 
         self.writer = SummaryWriter(self.run_dir / "tensorboard") if info.is_main else None
@@ -240,6 +269,14 @@ class TrainRecipe:
         self.lr = learning_rate(state.step, self.total_steps, self.cfg.run.optim)
         set_learning_rate(self.optimizer, self.lr)
         loss_sum, count = self.task_step(self, micro_batches)
+        grad_norm = self.optimizer_update()
+        state.step += 1
+        state.step_in_epoch += 1
+        self.window.add(loss_sum, count, grad_norm)
+        self.bar.update(1)
+
+    def optimizer_update(self) -> torch.Tensor:
+        """Clipping, AdamW, cleared gradients; the gradient norm before clipping."""
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(
             [p for p in self.model.parameters() if p.requires_grad], self.cfg.run.optim.max_grad_norm or math.inf
@@ -247,10 +284,7 @@ class TrainRecipe:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        state.step += 1
-        state.step_in_epoch += 1
-        self.window.add(loss_sum, count, grad_norm)
-        self.bar.update(1)
+        return grad_norm
 
     def end_of_epoch(self, epoch: int) -> None:
         """Validation every `val_every_epochs` (keeping the best weights), then a checkpoint."""
@@ -280,10 +314,12 @@ class TrainRecipe:
         record = {"step": state.step, "epoch": state.epoch, "loss": loss_sum / count if count else math.nan, "lr": self.lr,
                   "grad_norm": float(window.grad_norm) / window.steps, "steps": window.steps,
                   "seconds_per_step": (time.perf_counter() - window.t0) / window.steps}
+        if self.grpo is not None:  # rewards (total, per function, std), KL, clip fraction, lengths, all-equal groups
+            record.update(metric_means(reduce_sums(window.task_sums, info), list(self.grpo.weights)))
         if info.is_main:
             with self.metrics_log.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            for key in ("loss", "lr", "grad_norm", "seconds_per_step"):
+            for key in [k for k in record if k not in ("step", "epoch", "steps")]:
                 self.writer.add_scalar(f"train/{key}", record[key], state.step)
             self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{self.lr:.2e}")
         window.reset()
@@ -310,13 +346,15 @@ class TrainRecipe:
             if not self.val_sets or not (self.run_dir / "best").exists():  # never validated: the last weights are the result
                 save_best(self.run_dir, self.model, {"step": state.step, "note": "not validated: last weights"})
             self.writer.close()
+            if self.grpo is not None:
+                write_reward_curve(self.metrics_log, self.run_dir / "reward_curve.png", list(self.grpo.weights))
             atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2))
             log.info("done: %s (weights: %s)", json.dumps(summary), self.run_dir / "best" / "trainable.safetensors")
         return summary
 
 
-def train(cfg: TrainRunConfig, info: DistInfo, task: str = "sft") -> dict:
-    """Run one training stage; the summary (steps, best metric, per-rank weight checksums)."""
+def train(cfg: TrainRunConfig, info: DistInfo, task: str | None = None) -> dict:
+    """Run one training stage (`task`, default `run.task`); the summary (steps, best metric, per-rank weight checksums)."""
     recipe = TrainRecipe(cfg, info, task)
     recipe.setup()
     return recipe.train()
