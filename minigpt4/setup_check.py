@@ -11,7 +11,6 @@ imports torch. Where each file comes from: docs/getting_started.md.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import struct
@@ -21,6 +20,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from minigpt4.common.io import file_sha256
 from minigpt4.data.config import DatasetConfig, fill_path
 from minigpt4.features.config import FeatureConfig
 from minigpt4.models.config import ModelConfig
@@ -165,14 +165,6 @@ def safetensors_header(path: Path) -> dict:
     return header
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_need(need: Need, with_sha256: bool = False) -> Finding:
     """Is `need` there, and does what can be read cheaply fit? (`ok`, a short detail)."""
     if need.kind == "package":
@@ -198,7 +190,7 @@ def check_need(need: Need, with_sha256: bool = False) -> Finding:
         except (OSError, ValueError, struct.error) as err:
             return Finding(need, False, f"not a readable safetensors file ({err})")
     if with_sha256 and path.is_file():
-        detail += f", sha256 {sha256(path)}"
+        detail += f", sha256 {file_sha256(path)}"
     return Finding(need, True, detail)
 
 

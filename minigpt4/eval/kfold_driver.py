@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import shlex
 import subprocess
@@ -27,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from minigpt4.common.io import file_sha256
 from minigpt4.common.threads import configure_threads
 from minigpt4.eval.kfold import Fold, cross_validate
 from minigpt4.eval.report import markdown_summary, read_predictions, write_metrics_json, write_predictions
@@ -39,11 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _sha256(path: str | None) -> str | None:
     if not path:
         return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def _launcher(nproc: int) -> list[str]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any, Optional
 import torch
 
 from minigpt4.common.config import ConfigError, to_yaml
+from minigpt4.common.io import file_sha256
 from minigpt4.common.threads import configure_threads
 from minigpt4.models.builder import build_model, count_parameters
 from minigpt4.models.checkpoint import (
@@ -161,16 +161,6 @@ def metrics_table(metrics: dict, source: Path) -> list[str]:
             continue
         lines.append(f"| {key} | {value if isinstance(value, int) else f'{value:.4f}'} |")
     return lines
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        with file.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -18,7 +18,6 @@ from step 0 over them (`run.start_fresh` / `--start-fresh` asks for that explici
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 from minigpt4.common.distributed import DistInfo, barrier
-from minigpt4.common.io import atomic_write
+from minigpt4.common.io import atomic_write, file_sha256
 from minigpt4.models.checkpoint import CheckpointError, load_trainable, save_trainable
 
 log = logging.getLogger(__name__)
@@ -46,14 +45,6 @@ class TrainState:
     step_in_epoch: int = 0  # optimizer steps done in `epoch`
     best_metric: float = -math.inf
     best_step: int = -1
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def rng_state() -> dict[str, Any]:
@@ -97,8 +88,8 @@ def save_checkpoint(
                 "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
                 "state": dataclasses.asdict(state),
                 "world_size": info.world_size,
-                "sha256": sha256(tmp / "trainable.safetensors"),
-                "rng_sha256": {f.name: sha256(f) for f in rng_files},
+                "sha256": file_sha256(tmp / "trainable.safetensors"),
+                "rng_sha256": {f.name: file_sha256(f) for f in rng_files},
             },
             tmp / "state.pt",
         )
@@ -122,7 +113,7 @@ def read_state(ckpt: Path) -> dict[str, Any]:
         state = torch.load(state_file, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, bad pickle, ...
         raise CheckpointError(f"{state_file}: unreadable ({err}); the checkpoint is corrupted") from None
-    if sha256(weights) != state.get("sha256"):
+    if file_sha256(weights) != state.get("sha256"):
         raise CheckpointError(
             f"{weights}: contents do not match the sha256 recorded in state.pt; the file is corrupted. "
             "Resume from an older checkpoint in the same folder (run.resume=<path>)"
@@ -131,7 +122,7 @@ def read_state(ckpt: Path) -> dict[str, Any]:
         rng_file = ckpt / name
         if not rng_file.is_file():
             raise CheckpointError(f"{rng_file}: missing (state.pt lists it); the checkpoint is incomplete")
-        if sha256(rng_file) != digest:
+        if file_sha256(rng_file) != digest:
             raise CheckpointError(f"{rng_file}: contents do not match the sha256 recorded in state.pt; "
                                   "the file is truncated or corrupted")
     return state
