@@ -98,6 +98,9 @@ class TrainConfig:
     save_every_steps: Optional[int] = None  # also checkpoint mid-epoch (crash safety on long epochs)
     keep_checkpoints: int = 2  # newest N step checkpoints kept; `best/` is kept separately
     resume: Optional[str] = None  # "auto" (newest valid in output_dir) or a checkpoint folder
+    # validation clips are removed from every training list by name; false only to validate on the
+    # training clips on purpose (a memorisation check), never for a score you report
+    drop_val_clips_from_train: bool = True
     start_fresh: bool = False  # resume "auto" finding only invalid checkpoints trains from step 0 instead of stopping
     init_from: Optional[str] = None  # trainable weights to start from (stage 2 <- stage 1 best)
     max_steps: Optional[int] = None  # stop after this many optimizer steps in total (smoke tests)

@@ -34,6 +34,15 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}  # for the 
 LABEL_SET = "dfew"  # the workspace's: outside MERR, training and inference ask the same question (see EmotionPredictor.instruction)
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """Entry points called in-process choose their thread count (common/threads.py); put the
+    session's back so later tests compute with the same threads as the features they compare to."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
     """Tiny LLM + tokenizer and tiny EVA weights (encoders are built by the tests that need them)."""

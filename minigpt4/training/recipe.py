@@ -61,7 +61,7 @@ def build_train_set(cfg: TrainRunConfig, image_size: int, val_sets: dict | None 
     val_names = {clip_key(r.name) for v in (val_sets or {}).values() for r in v.records}
     removed: dict[str, int] = {}
     for name, part in zip(cfg.datasets, parts):
-        dropped = remove_clips(part, val_names)
+        dropped = remove_clips(part, val_names) if cfg.run.drop_val_clips_from_train else []
         removed[name] = len(dropped)
         if dropped:
             log.warning("train %s: removed %d clip(s) that are in the validation split (first: %s)",
@@ -163,10 +163,10 @@ class TrainRecipe:
     def setup(self) -> None:
         """Data, model, optimizer and the resume point; user errors come before minutes of loading."""
         cfg, run, info = self.cfg, self.cfg.run, self.info
+        if self.task == "grpo":
+            check_grpo_config(cfg.grpo)  # reward names, template: a config error before a missing file
         if run.init_from and not Path(run.init_from).is_file():
             raise ConfigError(f"run.init_from {run.init_from} does not exist (train the previous stage first, or fix the path)")
-        if self.task == "grpo":
-            check_grpo_config(cfg.grpo)  # reward names, template
         resume_from = find_resume_checkpoint(self.run_dir, run.resume, run.start_fresh)
         self.val_sets = {
             name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed,
