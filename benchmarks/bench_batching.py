@@ -29,6 +29,7 @@ Results: benchmarks/results/batching.json (or --json).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import sys
@@ -42,20 +43,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_gpu import FIT_LIMIT_GIB, FlopModel, checkpoint_mode, estimate_memory  # noqa: E402
 from benchmarks.common import command_line, format_table, machine_info, write_json  # noqa: E402
+from minigpt4.common.config import load_config  # noqa: E402
+from minigpt4.common.distributed import DistInfo  # noqa: E402
 from minigpt4.data.collator import EmotionCollator  # noqa: E402
 from minigpt4.data.config import DatasetConfig  # noqa: E402
 from minigpt4.data.datasets import build_dataset  # noqa: E402
 from minigpt4.data.synthetic import generate_corpus  # noqa: E402
 from minigpt4.models.builder import build_model, count_parameters  # noqa: E402
+from minigpt4.models.config import ModelConfig  # noqa: E402
 from minigpt4.run_config import load_train_config  # noqa: E402
-from minigpt4.tools.make_tiny_models import train_tiny_tokenizer  # noqa: E402
-from minigpt4.training.batching import LengthTable  # noqa: E402
+from minigpt4.tools.make_tiny_models import make_tiny_models, train_tiny_tokenizer  # noqa: E402
+from minigpt4.training.batching import LengthTable, padding_counts  # noqa: E402
 from minigpt4.training.sampling import EpochSampler, LengthGroupedBatchSampler  # noqa: E402
+from minigpt4.training.step import forward_backward  # noqa: E402
 
 VISUAL_SLOTS = 260  # 256 patch + 3 feature + 1 CLS at 448 px
 TEMPLATE_TOKENS = 22
 TOKENS_PER_WORD = 1.3
 WORST_TOKENS_PER_WORD = 1.5  # the memory bound's
+TINY_MODEL_YAML = Path(__file__).resolve().parents[1] / "minigpt4/configs/models/emotion_llama_tiny.yaml"
 SHIPPED = ("emotion_llama_stage1_coarse", "emotion_llama_stage2_fine", "emotion_llama_mer2023")
 
 
@@ -82,20 +88,58 @@ def compare(lengths: list[int], batch_size: int, batches: int, token_budget: int
     return rows
 
 
-def synthetic_lengths(clips: int) -> tuple[list[int], float]:
-    """Item lengths of a synthetic stage-1 training set, and the seconds LengthTable took for them."""
-    with tempfile.TemporaryDirectory(prefix="bench_batching_") as tmp:
-        data = generate_corpus(Path(tmp) / "corpus", clips=clips, seed=0, size=16, seconds=0.25, fps=4)
-        cfg = DatasetConfig(reader="merr", annotation=str(data / "train.txt"),
-                            captions=str(data / "MERR_coarse_grained.json"), transcripts=str(data / "transcripts.csv"),
-                            videos=str(data / "videos"), feature_dirs={"local": "", "temporal": "", "audio": ""},
-                            label_set="mer2023", tasks=["emotion", "reason"])
-        dataset = build_dataset(cfg, train=True, seed=0)
-        tokenizer = train_tiny_tokenizer()
-        collator = EmotionCollator(tokenizer, 256, train=True)
+def synthetic_set(clips: int, work: Path):
+    """A synthetic stage-1 training set (emotion + reason) under `work`, and its item lengths with the
+    448 px layout, and the seconds LengthTable took for them."""
+    data = generate_corpus(work / "corpus", clips=clips, seed=0, size=16, seconds=0.25, fps=4)
+    cfg = DatasetConfig(reader="merr", annotation=str(data / "train.txt"),
+                        captions=str(data / "MERR_coarse_grained.json"), transcripts=str(data / "transcripts.csv"),
+                        videos=str(data / "videos"), feature_dirs={"local": "", "temporal": "", "audio": ""},
+                        label_set="mer2023", tasks=["emotion", "reason"])
+    dataset = build_dataset(cfg, train=True, seed=0)
+    tokenizer = train_tiny_tokenizer()
+    collator = EmotionCollator(tokenizer, 256, train=True)
+    start = time.perf_counter()
+    lengths = LengthTable(dataset, collator)(list(range(len(dataset))))
+    return dataset, lengths, time.perf_counter() - start
+
+
+def tiny_epochs(dataset, batch_size: int, batches: int, work: Path) -> list[dict]:
+    """One epoch of `batches` micro-batches through the tiny model (forward + backward, CPU), fixed vs
+    length-grouped: the same samples (no token budget), so the epoch's loss must agree."""
+    make_tiny_models(work, seed=0, with_encoders=False)
+    cfg = load_config(ModelConfig, TINY_MODEL_YAML, [f"llm.path={work / 'llm'}", f"vision.weights={work / 'eva_vit_tiny.pth'}"])
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    collator = EmotionCollator(model.tokenizer, cfg.num_patch_tokens, train=True, max_txt_len=cfg.max_txt_len)
+    lengths = LengthTable(dataset, collator)
+    g = torch.Generator().manual_seed(0)
+    image, features = torch.randn(3, cfg.vision.image_size, cfg.vision.image_size, generator=g), torch.randn(3, 32, generator=g)
+
+    def sample(index: int) -> dict:  # the item's text, random media (the tiny corpus has no features)
+        text = dataset.text_sample(index)
+        return {**text, "image": image, "features": features, "feature_present": torch.ones(3, dtype=torch.bool)}
+
+    n = len(dataset)
+    stream = EpochSampler(n, batches * batch_size, seed=0, epoch=0).global_stream().tolist()
+    plans = {"fixed": [stream[i:i + batch_size] for i in range(0, len(stream), batch_size)],
+             "length_grouped": list(LengthGroupedBatchSampler(n, batches, batch_size, lengths, seed=0, epoch=0,
+                                                              group_size=64))}
+    info = DistInfo(0, 1, 0, torch.device("cpu"))
+    rows = []
+    for name, plan in plans.items():
+        micro = [collator([sample(i) for i in b]) for b in plan]
+        forward_backward(model, micro[:1], info, reduction="token")  # warm-up
+        model.zero_grad(set_to_none=True)
         start = time.perf_counter()
-        lengths = LengthTable(dataset, collator)(list(range(len(dataset))))
-        return lengths, time.perf_counter() - start
+        loss_sum, count = forward_backward(model, micro, info, reduction="token")
+        seconds = time.perf_counter() - start
+        model.zero_grad(set_to_none=True)
+        real, positions = padding_counts(micro)
+        rows.append({"batching": name, "micro_batches": len(micro), "padding": 1 - real / positions,
+                     "positions": positions, "seconds": seconds, "real_tokens_per_s": real / seconds,
+                     "epoch_loss": float(loss_sum / count)})
+    return rows
 
 
 def modeled_lengths(n: int, stage: str, seed: int = 0) -> list[int]:
@@ -147,6 +191,12 @@ def shipped_rows() -> list[dict]:
         run = cfg.run
         positions = run.token_budget or run.batch_size * sample_max
         gib = worst_case_gib(params, flops, intermediate, cfg, positions, run.batch_size, sample_max, target_max)
+        by_mode = {}
+        for mode in ("none", "every_layer", "every_k", "mlp_only"):  # the same micro-batch under each mode
+            other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, activation_checkpointing=mode,
+                                                                       gradient_checkpointing=False))
+            by_mode[mode] = worst_case_gib(params, flops, intermediate, other, positions, run.batch_size, sample_max,
+                                           target_max)
         largest = 0
         for budget in range(256, 64 * 1024, 256):  # the largest budget (multiple of 256) that fits
             if worst_case_gib(params, flops, intermediate, cfg, budget, run.batch_size, sample_max,
@@ -157,7 +207,8 @@ def shipped_rows() -> list[dict]:
                      "token_budget": run.token_budget, "activation_checkpointing": checkpoint_mode(
                          cfg.model.activation_checkpointing), "longest_sample": sample_max,
                      "worst_micro_batch_positions": positions, "estimated_gib": gib,
-                     "fits_24gb": gib < FIT_LIMIT_GIB, "largest_fitting_token_budget": largest})
+                     "fits_24gb": gib < FIT_LIMIT_GIB, "largest_fitting_token_budget": largest,
+                     "estimated_gib_by_mode": by_mode})
     return rows
 
 
@@ -168,13 +219,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--items", type=int, default=8974, help="modeled items (MERR fine: 4,487 clips x 2 tasks)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--batches", type=int, default=500, help="micro-batches per epoch compared")
+    parser.add_argument("--tiny-batches", type=int, default=16, help="micro-batches of the tiny-model epoch")
     parser.add_argument("--json", default="benchmarks/results/batching.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     shipped = shipped_rows()
     budget = next((r["token_budget"] for r in shipped if r["token_budget"]), None)
-    lengths, table_s = synthetic_lengths(args.clips)
+    with tempfile.TemporaryDirectory(prefix="bench_batching_") as tmp:
+        dataset, lengths, table_s = synthetic_set(args.clips, Path(tmp))
+        tiny = tiny_epochs(dataset, args.batch_size, args.tiny_batches, Path(tmp) / "tiny")
     distributions = {"synthetic corpus (tiny tokenizer)": lengths,
                      "modeled MERR stage 1": modeled_lengths(args.items, "stage1"),
                      "modeled MERR stage 2": modeled_lengths(args.items, "stage2")}
@@ -190,6 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
         "length_table_seconds": {"items": len(lengths), "seconds": table_s,
                                  "items_per_s": len(lengths) / table_s},
         "padding": padding,
+        "tiny_model_epoch": tiny,
         "shipped_configs": shipped,
         "notes": ["padding = pad positions / all positions of the epoch's micro-batches (right padding)",
                   "the modeled distribution is an assumption (module docstring), not MERR's text",
@@ -199,11 +254,16 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"padding at batch {args.batch_size} (group_size 64), over {args.batches} micro-batches")
     print(format_table(padding, ["lengths", "mean_length", "max_length", "batching", "padding", "mean_rows",
                                  "mean_positions", "max_positions"]))
+    print(f"\ntiny model, {args.tiny_batches} micro-batches of {args.batch_size} (forward + backward, CPU), the same samples")
+    print(format_table(tiny, ["batching", "padding", "positions", "seconds", "real_tokens_per_s", "epoch_loss"]))
     print(f"\nLengthTable: {len(lengths)} items in {table_s:.2f} s ({len(lengths) / table_s:.0f} items/s)")
     print("\nshipped configs, largest possible micro-batch (COMPUTED, NOT MEASURED)")
     print(format_table(shipped, ["config", "batch_size", "token_budget", "activation_checkpointing",
                                  "longest_sample", "worst_micro_batch_positions", "estimated_gib", "fits_24gb",
                                  "largest_fitting_token_budget"]))
+    for row in shipped:
+        modes = ", ".join(f"{mode} {gib:.1f}" for mode, gib in row["estimated_gib_by_mode"].items())
+        print(f"{row['config']}: the same micro-batch by checkpointing mode (GiB): {modes}")
     print(f"wrote {write_json(args.json, result)}")
     return result
 

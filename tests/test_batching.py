@@ -214,3 +214,18 @@ def test_a_length_grouped_run_resumes_exactly_and_logs_its_padding(tiny_dir, tmp
     assert set(weights[0]) == set(weights[1])
     for name, value in weights[0].items():  # the same up to float rounding (the checkpoint round trip)
         assert torch.allclose(value, weights[1][name], atol=1e-6, rtol=0), name
+
+
+def test_bench_batching_reports_less_padding_grouped_and_shipped_configs_that_fit(tmp_path):
+    from benchmarks.bench_batching import main as bench_main
+
+    result = bench_main(["--clips", "40", "--items", "800", "--batches", "40", "--tiny-batches", "2",
+                         "--json", str(tmp_path / "b.json")])
+    by = {(r["lengths"], r["batching"]): r["padding"] for r in result["padding"]}
+    for lengths in {key[0] for key in by}:
+        assert by[(lengths, "length_grouped")] < 0.05 < by[(lengths, "fixed")], lengths
+    assert all(r["fits_24gb"] and r["estimated_gib"] > 15 for r in result["shipped_configs"])
+    fixed, grouped = result["tiny_model_epoch"]
+    assert grouped["positions"] < fixed["positions"]  # the same samples in fewer positions, the same loss
+    assert grouped["epoch_loss"] == pytest.approx(fixed["epoch_loss"], rel=1e-5)
+    assert json.loads((tmp_path / "b.json").read_text())["benchmark"] == "batching"

@@ -261,8 +261,8 @@ class TrainRecipe:
         if self.lengths is not None:  # the same epoch stream, in micro-batches of similar length
             batches = LengthGroupedBatchSampler(
                 len(self.train_set), self.steps_per_epoch * self.micro_per_step, run.batch_size, self.lengths,
-                seed=run.seed, epoch=epoch, group_size=run.group_size, token_budget=run.token_budget, rank=info.rank, world_size=info.world_size,
-                start=self.state.step_in_epoch * self.micro_per_step, weights=self.weights,
+                seed=run.seed, epoch=epoch, group_size=run.group_size, token_budget=run.token_budget, rank=info.rank,
+                world_size=info.world_size, start=self.state.step_in_epoch * self.micro_per_step, weights=self.weights,
             )
             batching = {"batch_sampler": batches}
         else:
