@@ -12,8 +12,9 @@ a few seconds instead of minutes of CPU init. Speed and memory do not depend on 
 
 Each batch holds synthetic token ids in the training prompt layout: BOS, 256 patch slots, 3 feature
 slots + 1 CLS slot (the 260 visual tokens) and `--text-tokens` text tokens, of which the first
-`--prompt-tokens` are prompt and the rest are target (with loss). It sweeps batch sizes x gradient
-checkpointing x EVA mode (live: the frozen ViT runs on 448 px images every step; cached: tokens are
+`--prompt-tokens` are prompt and the rest are target (with loss). It sweeps batch sizes x activation
+checkpointing (`--checkpointing`: off, on = every layer, every_k, mlp_only; model.activation_checkpointing)
+x EVA mode (live: the frozen ViT runs on 448 px images every step; cached: tokens are
 read from the batch, as with `eva_cache`). An out-of-memory at one batch size is recorded as "oom"
 and the larger batch sizes of that setting are skipped.
 
@@ -31,8 +32,9 @@ N = frozen LLM decoder Linear weights counted from their logical shapes (in x ou
               + projections         weight gradients only (their inputs are frozen)
     EVA live  2 N_eva T_eva + 4 depth width 1025^2 batch (forward only, no_grad)
 i.e. about 4 N T, not the 6 N T of full fine-tuning: a frozen base skips weight gradients but still
-back-propagates activation gradients through every layer. Gradient checkpointing re-runs the forward;
-that is hardware work, not model work, so it lowers MFU and is reported separately as HFU.
+back-propagates activation gradients through every layer. Gradient checkpointing re-runs the forward
+(of every layer, every k-th layer, or the MLPs only); that is hardware work, not model work, so it lowers
+MFU and is reported separately as HFU.
 
 Results go to benchmarks/results/gpu_<device>.json (or --json).
 """
