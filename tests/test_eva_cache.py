@@ -32,6 +32,7 @@ from minigpt4.models.eva_cache import (MANIFEST_NAME, EvaCacheError, EvaTokenSha
                                        shard_files)
 from minigpt4.models.vision_towers import frame_tokens, frozen_frame_tower
 from minigpt4.processors import EvaImageTransform
+from minigpt4.setup_check import Need, check_need
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -235,3 +236,16 @@ def test_torchrun_two_processes(corpus, model_yaml, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(EvaTokenShards(tmp_path / "two").index) == sorted(find_frames(corpus / "frames")[0])
     assert "12 clips encoded" in run.stdout
+
+
+def test_check_setup_lists_the_cache(corpus, model_yaml, tiny_model_cfg, tmp_path):
+    out = tmp_path / "cache"
+    key = "datasets.merr.eva_cache"
+    need = Need(key, str(out), "eva_cache", "cached EVA tokens", expect_vision=tiny_model_cfg.vision)
+    assert check_need(need).detail == "missing"
+    _cache(corpus, model_yaml, out)
+    found = check_need(need)
+    assert found.ok and found.detail == "12 clips in 1 shards, bf16, tokens (17, 32), eva_vit_g at 56 px", found.detail
+    other = type(tiny_model_cfg.vision)(**{**vars(tiny_model_cfg.vision), "width": 64})
+    found = check_need(Need(key, str(out), "eva_cache", "cached EVA tokens", expect_vision=other))
+    assert not found.ok and "made by another tower than model.vision (width 32 (model.vision.width: 64))" in found.detail

@@ -32,6 +32,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import torch
+import webdataset as wds
 from tqdm import tqdm
 
 from minigpt4.common.config import ConfigError, load_config, load_section
@@ -189,9 +190,12 @@ def build_eva_cache(frames: dict[str, Path], out_dir: str | Path, tower: FrameTo
     _sync(info)
 
     cached = {name for path in shard_files(out_dir) for name, _, _ in shard_members(path)}
-    mine = [name for name in frames if shard_of(name, world) == rank]
+    problems = dict(problems or {})
+    problems.update({n: "the clip name contains '.', which a webdataset key cannot hold; rename the file"
+                     for n in frames if "." in n})
+    mine = [name for name in frames if shard_of(name, world) == rank and name not in problems]
     report = EvaCacheReport(skipped_existing=[n for n in mine if n in cached])
-    report.failed.update({k: v for k, v in (problems or {}).items() if shard_of(k, world) == rank})
+    report.failed.update({k: v for k, v in problems.items() if shard_of(k, world) == rank})
     todo = [n for n in mine if n not in cached]
     part = rank_report_path(out_dir / REPORT_NAME, rank, world) if world > 1 else out_dir / REPORT_NAME
     if todo:
@@ -204,8 +208,7 @@ def build_eva_cache(frames: dict[str, Path], out_dir: str | Path, tower: FrameTo
             if not batch:
                 break
             start = time.perf_counter()
-            path = out_dir / shard_name(index, rank, world)
-            atomic_write(path, lambda handle, batch=batch: _write_tar(handle, batch))
+            path = write_shard(out_dir / shard_name(index, rank, world), batch)
             report.written += [name for name, _ in batch]
             report.shards.append(path.name)
             report.seconds["write"] += time.perf_counter() - start
@@ -229,12 +232,14 @@ def _sync(info: DistInfo | None) -> None:
         barrier(info)
 
 
-def _write_tar(handle, batch: list[tuple[str, bytes]]) -> None:
-    import webdataset as wds
+def write_shard(path: Path, batch: list[tuple[str, bytes]]) -> Path:
+    """One tar of (clip name, `encode_tokens` bytes), visible under `path` only once complete."""
+    def fill(handle) -> None:
+        with wds.TarWriter(handle) as sink:
+            for name, data in batch:
+                sink.write({"__key__": name, "eva.npy": data})
 
-    with wds.TarWriter(handle) as sink:
-        for name, data in batch:
-            sink.write({"__key__": name, "eva.npy": data})
+    return atomic_write(path, fill)
 
 
 def _next_index(out_dir: Path, rank: int, world: int) -> int:

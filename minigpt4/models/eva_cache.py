@@ -37,6 +37,7 @@ FORMAT = "minigpt4-eva-cache/1"
 MEMBER_SUFFIX = "eva.npy"  # the webdataset field of a clip's tokens
 SHARD_GLOB = "eva-*.tar"
 STORAGE_DTYPES = ("bf16", "fp16", "fp32")
+NPY_HEADER_MAX = 65546  # magic, version, length and the largest header of .npy format 1.0
 # what makes two towers give the same tokens (with the weights); a mismatch with the model's
 # `model.vision` means the cache belongs to another model
 TOWER_KEYS = ("arch", "image_size", "patch_size", "width", "depth", "num_heads", "mlp_dim", "layer", "model_name")
@@ -75,14 +76,11 @@ def encode_tokens(tokens, dtype: str) -> bytes:
     return buffer.getvalue()
 
 
-def decode_tokens(data: bytes, where: str):
+def decode_tokens(data: bytes | bytearray, where: str):
     """The bytes of an ``.eva.npy`` member -> a torch tensor in its stored dtype (uint16 = bf16 bits)."""
     import torch  # lazily, see encode_tokens
 
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as err:
-        raise EvaCacheError(f"{where}: not a valid .npy ({err}); rebuild the EVA cache") from None
+    array = npy_array(data, where)
     if array.ndim != 2:
         raise EvaCacheError(f"{where}: cached tokens must be [tokens, width], got {array.shape}; rebuild the EVA cache")
     if array.dtype == np.uint16:
@@ -90,6 +88,22 @@ def decode_tokens(data: bytes, where: str):
     if array.dtype not in (np.float16, np.float32):
         raise EvaCacheError(f"{where}: cached tokens of dtype {array.dtype} (expected float32, float16 or bf16 bits)")
     return torch.from_numpy(array)
+
+
+def npy_array(data: bytes | bytearray, where: str) -> np.ndarray:
+    """The array of .npy bytes as a view of them (no copy of a 3 MB member; `np.load` copies it in
+    chunks). Bytes are copied once into a bytearray, so the array is writable, as torch wants."""
+    stream = io.BytesIO(bytes(memoryview(data)[:NPY_HEADER_MAX]))  # the header only: BytesIO would copy it all
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(stream)
+        if fortran_order or dtype.hasobject:
+            raise ValueError("expected a C-ordered numeric array")
+        buffer = data if isinstance(data, bytearray) else bytearray(data)
+        return np.frombuffer(buffer, dtype=dtype, count=int(np.prod(shape)), offset=stream.tell()).reshape(shape)
+    except ValueError as err:
+        raise EvaCacheError(f"{where}: not a valid .npy ({err}); rebuild the EVA cache") from None
 
 
 def shard_members(tar_path: Path) -> list[tuple[str, int, int]]:
@@ -190,7 +204,9 @@ class EvaTokenShards:
         if name not in self.index:
             raise EvaCacheError(self.missing_hint(name))
         path, offset, length = self.index[name]
+        data = bytearray(length)
         with open(path, "rb") as handle:
             handle.seek(offset)
-            data = handle.read(length)
+            if handle.readinto(data) != length:
+                raise EvaCacheError(f"{path} ends before the tokens of {name!r}; re-run the eva-cache command")
         return decode_tokens(data, f"{path}:{name}.{MEMBER_SUFFIX}")
