@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_MODEL_YAML, free_port, tiny_model_section, write_tiny_corpus
+from conftest import free_port, tiny_model_section, tiny_train_config, write_tiny_corpus
+from minigpt4.cli.train import main as train_main
 from minigpt4.common.distributed import DistInfo
 from minigpt4.common.media import load_frame
 from minigpt4.data.annotations import AnnotationError
@@ -249,3 +250,21 @@ def test_check_setup_lists_the_cache(corpus, model_yaml, tiny_model_cfg, tmp_pat
     other = type(tiny_model_cfg.vision)(**{**vars(tiny_model_cfg.vision), "width": 64})
     found = check_need(Need(key, str(out), "eva_cache", "cached EVA tokens", expect_vision=other))
     assert not found.ok and "made by another tower than model.vision (width 32 (model.vision.width: 64))" in found.detail
+
+
+def test_train_py_on_the_cache_logs_the_live_losses(tiny_dir, model_yaml, tmp_path):
+    """The shipped stage configs' path end to end: train.py with `eva_cache:` (fp32 storage) logs the
+    very losses of the same run with the live tower."""
+    corpus = write_tiny_corpus(tmp_path / "corpus", n=12)
+    cache = _cache(corpus, model_yaml, tmp_path / "cache", "--dtype", "fp32")
+    rounded = _cache(corpus, model_yaml, tmp_path / "bf16")
+    losses = {}
+    for mode, options in (("live", []), ("cached", [f"datasets.tiny.eva_cache={cache}"]),
+                          ("bf16", [f"datasets.tiny.eva_cache={rounded}"])):
+        out = tmp_path / mode
+        cfg = tiny_train_config(tmp_path / f"{mode}.yaml", tiny_dir, corpus, out, tasks=["emotion"], max_epochs=1,
+                                iters_per_epoch=4)
+        assert train_main(["--cfg-path", str(cfg), "--options", "run.log_every=1", *options]) == 0
+        losses[mode] = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses["live"]) == 4 and losses["cached"] == losses["live"]
+    assert losses["bf16"] != losses["live"] and losses["bf16"] == pytest.approx(losses["live"], rel=1e-3)  # it is read
