@@ -20,7 +20,6 @@ written, clips already cached, and every frame that could not be read, with the 
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import sys
@@ -30,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import numpy as np
 import torch
 import webdataset as wds
 from tqdm import tqdm
@@ -43,7 +41,7 @@ from minigpt4.common.sharding import merge_owned, rank_report_files, rank_report
 from minigpt4.features.config import FeatureConfig
 from minigpt4.models.config import ModelConfig, VisionConfig
 from minigpt4.models.eva_cache import (FORMAT, MANIFEST_NAME, STORAGE_DTYPES, EvaCacheError, encode_tokens,
-                                       read_manifest, shard_files, shard_members, shard_name, tower_mismatch,
+                                       npy_array, read_manifest, shard_files, shard_members, shard_name, tower_mismatch,
                                        tower_spec)
 from minigpt4.models.vision_towers import frame_tokens, frozen_frame_tower
 from minigpt4.processors import EvaImageTransform
@@ -148,24 +146,20 @@ def _vision(spec: dict) -> VisionConfig:
 
 def write_manifest(out_dir: Path, spec: dict, complete: bool) -> dict:
     """Index every finished shard in `out_dir` (a clip in two shards counts once, the first)."""
-    shards, seen, shape = [], set(), None
+    shards, seen = [], set()
     for path in shard_files(out_dir):
         clips = [(n, o, s) for n, o, s in shard_members(path) if n not in seen]
         seen.update(n for n, _, _ in clips)
         shards.append({"file": path.name, "bytes": path.stat().st_size, "clips": clips})
-    manifest = {**spec, "complete": complete, "clips": len(seen), "token_shape": shape, "shards": shards}
+    manifest = {**spec, "complete": complete, "clips": len(seen), "token_shape": None, "shards": shards}
     first = next((s for s in shards if s["clips"]), None)
     if first is not None:
         name, offset, length = first["clips"][0]
         with open(out_dir / first["file"], "rb") as handle:
             handle.seek(offset)
-            manifest["token_shape"] = list(_npy_shape(handle.read(length)))
+            manifest["token_shape"] = list(npy_array(handle.read(length), f"{first['file']}:{name}").shape)
     atomic_write(out_dir / MANIFEST_NAME, json.dumps(manifest, indent=1))
     return manifest
-
-
-def _npy_shape(data: bytes) -> tuple[int, ...]:
-    return np.load(io.BytesIO(data), allow_pickle=False).shape
 
 
 def build_eva_cache(frames: dict[str, Path], out_dir: str | Path, tower: FrameTower, *, dtype: str = "bf16",
