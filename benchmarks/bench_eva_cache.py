@@ -111,8 +111,9 @@ def main() -> None:
         row["bytes_vs_fp32_npy"] = row["mib_per_clip"] / base
     print(format_table(rows, ["layout", "dtype", "files", "mib_per_clip", "bytes_vs_fp32_npy", "write_ms_per_clip",
                               "read_ms_per_clip"]))
-    result = {"command": command_line(), "machine": machine_info("cpu"), "clips": args.clips,
-              "token_shape": [args.tokens, args.width], "max_per_shard": args.max_per_shard, "rows": rows}
+    result = {"command": command_line(), "machine": machine_info("cpu"),
+              "settings": {"clips": args.clips, "token_shape": [args.tokens, args.width],
+                           "max_per_shard": args.max_per_shard, "passes": args.passes}, "rows": rows}
     print(f"wrote {write_json(args.json, result)}")
 
 
