@@ -267,12 +267,14 @@ class EvalConfig(GenerationConfig):
         parts = [self.protocol] if self.protocol != "clean" else []
         return "_".join(parts + (["score_labels"] if self.answer_mode == "score_labels" else []))
 
-    def result_dir(self, key: str, fold: Optional[int] = None) -> Path:
+    def result_dir(self, key: str, fold: Optional[int] = None, dropped: Sequence[str] = ()) -> Path:
         """Where an evaluation of `datasets.<key>` writes: ``<output_dir>/<key>`` for the clean protocol
         and generated answers, ``<output_dir>/<key>/<variant>`` otherwise (a release-protocol run never
-        overwrites the clean one), then ``/fold_<k>`` when a single fold is chosen."""
+        overwrites the clean one), then ``/without_<inputs>`` when inputs are removed from every clip
+        (the dataset's `drop_modalities`), then ``/fold_<k>`` when a single fold is chosen."""
         root = Path(self.output_dir) / key
         root = root / self.variant if self.variant else root
+        root = root / f"without_{'_'.join(dropped)}" if dropped else root
         return root / f"fold_{fold}" if fold is not None else root
 
 
