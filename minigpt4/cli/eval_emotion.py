@@ -165,7 +165,7 @@ def build_eval_sets(cfg: EvalRunConfig, key: str, folds: Sequence[int | None], i
         # the protocol's instruction pools and frame (the first one under release)
         dcfg = dataclasses.replace(dcfg, protocol=template.protocol, frame_choice=template.frame_choice(dcfg.frame_choice))
         dataset = build_dataset(dcfg, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=cfg.run.seed,
-                                feature_layout=cfg.model.feature_layout)
+                                feature_layout=cfg.model.feature_layout, vision=cfg.model.vision)
         log.info("%s%s: %s", key, f" fold {fold}" if fold is not None else "", describe(dataset))
         sets.append((fold, dataset))
     return sets

@@ -17,7 +17,7 @@ from minigpt4.common.registry import Registry
 from minigpt4.models.checkpoint import load_trainable
 from minigpt4.models.config import LLMConfig, LoraConfig, ModelConfig
 from minigpt4.models.emotion_llama import EmotionLLaMA
-from minigpt4.models.vision_towers import build_vision_tower
+from minigpt4.models.vision_towers import frozen_frame_tower
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def build_emotion_llama(cfg: ModelConfig, *, meta: bool = False) -> EmotionLLaMA
     device = torch.device("meta") if meta else None
     with torch.device(device) if meta else contextlib.nullcontext():
         vision_cfg = cfg.vision if not meta else type(cfg.vision)(**{**vars(cfg.vision), "weights": None})
-        visual_encoder = build_vision_tower(vision_cfg).to(dtype)
+        visual_encoder = frozen_frame_tower(vision_cfg, dtype)
         llm = build_llm(cfg.llm, dtype, meta=meta)
         llm = apply_lora(llm, cfg.lora)
         model = EmotionLLaMA(cfg, visual_encoder, llm, tokenizer=None if meta else load_tokenizer(cfg.llm))

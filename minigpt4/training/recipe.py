@@ -58,7 +58,7 @@ def build_train_set(cfg: TrainRunConfig, image_size: int, val_sets: dict | None 
     if not cfg.datasets:
         raise ConfigError("the config has no `datasets:` to train on (add at least one dataset entry)")
     parts = [build_dataset(d, EvaImageTransform(image_size), train=True, seed=cfg.run.seed,
-                           feature_layout=cfg.model.feature_layout) for d in cfg.datasets.values()]
+                           feature_layout=cfg.model.feature_layout, vision=cfg.model.vision) for d in cfg.datasets.values()]
     val_names = {clip_key(r.name) for v in (val_sets or {}).values() for r in v.records}
     removed: dict[str, int] = {}
     for name, part in zip(cfg.datasets, parts):
@@ -176,7 +176,7 @@ class TrainRecipe:
         resume_from = find_resume_checkpoint(self.run_dir, run.resume, run.start_fresh)
         self.val_sets = {
             name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed,
-                                feature_layout=cfg.model.feature_layout)
+                                feature_layout=cfg.model.feature_layout, vision=cfg.model.vision)
             for name, d in cfg.val_datasets.items()
         }
         self.train_set, self.val_clips_removed = build_train_set(cfg, cfg.model.vision.image_size, self.val_sets)
