@@ -229,3 +229,33 @@ def test_bench_batching_reports_less_padding_grouped_and_shipped_configs_that_fi
     assert grouped["positions"] < fixed["positions"]  # the same samples in fewer positions, the same loss
     assert grouped["epoch_loss"] == pytest.approx(fixed["epoch_loss"], rel=1e-5)
     assert json.loads((tmp_path / "b.json").read_text())["benchmark"] == "batching"
+
+
+@pytest.mark.slow
+def test_two_processes_take_the_length_grouped_micro_batches_of_one_process_with_accumulation(tiny_dir, tmp_path):
+    """Rank r takes every other micro-batch of one global list: 2 processes x batch 2 = 1 process
+    accumulating 2 micro-batches of 2 (the same chunks of 8 samples when group_size x world_size agree),
+    so the logged losses and the all-reduced padding are the same."""
+    import subprocess
+    import sys
+
+    from conftest import ENV, REPO, free_port
+
+    corpus = write_tiny_corpus(tmp_path / "corpus", n=24)
+
+    def config(name, **run):
+        return tiny_train_config(tmp_path / f"{name}.yaml", tiny_dir, corpus, tmp_path / name, max_epochs=1,
+                                 iters_per_epoch=3, log_every=1, batch_size=2, batching="length_grouped", **run)
+
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                          str(free_port()), "train.py", "--cfg-path", str(config("two", group_size=2))],
+                         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert train_main(["--cfg-path", str(config("one", group_size=4, grad_accum_steps=2))]) == 0
+    logs = {name: [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+            for name in ("two", "one")}
+    assert [r["step"] for r in logs["two"]] == [r["step"] for r in logs["one"]] == [1, 2, 3]
+    assert [r["padding"] for r in logs["two"]] == pytest.approx([r["padding"] for r in logs["one"]], abs=1e-6)
+    assert [r["loss"] for r in logs["two"]] == pytest.approx([r["loss"] for r in logs["one"]], rel=1e-4)
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and len(set(summary["rank_weight_checksums"])) == 1
