@@ -423,13 +423,26 @@ class EmotionDataset(torch.utils.data.Dataset):
                 present[rows] = False
         sample["features"] = torch.from_numpy(feats)
         sample["feature_present"] = torch.from_numpy(present)
-        sample["transcript"] = "" if "text" in drop else (record.transcript or "")
-        sample["task"] = task
-        sample["instruction"] = self.instruction(task, index)
-        sample["target"] = self.target(record, task)
-        sample["label"] = record.label
-        sample["valence"] = record.valence
+        sample.update(self.text_fields(index, record, task, drop))
         return sample
+
+    def text_fields(self, index: int, record: Record, task: str, drop: set[str]) -> dict[str, Any]:
+        """The fields of item `index` that decide its prompt and target text."""
+        return {"transcript": "" if "text" in drop else (record.transcript or ""), "task": task,
+                "instruction": self.instruction(task, index), "target": self.target(record, task),
+                "label": record.label, "valence": record.valence}
+
+    def text_sample(self, index: int) -> dict[str, Any]:
+        """Item `index` without reading its media: its text fields, and every input counted present
+        unless dropped. What the length-grouped batch sampler measures token lengths on."""
+        record, task = self.item(index)
+        drop = self.dropped(index)
+        present = np.ones(self.media.layout.rows, bool)
+        for kind in FEATURE_ORDER:
+            if kind in drop:
+                present[self.media.layout.slice(kind)] = False
+        return {"name": record.name, "image": None if "image" in drop else True, "feature_present": present,
+                **self.text_fields(index, record, task, drop)}
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
