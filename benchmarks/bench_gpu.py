@@ -12,8 +12,9 @@ a few seconds instead of minutes of CPU init. Speed and memory do not depend on 
 
 Each batch holds synthetic token ids in the training prompt layout: BOS, 256 patch slots, 3 feature
 slots + 1 CLS slot (the 260 visual tokens) and `--text-tokens` text tokens, of which the first
-`--prompt-tokens` are prompt and the rest are target (with loss). It sweeps batch sizes x gradient
-checkpointing x EVA mode (live: the frozen ViT runs on 448 px images every step; cached: tokens are
+`--prompt-tokens` are prompt and the rest are target (with loss). It sweeps batch sizes x activation
+checkpointing (`--checkpointing`: off, on = every layer, every_k, mlp_only; model.activation_checkpointing)
+x EVA mode (live: the frozen ViT runs on 448 px images every step; cached: tokens are
 read from the batch, as with `eva_cache`). An out-of-memory at one batch size is recorded as "oom"
 and the larger batch sizes of that setting are skipped.
 
@@ -31,8 +32,9 @@ N = frozen LLM decoder Linear weights counted from their logical shapes (in x ou
               + projections         weight gradients only (their inputs are frozen)
     EVA live  2 N_eva T_eva + 4 depth width 1025^2 batch (forward only, no_grad)
 i.e. about 4 N T, not the 6 N T of full fine-tuning: a frozen base skips weight gradients but still
-back-propagates activation gradients through every layer. Gradient checkpointing re-runs the forward;
-that is hardware work, not model work, so it lowers MFU and is reported separately as HFU.
+back-propagates activation gradients through every layer. Gradient checkpointing re-runs the forward
+(of every layer, every k-th layer, or the MLPs only); that is hardware work, not model work, so it lowers
+MFU and is reported separately as HFU.
 
 Results go to benchmarks/results/gpu_<device>.json (or --json).
 """
@@ -59,7 +61,9 @@ from benchmarks.common import (  # noqa: E402
     command_line, format_table, machine_info, published_peak_tflops, synchronize, write_json,
 )
 from minigpt4.common.config import load_config  # noqa: E402
-from minigpt4.models.builder import DTYPES, build_model, count_parameters, merged_lora  # noqa: E402
+from minigpt4.models.builder import (  # noqa: E402
+    DTYPES, build_model, count_parameters, merged_lora, set_activation_checkpointing,
+)
 from minigpt4.models.config import ModelConfig  # noqa: E402
 from minigpt4.models.kv_cache import PreallocatedCache  # noqa: E402
 from minigpt4.run_config import OptimConfig  # noqa: E402
@@ -139,10 +143,11 @@ class FlopModel:
     eva_width: int
     eva_tokens: int  # 1 + patches
     patch_tokens: int
+    mlp_linear: int = 0  # of llm_linear, the MLP weights (mlp_only checkpointing recomputes just these)
 
     @classmethod
     def of(cls, model: nn.Module) -> "FlopModel":
-        llm, lora = 0, 0
+        llm, lora, mlp = 0, 0, 0
         head = model.llama_model.get_output_embeddings()
         for name, module in model.llama_model.named_modules():
             if isinstance(module, nn.Linear) and module is not head:
@@ -151,6 +156,7 @@ class FlopModel:
                     lora += module.in_features * module.out_features
                 else:
                     llm += module.in_features * module.out_features
+                    mlp += module.in_features * module.out_features if ".mlp." in name else 0
         eva = sum(m.weight.numel() for m in model.visual_encoder.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
         cfg = model.cfg
         config = model.llama_model.config
@@ -160,12 +166,14 @@ class FlopModel:
             vocab=config.vocab_size, patch_proj=model.llama_proj.weight.numel(),
             other_proj=sum(p.weight.numel() for p in [model.cls_tk_llama_proj, *model.feature_projections]),
             eva_linear=eva, eva_depth=cfg.vision.depth, eva_width=cfg.vision.width, eva_tokens=1 + grid * grid,
-            patch_tokens=cfg.num_patch_tokens,
+            patch_tokens=cfg.num_patch_tokens, mlp_linear=mlp,
         )
 
-    def train_step(self, batch: int, seq: int, targets: int, live_eva: bool) -> dict[str, float]:
-        """Model FLOPs of one training step (`targets` label tokens per sample), and hardware FLOPs
-        when the forward is recomputed (the LM head is outside the checkpointed layers)."""
+    def train_step(self, batch: int, seq: int, targets: int, live_eva: bool, checkpointing: str = "every_layer",
+                   k: int = 2) -> dict[str, float]:
+        """Model FLOPs of one training step (`targets` label tokens per sample), and the FLOPs the
+        `checkpointing` mode recomputes (hardware work: the LM head is outside the checkpointed layers;
+        every_k recomputes ceil(layers / k) layers, mlp_only the MLP matmuls)."""
         tokens = batch * seq
         attn = 4 * self.layers * self.hidden * seq * seq * batch
         head = 2 * self.lm_head * targets * batch
@@ -176,7 +184,17 @@ class FlopModel:
         forward = llm_fwd + head + lora_fwd + proj
         backward = (2 * self.llm_linear * tokens + 2 * attn + head) + 2 * lora_fwd + proj
         model_flops = forward + backward + (eva if live_eva else 0)
-        return {"model": float(model_flops), "recompute": float(llm_fwd + lora_fwd)}
+        recompute = {"none": 0.0, "every_layer": llm_fwd + lora_fwd,
+                     "every_k": (llm_fwd + lora_fwd) * math.ceil(self.layers / k) / self.layers,
+                     "mlp_only": 2 * self.mlp_linear * tokens}[checkpoint_mode(checkpointing)]
+        return {"model": float(model_flops), "recompute": float(recompute)}
+
+
+def checkpoint_mode(checkpointing: bool | str) -> str:
+    """A model.activation_checkpointing mode; True / False (the older on / off) are every_layer / none."""
+    if isinstance(checkpointing, bool):
+        return "every_layer" if checkpointing else "none"
+    return {"on": "every_layer", "off": "none"}.get(checkpointing, checkpointing)
 
 
 # ----------------------------------------------------------------------------------------- inputs
@@ -272,12 +290,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int, iters: int)
             "tflops": 2 * size**3 * iters / seconds / 1e12}
 
 
-def set_checkpointing(model: nn.Module, enabled: bool) -> None:
-    llm = model.llama_model
-    if enabled:
-        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        llm.gradient_checkpointing_disable()
+def set_checkpointing(model: nn.Module, checkpointing: bool | str, k: int = 2) -> None:
+    """Activation checkpointing as train.py sets it (`model.activation_checkpointing`); True = every layer."""
+    set_activation_checkpointing(model.llama_model, checkpoint_mode(checkpointing), k)
 
 
 def measure_train(model, optimizer, batch: dict, steps: int, warmup: int, amp_dtype: torch.dtype,
@@ -349,19 +364,29 @@ FIT_LIMIT_GIB = 22.5  # a 24 GB card (24 GiB) minus CUDA context and allocator f
 
 
 def estimate_memory(params: dict[str, int], flops: FlopModel, intermediate: int, batch: int, seq: int,
-                    checkpointing: bool, four_bit: bool, weight_bytes: int = 2, targets: Optional[int] = None
-                    ) -> dict[str, float]:
+                    checkpointing: bool | str, four_bit: bool, weight_bytes: int = 2, targets: Optional[int] = None,
+                    k: int = 2) -> dict[str, float]:
     """Computed (not measured) peak GPU memory of a training step, GiB, by component. The logits are
-    built at the `targets` label positions per sample only (default: every position, the old bound)."""
+    built at the `targets` label positions per sample only (default: every position, the old bound).
+    `checkpointing`: a model.activation_checkpointing mode (every_k with `k`), or True / False."""
     if four_bit:  # decoder Linear layers in nf4; embeddings, lm_head and norms stay 16-bit
         quantized = flops.llm_linear
         llm_weights = quantized * NF4_BYTES + (params["llm_base"] - quantized) * weight_bytes
     else:
         llm_weights = params["llm_base"] * weight_bytes
-    per_layer_token = ACT_BYTES_PER_HIDDEN * flops.hidden + MLP_SAVED_TENSORS * 2 * intermediate
+    mlp_token = MLP_SAVED_TENSORS * 2 * intermediate
+    per_layer_token = ACT_BYTES_PER_HIDDEN * flops.hidden + mlp_token
     tokens = batch * seq
-    if checkpointing:  # layer inputs kept; one layer's activations live during its recompute
+    mode = checkpoint_mode(checkpointing)
+    # a checkpointed layer keeps its bf16 input (2 hidden bytes); one layer's (or MLP's) activations live
+    # again during its recompute
+    if mode == "every_layer":
         activations = tokens * (flops.layers * 2 * flops.hidden + per_layer_token)
+    elif mode == "every_k":
+        done = math.ceil(flops.layers / k)
+        activations = tokens * (done * 2 * flops.hidden + (flops.layers - done + 1) * per_layer_token)
+    elif mode == "mlp_only":  # the MLP's input is the norm output already counted
+        activations = tokens * (flops.layers * (per_layer_token - mlp_token) + mlp_token)
     else:
         activations = tokens * flops.layers * per_layer_token
     activations += tokens * flops.hidden * 4 * 2  # inputs_embeds (fp32) and its gradient
@@ -402,7 +427,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="text tokens per sample, prompt + target (default 100; 1024 = the release's cap)")
     parser.add_argument("--prompt-tokens", type=int, default=None, help="of the text, prompt (no loss); default 60")
     parser.add_argument("--image-size", type=int, default=448)
-    parser.add_argument("--checkpointing", nargs="+", choices=("off", "on"), default=["off", "on"])
+    parser.add_argument("--checkpointing", nargs="+", choices=("off", "on", "every_k", "mlp_only"), default=["off", "on"],
+                        help="activation checkpointing: off, on (every layer), every_k (--checkpointing-k), mlp_only")
+    parser.add_argument("--checkpointing-k", type=int, default=2, help="every_k: layers 0, k, 2k, ... recompute")
     parser.add_argument("--eva", nargs="+", choices=("cached", "live"), default=["cached", "live"])
     parser.add_argument("--steps", type=int, default=None, help="measured steps (default 5, tiny 2)")
     parser.add_argument("--warmup", type=int, default=2)
@@ -485,15 +512,17 @@ def main(argv: list[str] | None = None) -> dict:
     for text in [] if args.no_train else args.text_tokens:
         seq = 1 + cfg.num_visual_tokens + text
         for ckpt in args.checkpointing:
-            set_checkpointing(model, ckpt == "on")
+            set_checkpointing(model, ckpt, args.checkpointing_k)
             for eva in args.eva:
                 oom_at = None
                 for batch_size in args.batch_sizes:
                     row = {"text_tokens": text, "seq_len": seq, "batch_size": batch_size,
-                           "gradient_checkpointing": ckpt == "on", "eva": eva,
+                           "gradient_checkpointing": ckpt != "off", "activation_checkpointing": checkpoint_mode(ckpt),
+                           "eva": eva,
                            "estimated_memory_gib": estimate_memory(
                                params, flops, model.llama_model.config.intermediate_size, batch_size, seq,
-                               ckpt == "on", args.load_in_4bit, targets=text - args.prompt_tokens)["total"]}
+                               ckpt, args.load_in_4bit, targets=text - args.prompt_tokens,
+                               k=args.checkpointing_k)["total"]}
                     if oom_at is not None:
                         train_rows.append({**row, "status": f"skipped (oom at batch {oom_at})"})
                         continue
@@ -503,9 +532,10 @@ def main(argv: list[str] | None = None) -> dict:
                     def run() -> dict:
                         batch = synthetic_batch(cfg, vocab, batch_size, text, args.prompt_tokens, eva == "live", device)
                         timing = measure_train(model, optimizer, batch, args.steps, args.warmup, amp_dtype, device)
-                        step_flops = flops.train_step(batch_size, seq, text - args.prompt_tokens, eva == "live")
+                        step_flops = flops.train_step(batch_size, seq, text - args.prompt_tokens, eva == "live",
+                                                      checkpoint_mode(ckpt), args.checkpointing_k)
                         sec = timing["seconds_per_step"]
-                        hardware = step_flops["model"] + (step_flops["recompute"] if ckpt == "on" else 0.0)
+                        hardware = step_flops["model"] + step_flops["recompute"]
                         return {
                             **timing,
                             "samples_per_s": batch_size / sec,
@@ -592,7 +622,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def print_row(row: dict) -> None:
-    tag = (f"text {row['text_tokens']:>4}  batch {row['batch_size']:>2}  ckpt {'on ' if row['gradient_checkpointing'] else 'off'}"
+    tag = (f"text {row['text_tokens']:>4}  batch {row['batch_size']:>2}  ckpt {row.get('activation_checkpointing', '-'):<11}"
            f"  EVA {row['eva']:<6}")
     if row["status"] != "ok":
         print(f"{tag}  {row['status']}")
@@ -607,7 +637,7 @@ def print_summary(result: dict) -> None:
     print(f"\ntraining (tokens = all positions incl. the 260 visual ones); MFU/HFU of the published bf16 dense "
           f"peak {result['published_peak_tflops'] or '(unknown: MFU not computed)'} TFLOP/s; "
           f"measured matmul {result['matmul_peak']['tflops']:.1f} TFLOP/s beside it")
-    print(format_table(result["train"], ["text_tokens", "batch_size", "gradient_checkpointing", "eva", "status",
+    print(format_table(result["train"], ["text_tokens", "batch_size", "activation_checkpointing", "eva", "status",
                                          "samples_per_s", "tokens_per_s", "mfu", "hfu", "fraction_of_measured_matmul",
                                          "peak_memory_gib", "estimated_memory_gib"],
                        ["text", "batch", "ckpt", "EVA", "status", "samples/s", "tokens/s", "MFU", "HFU",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement of issue 24 in one go (~5-7 minutes on an H100/H200), random weights, nothing
+# Every GPU measurement of issue 24 in one go (~7-10 minutes on an H100/H200), random weights, nothing
 # downloaded. Run from the repository root on a machine with one CUDA GPU:
 #
 #     bash benchmarks/gpu_all.sh            # writes benchmarks/results/gpu24_<gpu>_*.json (+ a copy under $OUT)
@@ -21,6 +21,11 @@ $PY -c "import torch; print(torch.cuda.get_device_name(), torch.__version__)"
 
 $PY benchmarks/bench_gpu.py --text-tokens 100 --batch-sizes 1 4 16 --steps 3 --warmup 1 --no-eval \
     --json "$res/gpu24_${slug}_train.json"
+# 1b. the shipped stage-1/2 settings (train_configs/emotion_llama_base.yaml: batch 16, every_layer, token_budget
+#     10240): a typical micro-batch (text 100, seq 361) and one at the token budget (text 379: 16 x 640 = 10240
+#     positions), every checkpointing mode beside it; peak_memory_gib says which of them fit 24 GB.
+$PY benchmarks/bench_gpu.py --text-tokens 100 379 --batch-sizes 16 --checkpointing on every_k mlp_only off \
+    --steps 3 --warmup 1 --no-eval --json "$res/gpu24_${slug}_shipped.json"
 $PY benchmarks/bench_gpu.py --no-train --text-tokens 100 --eva cached --batch-sizes 1 16 64 --gen-tokens 500 \
     --steps 2 --gen-modes dynamic fast --json "$res/gpu24_${slug}_generate.json"
 $PY benchmarks/bench_gpu.py --no-train --text-tokens 100 --eva cached --batch-sizes 1 --gen-tokens 500 \

@@ -115,7 +115,7 @@ def run_ablations(steps: list[dict]) -> dict[str, dict]:
         run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic", "--options",
              f"run.output_dir={out}/eval", f"model.checkpoint={out}/best/trainable.safetensors",
              f"datasets.synthetic.drop_modalities={drop}"], steps)
-        result = metrics(out / "eval" / "synthetic" / "metrics.json")
+        result = metrics(eval_result(out / "eval", dropped))
         scores[name] = {"dropped": dropped, "weighted_f1": result["weighted_f1"], "accuracy": result["accuracy"]}
     return scores
 
@@ -224,24 +224,34 @@ GRPO_CFG = "train_configs/demo_stage3_grpo.yaml"
 GRPO_CONDITIONS = {"all_inputs": [], "no_transcript": ["text"]}
 
 
-def evaluate(checkpoint: Path, out: Path, dropped: list[str], steps: list[dict]) -> dict:
-    """Test-split metrics of `checkpoint` with `dropped` inputs removed from every clip (generated answers)."""
-    if not (out / "synthetic" / "metrics.json").is_file():
-        run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic", "--options",
-             f"run.output_dir={out}", f"model.checkpoint={checkpoint}", f"datasets.synthetic.drop_modalities=[{','.join(dropped)}]"],
-            steps)
-    result = json.loads((out / "synthetic" / "metrics.json").read_text())
-    generated = result.get("by_answer_mode", {}).get("generate", result["metrics"])
-    return {k: generated[k] for k in ("weighted_f1", "accuracy", "n", "n_invalid")}
+def eval_result(out: Path, dropped: list[str] = ()) -> Path:
+    """metrics.json of the demo's evaluation under `out` (run.output_dir) with `dropped` inputs removed
+    (eval_emotion.py's `result_dir`: a `without_<inputs>` folder per removed set)."""
+    return out / "synthetic" / (f"without_{'_'.join(dropped)}" if dropped else "") / "metrics.json"
+
+
+def evaluate(checkpoint: Path, out: Path, steps: list[dict]) -> dict[str, dict]:
+    """Test-split metrics (generated answers) of `checkpoint` per GRPO condition: one process, the
+    model built once (`--without text`)."""
+    if not all(eval_result(out, dropped).is_file() for dropped in GRPO_CONDITIONS.values()):
+        removed = ",".join(d[0] for d in GRPO_CONDITIONS.values() if d)
+        run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic", "--without", removed,
+             "--options", f"run.output_dir={out}", f"model.checkpoint={checkpoint}"], steps)
+    scores = {}
+    for name, dropped in GRPO_CONDITIONS.items():
+        result = json.loads(eval_result(out, dropped).read_text())
+        generated = result.get("by_answer_mode", {}).get("generate", result["metrics"])
+        scores[name] = {k: generated[k] for k in ("weighted_f1", "accuracy", "n", "n_invalid")}
+    return scores
 
 
 def run_grpo(steps: list[dict], started: float) -> dict:
     """Stage 3 from the stage-2 model; the test split before and after, all inputs and no transcript."""
     stage2 = OUT / "stage2" / "best" / "trainable.safetensors"
-    before = {name: evaluate(stage2, GRPO_OUT / "eval_before" / name, dropped, steps) for name, dropped in GRPO_CONDITIONS.items()}
+    before = evaluate(stage2, GRPO_OUT / "eval_before", steps)
     run(["python", "train.py", "--cfg-path", GRPO_CFG, "--resume"], steps)
     stage3 = GRPO_OUT / "best" / "trainable.safetensors"
-    after = {name: evaluate(stage3, GRPO_OUT / "eval_after" / name, dropped, steps) for name, dropped in GRPO_CONDITIONS.items()}
+    after = evaluate(stage3, GRPO_OUT / "eval_after", steps)
     log = [json.loads(line) for line in (GRPO_OUT / "metrics.jsonl").read_text().splitlines()]
     results = {
         "test_split": str(DATA / "test.txt"),
@@ -267,18 +277,12 @@ def run_grpo(steps: list[dict], started: float) -> dict:
     return results
 
 
-def run_eval_drops(steps: list[dict]) -> dict[str, dict]:
-    """The demo model evaluated with each input removed from every test clip, both answer modes."""
+def eval_drops(out: Path) -> dict[str, dict]:
+    """The demo model's scores with all inputs and with each input removed from every test clip (the
+    evaluation's `--without each` folders), both answer modes."""
     scores = {}
     for name, dropped in EVAL_DROPS.items():
-        if not dropped:
-            path = OUT / "eval" / "synthetic" / "metrics.json"
-        else:
-            out = OUT / "eval_without" / dropped[0]
-            run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic", "--options",
-                 f"run.output_dir={out}", f"datasets.synthetic.drop_modalities=[{dropped[0]}]"], steps, name)
-            path = out / "synthetic" / "metrics.json"
-        by_mode = json.loads(path.read_text())["by_answer_mode"]
+        by_mode = json.loads(eval_result(out / "eval", dropped).read_text())["by_answer_mode"]
         scores[name] = {"dropped": dropped, **{mode: {k: m[k] for k in ("weighted_f1", "accuracy", "n_invalid")}
                                                for mode, m in by_mode.items()}}
     return scores
@@ -319,8 +323,8 @@ def print_plan(args: argparse.Namespace, out: Path) -> float:
     evals = 1 if args.quick else len(EVAL_DROPS)
     test_clips = round(0.15 * args.clips)
     rows.append((f"evaluate on the test split: all inputs{'' if args.quick else ', then without each input'} "
-                 f"({evals} run{'s' if evals != 1 else ''})",
-                 evals * (SECONDS_PER["start"] + test_clips * SECONDS_PER["clip_answered"])))
+                 f"({evals} pass{'es' if evals != 1 else ''}, the model built once)",
+                 SECONDS_PER["start"] + evals * test_clips * SECONDS_PER["clip_answered"]))
     eta = sum(seconds for _, seconds in rows)
     print(f"Demo plan ({'--quick, ' if args.quick else ''}outputs under {out}/; steps whose outputs exist are skipped):")
     for i, (what, seconds) in enumerate(rows, 1):
@@ -414,10 +418,10 @@ def run_demo(argv: list[str] | None = None) -> dict:
     if args.grpo:
         return run_grpo(steps, started)
     run(["python", "eval_emotion.py", "--cfg-path", EVAL_CFG, "--dataset", "synthetic",
-         *(["--options", *quick_eval] if quick_eval else [])], steps, "evaluation")
-    full_metrics = json.loads((out / "eval" / "synthetic" / "metrics.json").read_text())
-    full = full_metrics["metrics"]
-    without = {} if args.quick else run_eval_drops(steps)
+         *([] if args.quick else ["--without", "each"]), *(["--options", *quick_eval] if quick_eval else [])],
+        steps, "evaluation" if args.quick else "evaluation, then without each input")
+    full = metrics(eval_result(out / "eval"))
+    without = {} if args.quick else eval_drops(out)
 
     ablations = run_ablations(steps) if args.ablations else {}
 

@@ -21,6 +21,7 @@ from minigpt4.models.emotion_llama import KV_CACHES
 
 SCHEDULES = ("cosine_after_warmup", "release")
 TRAIN_TASKS = ("sft", "grpo")  # supervised fine-tuning (stages 1-2) | GRPO with verifiable rewards (stage 3)
+BATCHINGS = ("fixed", "length_grouped")  # run.batching (minigpt4/training/sampling.py)
 
 
 @dataclass
@@ -89,6 +90,14 @@ class TrainConfig:
     iters_per_epoch: Optional[int] = 1000  # optimizer steps per epoch (the release's 1000); None = one pass
     batch_size: int = 1  # per process and micro-step
     grad_accum_steps: int = 1
+    # fixed: micro-batches in the epoch's shuffled order; length_grouped: the same samples, grouped
+    # into micro-batches of similar token length within chunks of `group_size` micro-batches per
+    # process (less padding; docs/training.md, "Batching and activation checkpointing")
+    batching: str = "fixed"
+    group_size: int = 64
+    # length_grouped: at most this many positions (samples x the longest sample) per micro-batch, so
+    # micro-batches of long samples hold fewer of them and peak memory is bounded; None = no cap
+    token_budget: Optional[int] = None
     num_workers: int = 2  # data-loader worker processes (at most the usable cores minus one)
     num_threads: Optional[int] = None  # intra-op CPU threads; None = usable cores minus workers (common/threads.py)
     device: str = "auto"  # auto | cpu | cuda
@@ -111,7 +120,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     BOUNDS: ClassVar[dict[str, str]] = {
-        "max_epochs": ">0", "iters_per_epoch": ">0", "batch_size": ">0", "grad_accum_steps": ">0",
+        "max_epochs": ">0", "iters_per_epoch": ">0", "batch_size": ">0", "grad_accum_steps": ">0", "group_size": ">0", "token_budget": ">0",
         "num_workers": ">=0", "num_threads": ">0",
         "log_every": ">0", "save_every_steps": ">0", "keep_checkpoints": ">=0",
         "max_steps": ">0", "val_every_epochs": ">0", "val_max_new_tokens": ">0", "val_batch_size": ">0"}
@@ -119,6 +128,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.task not in TRAIN_TASKS:
             raise ValueError(f"run.task={self.task!r} is unknown; choose one of {', '.join(TRAIN_TASKS)}")
+        if self.batching not in BATCHINGS:
+            raise ValueError(f"run.batching={self.batching!r} is unknown; choose one of {', '.join(BATCHINGS)}")
+        if self.token_budget is not None and self.batching != "length_grouped":
+            raise ValueError("run.token_budget caps length-grouped micro-batches: set run.batching: length_grouped "
+                             "(or remove token_budget)")
 
 
 LOSS_AGGREGATIONS = ("sequence", "token", "dr_grpo")  # GRPO | DAPO, BNPO | Dr. GRPO
@@ -267,12 +281,14 @@ class EvalConfig(GenerationConfig):
         parts = [self.protocol] if self.protocol != "clean" else []
         return "_".join(parts + (["score_labels"] if self.answer_mode == "score_labels" else []))
 
-    def result_dir(self, key: str, fold: Optional[int] = None) -> Path:
+    def result_dir(self, key: str, fold: Optional[int] = None, dropped: Sequence[str] = ()) -> Path:
         """Where an evaluation of `datasets.<key>` writes: ``<output_dir>/<key>`` for the clean protocol
         and generated answers, ``<output_dir>/<key>/<variant>`` otherwise (a release-protocol run never
-        overwrites the clean one), then ``/fold_<k>`` when a single fold is chosen."""
+        overwrites the clean one), then ``/without_<inputs>`` when inputs are removed from every clip
+        (the dataset's `drop_modalities`), then ``/fold_<k>`` when a single fold is chosen."""
         root = Path(self.output_dir) / key
         root = root / self.variant if self.variant else root
+        root = root / f"without_{'_'.join(dropped)}" if dropped else root
         return root / f"fold_{fold}" if fold is not None else root
 
 

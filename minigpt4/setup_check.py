@@ -23,7 +23,8 @@ import numpy as np
 from minigpt4.common.io import file_sha256
 from minigpt4.data.config import DatasetConfig, fill_path
 from minigpt4.features.config import FeatureConfig
-from minigpt4.models.config import ModelConfig
+from minigpt4.models.config import ModelConfig, VisionConfig
+from minigpt4.models.eva_cache import EvaCacheError, EvaTokenShards, is_token_cache, tower_mismatch
 from minigpt4.run_config import EvalRunConfig, TrainRunConfig
 
 GUIDE = "docs/getting_started.md"
@@ -36,10 +37,11 @@ class Need:
 
     key: str
     path: str
-    kind: str  # file | dir | hf_dir (a save_pretrained folder) | checkpoint (file or folder) | features | package
+    kind: str  # file | dir | hf_dir (a save_pretrained folder) | checkpoint (file or folder) | features | eva_cache | package
     what: str
     expect_dim: Optional[int] = None  # features / encoders: the width the model expects
     optional: bool = False
+    expect_vision: Optional[VisionConfig] = None  # eva_cache: the tower that must have made it
 
 
 @dataclass
@@ -64,8 +66,10 @@ def model_needs(model: ModelConfig, prefix: str = "model") -> list[Need]:
     return needs
 
 
-def dataset_needs(key: str, cfg: DatasetConfig, train: bool, feature_dim: int) -> list[Need]:
-    """The files one `datasets:` entry reads; a ``{fold}`` path is checked for fold 1 when no fold is set."""
+def dataset_needs(key: str, cfg: DatasetConfig, train: bool, feature_dim: int,
+                  vision: Optional[VisionConfig] = None) -> list[Need]:
+    """The files one `datasets:` entry reads; a ``{fold}`` path is checked for fold 1 when no fold is set.
+    `vision`: the model's frame tower, which an EVA token cache must have been made by."""
     split = cfg.split or ("train" if train else "test")
     if cfg.fold is None and any("{fold}" in (p or "") for p in (cfg.annotation, cfg.shards, cfg.feature_root)):
         cfg = dataclasses.replace(cfg, fold=1)
@@ -86,7 +90,12 @@ def dataset_needs(key: str, cfg: DatasetConfig, train: bool, feature_dim: int) -
     add("transcripts", "file", "transcripts CSV")
     add("frames", "dir", "one frame per clip (<name>.jpg/.png)")
     add("videos", "dir", "videos (<name>.mp4/.avi/...)")
-    add("eva_cache", "dir", "cached EVA tokens")
+    eva_cache = fill_path(cfg.eva_cache, cfg, split)
+    if eva_cache is not None:
+        source = fill_path(cfg.frames or cfg.videos, cfg, split) or "<frames folder>"
+        needs.append(Need(f"{key}.eva_cache", str(eva_cache), "eva_cache",
+                          f"cached EVA tokens (build: python -m minigpt4.features eva-cache --frames {source} "
+                          f"--out {eva_cache} --cfg-path <this config>)", expect_vision=vision))
     annotation = fill_path(cfg.annotation, cfg, split)
     root = fill_path(cfg.feature_root, cfg, split) or (annotation.parent if annotation is not None else None)
     if root is not None:
@@ -125,9 +134,9 @@ def infer_needs(model: ModelConfig, features: FeatureConfig, examples: Optional[
 def train_needs(cfg: TrainRunConfig) -> list[Need]:
     needs = model_needs(cfg.model)
     for key, dcfg in cfg.datasets.items():
-        needs += dataset_needs(f"datasets.{key}", dcfg, True, cfg.model.feature_dim)
+        needs += dataset_needs(f"datasets.{key}", dcfg, True, cfg.model.feature_dim, cfg.model.vision)
     for key, dcfg in cfg.val_datasets.items():
-        needs += dataset_needs(f"val_datasets.{key}", dcfg, False, cfg.model.feature_dim)
+        needs += dataset_needs(f"val_datasets.{key}", dcfg, False, cfg.model.feature_dim, cfg.model.vision)
     if cfg.run.init_from:
         needs.append(Need("run.init_from", cfg.run.init_from, "checkpoint", "weights of the previous stage (its best/)"))
     return needs
@@ -138,7 +147,7 @@ def eval_needs(cfg: EvalRunConfig, datasets: Optional[Sequence[str]] = None) -> 
     needs = model_needs(cfg.model)
     for key, dcfg in cfg.datasets.items():
         if datasets is None or key in datasets:
-            needs += dataset_needs(f"datasets.{key}", dcfg, False, cfg.model.feature_dim)
+            needs += dataset_needs(f"datasets.{key}", dcfg, False, cfg.model.feature_dim, cfg.model.vision)
     return needs
 
 
@@ -175,12 +184,14 @@ def check_need(need: Need, with_sha256: bool = False) -> Finding:
         return Finding(need, False, "missing")
     if need.kind == "file" and not path.is_file():
         return Finding(need, False, "is a folder, expected a file")
-    if need.kind in ("dir", "hf_dir", "features") and not path.is_dir():
+    if need.kind in ("dir", "hf_dir", "features", "eva_cache") and not path.is_dir():
         return Finding(need, False, "is a file, expected a folder")
     if need.kind == "hf_dir":
         return _check_hf_dir(need, path)
     if need.kind == "features":
         return _check_features(need, path)
+    if need.kind == "eva_cache":
+        return _check_eva_cache(need, path)
     if need.kind == "dir":
         return Finding(need, True, f"{sum(1 for _ in path.iterdir())} entries")
     detail = human_size(_size(path))
@@ -224,6 +235,24 @@ def _check_features(need: Need, path: Path) -> Finding:
     detail = f"{len(files)} files, {files[0].name} {tuple(shape)}"
     if need.expect_dim is not None and shape not in ((need.expect_dim,), (1, need.expect_dim)):
         return Finding(need, False, f"{detail}: expected ({need.expect_dim},) or (1, {need.expect_dim}) (model.feature_dim)")
+    return Finding(need, True, detail)
+
+
+def _check_eva_cache(need: Need, path: Path) -> Finding:
+    if not is_token_cache(path):
+        count = sum(1 for _ in path.glob("*.npy"))
+        return Finding(need, count > 0, f"{count} per-clip <name>.npy files" if count else "no shards and no <name>.npy files")
+    try:
+        cache = EvaTokenShards(path)
+    except EvaCacheError as err:
+        return Finding(need, False, str(err))
+    manifest = cache.manifest
+    detail = (f"{len(cache)} clips in {len(manifest['shards'])} shards, {manifest['dtype']}, tokens "
+              f"{tuple(manifest.get('token_shape') or ())}, {manifest['tower']['arch']} at {manifest['tower']['image_size']} px"
+              + ("" if cache.complete else ", build not finished"))
+    problems = tower_mismatch(manifest, need.expect_vision) if need.expect_vision is not None else []
+    if problems:
+        return Finding(need, False, f"{detail}: made by another tower than model.vision ({'; '.join(problems)})")
     return Finding(need, True, detail)
 
 

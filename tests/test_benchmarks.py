@@ -108,6 +108,18 @@ def test_bench_train_step_small(tmp_path):
         assert math.isfinite(mode["final_loss"])
 
 
+def test_bench_eva_cache_small(tmp_path):
+    out = tmp_path / "eva_cache.json"
+    run_script("bench_eva_cache.py", "--clips", "6", "--max-per-shard", "4", "--tokens", "17", "--width", "32",
+               "--passes", "1", "--json", str(out))
+    result = json.loads(out.read_text())
+    check_header(result)
+    rows = {(r["layout"], r["dtype"]): r for r in result["rows"]}
+    assert len(rows) == 5 and all(positive(r["read_ms_per_clip"]) and positive(r["mib_per_clip"]) for r in rows.values())
+    assert rows[("shards", "bf16")]["files"] == 2 + 1 and rows[("per-clip .npy", "fp32")]["files"] == 6  # 2 tars + manifest
+    assert rows[("per-clip .npy", "fp16")]["mib_per_clip"] < rows[("per-clip .npy", "fp32")]["mib_per_clip"]
+
+
 def test_oom_is_reported_not_raised():
     from benchmarks.bench_gpu import run_guarded
 

@@ -41,7 +41,7 @@ def test_stage1_names_each_file_it_needs(tmp_path, monkeypatch, capsys):
     assert missing == {
         "checkpoints/Llama-2-7b-chat-hf", "checkpoints/eva_vit_g.pth", "checkpoints/minigptv2_checkpoint.pth",
         "MERR/MERR_coarse_grained.txt", "MERR/MERR_coarse_grained.json", "MERR/transcripts.csv", "MERR/frames",
-        "MERR/mae_340_UTT", "MERR/maeV_399_UTT", "MERR/HL-UTT",
+        "MERR/eva_cache", "MERR/mae_340_UTT", "MERR/maeV_399_UTT", "MERR/HL-UTT",
         "MER2023/val.txt", "MER2023/transcripts.csv", "MER2023/frames",
         "MER2023/mae_340_UTT", "MER2023/maeV_399_UTT", "MER2023/HL-UTT",
     }

@@ -145,9 +145,14 @@ def test_real_stage_configs_load_and_stage2_starts_from_stage1():
     stage2 = load_train_config(str(REPO / "train_configs/emotion_llama_stage2_fine.yaml"))
     assert list(stage1.datasets) == ["merr_coarse"] and list(stage2.datasets) == ["merr_fine"]
     assert stage2.run.init_from == f"{stage1.run.output_dir}/best/trainable.safetensors"
-    assert stage1.run.optim.warmup_steps == 1000 and stage1.run.iters_per_epoch == 1000 and stage1.run.max_epochs == 30
+    # the release's 30 x 1000 steps of batch 1 (4 GPUs) as 30 x 63 steps of batch 16: the same samples per epoch
+    assert stage1.run.optim.warmup_steps == 63 and stage1.run.iters_per_epoch == 63 and stage1.run.max_epochs == 30
+    assert stage1.run.batch_size == 16 and stage1.run.batching == "length_grouped"
     assert stage2.run.optim.init_lr < stage1.run.optim.init_lr
-    assert stage1.model.lora.r == 64 and stage1.model.gradient_checkpointing
+    assert stage1.model.lora.r == 64 and stage1.model.activation_checkpointing == "every_layer"
+    release = load_train_config(str(REPO / "train_configs/release/emotion_llama_stage1_coarse.yaml"))
+    assert (release.run.batch_size, release.run.iters_per_epoch, release.run.batching) == (1, 1000, "fixed")
+    assert release.run.optim.warmup_steps == 1000 and release.run.token_budget is None
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error path")

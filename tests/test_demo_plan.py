@@ -19,10 +19,10 @@ def test_plan_lists_every_step_with_an_eta(monkeypatch, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "synthetic corpus: 1000 clips" in out and "tiny random models" in out
     assert "train stage1: 4 epochs x 175 steps" in out and "train stage2: 2 epochs x 175 steps" in out
-    assert "(6 runs)" in out and f"ETA ~{eta / 60:.1f} min" in out
+    assert "(6 passes, the model built once)" in out and f"ETA ~{eta / 60:.1f} min" in out
     quick_eta = demo.print_plan(argparse.Namespace(clips=1000, quick=True), Path("outputs/demo_quick"))
     out = capsys.readouterr().out
-    assert "train stage1: 2 epochs" in out and "train stage2: 1 epoch x" in out and "(1 run)" in out
+    assert "train stage1: 2 epochs" in out and "train stage2: 1 epoch x" in out and "(1 pass, the model built once)" in out
     assert quick_eta < eta
 
 

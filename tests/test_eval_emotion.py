@@ -155,6 +155,40 @@ def test_release_protocol_and_both_modes_do_not_overwrite_the_clean_evaluation(s
     assert "- protocol: release" in card and "- answer mode: both" in card and f"- config: {cfg}" in card
 
 
+def test_without_each_input_builds_the_model_once_and_matches_separate_runs(setup, single_run, tmp_path, capsys):
+    """`--without audio,text`: the clean results as before, then one folder per removed input whose
+    answers equal a separate evaluation with that input dropped (datasets.<key>.drop_modalities)."""
+    from minigpt4.cli.eval_emotion import main
+
+    root, cfg = setup
+    clean_dir, _ = single_run
+    out = tmp_path / "together"
+    assert main(["--cfg-path", str(cfg), "--dataset", "synthetic", "--without", "audio,text",
+                 "--options", f"run.output_dir={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert "| without audio |" in printed and "| without text |" in printed
+
+    def answers(folder: Path) -> list[tuple[str, str]]:
+        return [(r["name"], r["answer"]) for r in map(json.loads, (folder / "predictions.jsonl").read_text().splitlines())]
+
+    together = out / "synthetic"
+    assert answers(together) == answers(clean_dir)  # the extra passes leave the full evaluation as it was
+    assert json.loads((together / "metrics.json").read_text())["dropped_inputs"] == []
+    for name in ("audio", "text"):
+        alone = tmp_path / f"alone_{name}"
+        assert main(["--cfg-path", str(cfg), "--dataset", "synthetic", "--options", f"run.output_dir={alone}",
+                     f"datasets.synthetic.drop_modalities=[{name}]"]) == 0
+        # a run with an input dropped writes to its own folder, never over the full evaluation
+        assert not (alone / "synthetic" / "metrics.json").exists()
+        assert answers(together / f"without_{name}") == answers(alone / "synthetic" / f"without_{name}")
+        metrics = json.loads((together / f"without_{name}" / "metrics.json").read_text())
+        assert metrics["dropped_inputs"] == [name] and metrics["metrics"]["n"] == N_CLIPS
+    capsys.readouterr()
+    assert main(["--cfg-path", str(cfg), "--dataset", "synthetic", "--without", "audio,video"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --without") and "unknown input(s) ['video']" in err and "each, image, local" in err
+
+
 def test_score_errors_name_the_eval_command(single_run, capsys):
     from minigpt4.cli.eval_emotion import main
 

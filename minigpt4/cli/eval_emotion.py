@@ -11,7 +11,15 @@ decoding, left padding, `run.max_new_tokens` per task) and rank 0 writes, under
 ``<run.output_dir>/<dataset>/`` for the clean protocol and generated answers, or a folder named
 after what changes the numbers (``.../release/``, ``.../score_labels/``, ``.../release_score_labels/``:
 `EvalConfig.result_dir`), so one evaluation never overwrites another; ``.../fold_<k>/`` when one
-fold is chosen. metrics.json records the protocol, answer mode, parse, checkpoint and config.
+fold is chosen. metrics.json records the protocol, answer mode, parse, checkpoint, config and
+the inputs removed from every clip (``datasets.<key>.drop_modalities``, which also name the folder:
+``.../without_audio/``).
+
+`--without audio,text` (or `--without each`) evaluates the same model, built once, again with each
+listed input (image, local, temporal, audio, text) removed from every clip, after the evaluation with
+all inputs: one result folder per input, ``.../without_<input>/``, and a table of the weighted F1
+(or the benchmark's first metric) with and without each input. This asks how much the trained
+model leans on an input; what an input is worth to training is the demo's `--ablations`.
 
     predictions.jsonl   one record per item (schema: minigpt4/eval/report.py)
     metrics.json        every metric of the benchmark (minigpt4/eval/scoring.py)
@@ -54,7 +62,7 @@ from minigpt4.common.errors import UserError, report, run_cli
 from minigpt4.common.io import atomic_write
 from minigpt4.common.threads import configure_threads
 from minigpt4.data.config import DatasetConfig
-from minigpt4.data.datasets import build_dataset, describe
+from minigpt4.data.datasets import MODALITIES, build_dataset, describe
 from minigpt4.data.labels import label_set
 from minigpt4.data.prompts import PromptTemplate
 from minigpt4.data.unibench import UNIBENCH_SETS
@@ -114,14 +122,37 @@ def scored_task(benchmark: str, dataset: DatasetConfig) -> str:
 
 
 def output_dir(cfg: EvalRunConfig, key: str, folds: Sequence[int | None]) -> Path:
-    """`EvalConfig.result_dir` of the run: one folder per protocol / answer mode, and per fold when one is chosen."""
-    return cfg.run.result_dir(key, folds[0] if len(folds) == 1 else None)
+    """`EvalConfig.result_dir` of the run: one folder per protocol / answer mode / removed inputs, and
+    per fold when one is chosen."""
+    return cfg.run.result_dir(key, folds[0] if len(folds) == 1 else None, cfg.datasets[key].drop_modalities)
+
+
+def without_inputs(spec: str | None, dataset: DatasetConfig) -> list[str]:
+    """`--without`: 'each' or a comma list of inputs -> the inputs to remove one at a time (in
+    MODALITIES order); not those the dataset already goes without."""
+    if not spec:
+        return []
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if names == ["each"]:
+        names = list(MODALITIES)
+    unknown = [n for n in names if n not in MODALITIES]
+    if unknown:
+        raise EvalError(f"--without {spec!r}: unknown input(s) {unknown}; choices: each, {', '.join(MODALITIES)}")
+    return [m for m in MODALITIES if m in names and m not in dataset.drop_modalities]
+
+
+def with_dropped(cfg: EvalRunConfig, key: str, name: str) -> EvalRunConfig:
+    """The same run with input `name` removed from every clip of `datasets.<key>`."""
+    dcfg = cfg.datasets[key]
+    dropped = dataclasses.replace(dcfg, drop_modalities=[*dcfg.drop_modalities, name])
+    return dataclasses.replace(cfg, datasets={**cfg.datasets, key: dropped})
 
 
 def run_labels(cfg: EvalRunConfig, key: str, cfg_path: str | None) -> dict[str, Any]:
     """What produced an evaluation's numbers, stored in metrics.json and shown in summaries and model cards."""
     return {"config_key": key, "config": cfg_path, "checkpoint": cfg.model.checkpoint,
-            "protocol": cfg.run.protocol, "answer_mode": cfg.run.answer_mode}
+            "protocol": cfg.run.protocol, "answer_mode": cfg.run.answer_mode,
+            "dropped_inputs": list(cfg.datasets[key].drop_modalities)}
 
 
 def build_eval_sets(cfg: EvalRunConfig, key: str, folds: Sequence[int | None], info: DistInfo,
@@ -134,7 +165,7 @@ def build_eval_sets(cfg: EvalRunConfig, key: str, folds: Sequence[int | None], i
         # the protocol's instruction pools and frame (the first one under release)
         dcfg = dataclasses.replace(dcfg, protocol=template.protocol, frame_choice=template.frame_choice(dcfg.frame_choice))
         dataset = build_dataset(dcfg, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=cfg.run.seed,
-                                feature_layout=cfg.model.feature_layout)
+                                feature_layout=cfg.model.feature_layout, vision=cfg.model.vision)
         log.info("%s%s: %s", key, f" fold {fold}" if fold is not None else "", describe(dataset))
         sets.append((fold, dataset))
     return sets
@@ -161,17 +192,33 @@ def generate_records(model, cfg: EvalRunConfig, sets: list, info: DistInfo,
 
 
 def evaluate(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int | None], info: DistInfo,
-             cfg_path: str | None = None) -> dict[str, Any] | None:
-    """Build the model once, generate for every fold, and (rank 0) write and return the scores."""
+             cfg_path: str | None = None, without: Sequence[str] = ()) -> dict[str, Any] | None:
+    """Build the model once, generate for every fold (then again without each input of `without`),
+    and (rank 0) write and return the scores; those without an input under ``result["without"]``."""
     if cfg.model.checkpoint is None:
         log.warning("model.checkpoint is not set: evaluating UNTRAINED projections / LoRA (pass --checkpoint)")
     layout = PromptTemplate.resolve(cfg.run.protocol, cfg.model.prompt_format)  # no tokens yet: the data's decisions
-    sets = build_eval_sets(cfg, key, folds, info, layout)
+    runs = [cfg] + [with_dropped(cfg, key, name) for name in without]
+    sets = [build_eval_sets(run, key, folds, info, layout) for run in runs]  # every data error before the model
     torch.manual_seed(cfg.run.seed)  # identical random init on every rank when there is no checkpoint
     model = build_model(cfg.model).to(info.device)
-    records = generate_records(model, cfg, sets, info, layout.with_tokenizer(model.tokenizer))
+    template = layout.with_tokenizer(model.tokenizer)
+    results = []
+    for run, run_sets in zip(runs, sets):
+        records = generate_records(model, run, run_sets, info, template)
+        if info.is_main:
+            results.append(write_result(run, key, benchmark, folds, records, cfg_path))
     if not info.is_main:
         return None
+    result = results[0]
+    if without:
+        result["without"] = {name: r["metrics"] for name, r in zip(without, results[1:])}
+    return result
+
+
+def write_result(cfg: EvalRunConfig, key: str, benchmark: str, folds: Sequence[int | None], records: list[dict],
+                 cfg_path: str | None) -> dict[str, Any]:
+    """Score `records` and write predictions, metrics, summary and config to the run's result folder."""
     out = output_dir(cfg, key, folds)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "config.yaml", to_yaml(cfg))
@@ -271,8 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score", metavar="PREDICTIONS.jsonl", help="score an existing predictions file; no model is loaded "
                    f"(--benchmark {UNIBENCH}: the output folder of an earlier run)")
     p.add_argument("--out", help="--score mode: output folder (default <stem>_scores next to the file)")
+    p.add_argument("--without", metavar="INPUTS", help="then evaluate the same model again with each of these inputs "
+                   f"removed from every clip: 'each' or a comma list of {', '.join(MODALITIES)} (one folder each, "
+                   "<result dir>/without_<input>/)")
     p.add_argument("--check", action="store_true", help="list every file, folder and package the config needs (present or missing) and exit: 0 all there, 2 not; no model is built")
     return p
+
+
+def without_table(result: dict[str, Any]) -> str:
+    """Markdown: the headline metric with all inputs and without each one (`--without`)."""
+    metric = "weighted_f1" if "weighted_f1" in result["metrics"] else next(iter(result["metrics"]))
+    rows = [("all inputs", result["metrics"])] + [(f"without {name}", m) for name, m in result["without"].items()]
+    lines = [f"| evaluated | {metric} |", "|---|---|"] + [f"| {name} | {m[metric]:.4f} |" for name, m in rows]
+    root = Path(result["source"]).parent
+    return "\n".join(lines) + f"\n(each in {root}/without_<input>/)\n"
 
 
 def _score_only(args: argparse.Namespace, extra: list[str]) -> int:
@@ -371,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise EvalError(f"--all-folds: dataset {args.dataset!r} has no folds (its annotation path has no {{fold}})")
         else:
             folds = [dcfg.fold]
+        without = without_inputs(args.without, dcfg)
     except UserError as err:
         return report(err)
 
@@ -382,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("dataset %s scored as %s (from %s)%s, protocol %s", args.dataset, benchmark, why,
              f", folds {folds}" if folds != [None] else "", cfg.run.protocol)
     try:
-        result = run_cli(lambda: evaluate(cfg, args.dataset, benchmark, folds, info, args.cfg_path))
+        result = run_cli(lambda: evaluate(cfg, args.dataset, benchmark, folds, info, args.cfg_path, without))
         if isinstance(result, int):  # a user error, already reported
             return result
         barrier(info)
@@ -394,6 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(answer_mode_table(result["by_answer_mode"]))
         print(f"wrote {Path(result['source']).parent}/{{predictions.jsonl, metrics.json, summary.md"
               f"{', confusion.png' if 'confusion' in result else ''}}}")
+        if "without" in result:
+            print(without_table(result))
     return 0
 
 

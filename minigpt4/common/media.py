@@ -35,6 +35,7 @@ from minigpt4.common.errors import UserError
 
 FRAME_CHOICES = ("first", "middle", "peak")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg")  # a pre-extracted frame
 
 # Peak-frame search works on grey frames shrunk to this many pixels a side: cheap, and blind to
 # sensor noise and compression artefacts that a full-resolution difference would pick up.
@@ -403,6 +404,15 @@ def _peak_index(chunks: Iterator[np.ndarray]) -> int:
             best_index, best_score = offset + local, float(scores[local])
         offset += len(chunk)
     return best_index
+
+
+def load_frame(path: str | Path, choice: str) -> np.ndarray:
+    """A clip's frame as RGB uint8 [H, W, 3]: an image file (`IMAGE_SUFFIXES`) as it is, a video's
+    `choice` frame (`read_frame`). Datasets and the EVA cache builder read frames through this."""
+    path = Path(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return decode_image(path.read_bytes(), str(path))
+    return read_frame(path, choice)
 
 
 def decode_image(data: bytes, where: str) -> np.ndarray:

@@ -92,6 +92,11 @@ class EmotionCollator:
             labels += target
         return ids, slots, labels
 
+    def length(self, sample: dict[str, Any]) -> int:
+        """Positions `sample` takes in a batch (BOS, prompt, visual slots, and the target when training):
+        its row's length before padding."""
+        return len(self.encode(sample)[0])
+
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         encoded = [self.encode(s) for s in samples]
         length = max(len(ids) for ids, _, _ in encoded)

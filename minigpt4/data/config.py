@@ -34,7 +34,9 @@ class DatasetConfig:
         default_factory=lambda: {"local": "mae_340_UTT", "temporal": "maeV_399_UTT", "audio": "HL-UTT"}
     )  # set a kind to "" when that feature does not exist: zeros, marked absent (YAML merges keys)
     feature_dim: int = 1024  # D used only when no feature folder is configured at all
-    eva_cache: Optional[str] = None  # folder of cached frozen EVA tokens <name>.npy (1025 x width)
+    # frozen EVA tokens of each clip's frame instead of the frame: a folder written by `python -m
+    # minigpt4.features eva-cache` (tar shards + eva_cache.json), or of per-clip <name>.npy (1025 x width)
+    eva_cache: Optional[str] = None
     shards: Optional[str] = None  # reader=shards: folder of webdataset *.tar (or one .tar)
     label_set: str = "merr"  # merr | mer2023 | dfew | iemocap4 | iemocap6 | iemocap9
     tasks: list[str] = field(default_factory=lambda: ["emotion"])

@@ -27,8 +27,10 @@ import numpy as np
 import torch
 
 from ..common.config import ConfigError
-from ..common.media import VIDEO_SUFFIXES, decode_image, read_frame
+from ..common.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, load_frame
 from ..common.registry import Registry
+from ..models.config import VisionConfig
+from ..models.eva_cache import EvaTokenShards, is_token_cache
 from ..models.feature_layout import FEATURE_ORDER, FeatureLayout, FeatureShapeError
 from . import shards as shard_io
 from .annotations import (
@@ -54,7 +56,7 @@ from .unibench import UNIBENCH_SETS, read_mafw_split, read_ravdess_folder, read_
 log = logging.getLogger(__name__)
 
 MODALITIES = ("image",) + FEATURE_ORDER + ("text",)
-FRAME_EXTENSIONS = (".jpg", ".png", ".jpeg")
+FRAME_EXTENSIONS = IMAGE_SUFFIXES
 
 ImageTransform = Callable[[np.ndarray], torch.Tensor]
 
@@ -74,8 +76,9 @@ class Media(Protocol):
     def features(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
         """float32 [F, D] rows of `layout` (zeros where absent) and bool [F] presence."""
 
-    def eva(self, record: Record) -> np.ndarray | None:
-        """Cached frozen EVA tokens [N, W], or None when no cache is configured."""
+    def eva(self, record: Record) -> np.ndarray | torch.Tensor | None:
+        """Cached frozen EVA tokens [N, W] in their stored dtype (a bf16 cache gives a torch
+        tensor: numpy has no bf16; the model casts them), or None when no cache is configured."""
 
 
 Reader = Callable[[DatasetConfig, str, BadItems], "tuple[list[Record], Media]"]
@@ -150,6 +153,8 @@ class FolderMedia:
         for what, folder in (("frames", self.frames_dir), ("videos", self.videos_dir), ("eva_cache", self.eva_dir)):
             if folder is not None and not folder.is_dir():
                 raise AnnotationError(f"{what} folder not found: {folder} (fix `{what}` in the dataset config)")
+        # `eva_cache:` is a token-shard cache (python -m minigpt4.features eva-cache) or a folder of <name>.npy
+        self.eva_shards = EvaTokenShards(self.eva_dir) if self.eva_dir is not None and is_token_cache(self.eva_dir) else None
         self.image_paths: dict[str, Path] = {}
         self.dim = cfg.feature_dim
 
@@ -183,6 +188,8 @@ class FolderMedia:
         for kind, folder in self.feature_dirs.items():
             if not (folder / f"{record.name}.npy").is_file():
                 return f"{kind} feature {folder / (record.name + '.npy')} is missing (re-run feature extraction)"
+        if self.eva_shards is not None:
+            return None if record.name in self.eva_shards else self.eva_shards.missing_hint(record.name)
         if self.eva_dir is not None and not (self.eva_dir / f"{record.name}.npy").is_file():
             return f"cached EVA tokens {self.eva_dir / (record.name + '.npy')} are missing (re-run the EVA cache)"
         return None
@@ -192,18 +199,16 @@ class FolderMedia:
 
     def frame(self, record: Record) -> np.ndarray | None:
         path = self.image_paths.get(record.name)
-        if path is None:
-            return None
-        if path.suffix.lower() in FRAME_EXTENSIONS:
-            return decode_image(path.read_bytes(), str(path))
-        return read_frame(str(path), self.cfg.frame_choice)
+        return None if path is None else load_frame(path, self.cfg.frame_choice)
 
     def features(self, record: Record) -> tuple[np.ndarray, np.ndarray]:
         paths = {kind: folder / f"{record.name}.npy" for kind, folder in self.feature_dirs.items()}
         arrays = {kind: _load_feature(path, kind) for kind, path in paths.items()}
         return _as_annotation_error(self.layout.stack, arrays, {kind: str(path) for kind, path in paths.items()})
 
-    def eva(self, record: Record) -> np.ndarray | None:
+    def eva(self, record: Record) -> np.ndarray | torch.Tensor | None:
+        if self.eva_shards is not None:
+            return self.eva_shards.read(record.name)
         if self.eva_dir is None:
             return None
         path = self.eva_dir / f"{record.name}.npy"
@@ -406,7 +411,7 @@ class EmotionDataset(torch.utils.data.Dataset):
         if "image" not in drop:
             tokens = self.media.eva(record)
             if tokens is not None:  # cached frozen EVA tokens: no need to decode the frame at all
-                sample["image_embeds"] = torch.from_numpy(tokens)
+                sample["image_embeds"] = torch.as_tensor(tokens)
             else:
                 frame = self.media.frame(record)
                 sample["image"] = None if frame is None else self.image_transform(frame)
@@ -418,13 +423,26 @@ class EmotionDataset(torch.utils.data.Dataset):
                 present[rows] = False
         sample["features"] = torch.from_numpy(feats)
         sample["feature_present"] = torch.from_numpy(present)
-        sample["transcript"] = "" if "text" in drop else (record.transcript or "")
-        sample["task"] = task
-        sample["instruction"] = self.instruction(task, index)
-        sample["target"] = self.target(record, task)
-        sample["label"] = record.label
-        sample["valence"] = record.valence
+        sample.update(self.text_fields(index, record, task, drop))
         return sample
+
+    def text_fields(self, index: int, record: Record, task: str, drop: set[str]) -> dict[str, Any]:
+        """The fields of item `index` that decide its prompt and target text."""
+        return {"transcript": "" if "text" in drop else (record.transcript or ""), "task": task,
+                "instruction": self.instruction(task, index), "target": self.target(record, task),
+                "label": record.label, "valence": record.valence}
+
+    def text_sample(self, index: int) -> dict[str, Any]:
+        """Item `index` without reading its media: its text fields, and every input counted present
+        unless dropped. What the length-grouped batch sampler measures token lengths on."""
+        record, task = self.item(index)
+        drop = self.dropped(index)
+        present = np.ones(self.media.layout.rows, bool)
+        for kind in FEATURE_ORDER:
+            if kind in drop:
+                present[self.media.layout.slice(kind)] = False
+        return {"name": record.name, "image": None if "image" in drop else True, "feature_present": present,
+                **self.text_fields(index, record, task, drop)}
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -475,17 +493,21 @@ def _missing_targets(cfg: DatasetConfig, record: Record) -> str | None:
 
 def build_dataset(
     cfg: DatasetConfig, image_transform: Optional[ImageTransform] = None, train: bool = True, seed: int = 0,
-    feature_layout: FeatureLayout | None = None,
+    feature_layout: FeatureLayout | None = None, vision: VisionConfig | None = None,
 ) -> EmotionDataset:
     """Read, join and check one configured dataset split; errors name the file and the fix.
     `feature_layout`: the model's (`ModelConfig.feature_layout`); None = the release's layout at
-    the width the feature files have."""
+    the width the feature files have. `vision`: the model's frame tower, which an EVA token cache
+    (`eva_cache:`) must have been made by (None: not checked)."""
     if cfg.reason_field not in ("smp_reason_caption", "reason_caption"):
         raise ConfigError(f"reason_field must be smp_reason_caption or reason_caption, got {cfg.reason_field!r}")
     label_set(cfg.label_set)
     split = cfg.split or ("train" if train else "test")
     bad = BadItems(cfg.on_bad_item)
     records, media = DATASET_READERS.get(cfg.reader)(cfg, split, bad)
+    eva_shards = getattr(media, "eva_shards", None)
+    if vision is not None and eva_shards is not None:
+        eva_shards.check_tower(vision)
     if cfg.limit is not None:
         records = records[: cfg.limit]
     records = _join_side_files(cfg, split, records, bad)

@@ -10,7 +10,8 @@ webdataset sample with key = clip name:
                          temporal, audio; zeros where absent; models/feature_layout.py)
     <name>.frame.jpg|png the chosen frame: the original frame file's bytes, or a lossless PNG of
                          the frame decoded from the video (so reading back gives the same pixels)
-    <name>.eva.npy       cached EVA tokens, when the source dataset had them
+    <name>.eva.npy       cached EVA tokens, when the source dataset had them (in their cached
+                         dtype; bf16 as its uint16 bits: models/eva_cache.py)
 
 Streaming users can read them with `webdataset.WebDataset`; `ShardIndex` indexes member offsets
 once and reads samples by seeking, so the map-style `EmotionDataset` (class-balanced sampling,
@@ -28,12 +29,15 @@ from typing import Any, Iterable
 
 import cv2
 import numpy as np
+import torch
 
 from ..common.media import decode_image
+from ..models.eva_cache import decode_tokens, encode_tokens
 from ..models.feature_layout import FeatureLayout
 from .annotations import AnnotationError, BadItems, Record
 
 _RECORD_FIELDS = [f.name for f in fields(Record) if f.name != "name"]
+CACHE_DTYPES = {torch.bfloat16: "bf16", torch.float16: "fp16"}  # cached EVA tokens keep their dtype
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -86,8 +90,9 @@ def _sample(record: Record, media: Any) -> dict[str, Any]:
                     raise AnnotationError(f"{record.source}: could not encode the frame of {record.name!r} as PNG")
                 sample["frame.png"] = encoded.tobytes()
         tokens = media.eva(record)
-        if tokens is not None:
-            sample["eva.npy"] = _npy_bytes(tokens.astype(np.float32))
+        if tokens is not None:  # in the dtype the cache holds (bf16 as its bits: models/eva_cache.py)
+            tokens = torch.as_tensor(tokens)
+            sample["eva.npy"] = encode_tokens(tokens, CACHE_DTYPES.get(tokens.dtype, "fp32"))
     sample["json"] = json.dumps(meta, sort_keys=True).encode("utf-8")
     return sample
 
@@ -177,9 +182,9 @@ class ShardIndex:
         meta = json.loads(self._read(record.name, "json"))
         return feats, np.array(meta.get("feature_present", [True] * rows), bool)
 
-    def eva(self, record: Record) -> np.ndarray | None:
+    def eva(self, record: Record) -> torch.Tensor | None:
         data = self._read(record.name, "eva.npy")
-        return None if data is None else np.load(io.BytesIO(data), allow_pickle=False)
+        return None if data is None else decode_tokens(data, f"shard sample {record.name}.eva.npy")
 
 
 def iter_shard_records(path: str | Path) -> Iterable[Record]:

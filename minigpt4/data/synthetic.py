@@ -36,6 +36,7 @@ import io
 import json
 import logging
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ import cv2
 import numpy as np
 
 from ..common.media import write_video
+from ..common.threads import usable_cores
 from .labels import MER2023_LABELS
 
 log = logging.getLogger(__name__)
@@ -209,10 +211,13 @@ def _draw_face(img: np.ndarray, p: dict, skin: np.ndarray, cx: float, cy: float,
         inner, outer = pt(0.12 * side, lift + 0.14 * p["tilt"]), pt(0.62 * side, lift - 0.06 * p["tilt"])
         cv2.line(img, inner, outer, dark, thick, aa)
         alpha = min(1.0, 0.6 * p["red"])
-        if alpha > 0:  # cheek flush, blended so a weak cue is a faint one
-            overlay = img.copy()
-            cv2.circle(overlay, pt(0.55 * side, 0.2), int(0.16 * r), (235.0, 90.0, 110.0), -1, aa)
-            img[:] = img * (1 - alpha) + overlay * alpha
+        if alpha > 0:  # cheek flush, blended so a weak cue is a faint one (only the cheek's box is touched)
+            (x, y), radius = pt(0.55 * side, 0.2), int(0.16 * r)
+            y0, y1, x0, x1 = max(0, y - radius - 2), y + radius + 3, max(0, x - radius - 2), x + radius + 3
+            box = img[y0:y1, x0:x1]
+            overlay = box.copy()
+            cv2.circle(overlay, (x - x0, y - y0), radius, (235.0, 90.0, 110.0), -1, aa)
+            box[:] = box * (1 - alpha) + overlay * alpha
         if p["tear"] > 0.05:
             cv2.circle(img, pt(ex + 0.05, 0.0 + 0.1 * (1 - p["tear"])), max(1, int(0.09 * r * p["tear"])), (90.0, 160.0, 255.0), -1, aa)
     if p["sweat"] > 0.05:
@@ -273,8 +278,10 @@ def _splits(labels: list[str], rng: np.random.Generator) -> list[str]:
 
 
 def generate_corpus(out: str | Path, clips: int = 600, seed: int = 0, size: int = 64,
-                    seconds: float = 1.0, fps: float = 8.0) -> Path:
-    """Write the corpus (see module docstring) and return its folder."""
+                    seconds: float = 1.0, fps: float = 8.0, workers: int | None = None) -> Path:
+    """Write the corpus (see module docstring) and return its folder. `workers` processes render
+    and encode the clips (default: the usable cores); each clip depends only on (seed, index), so
+    the corpus is the same for any number of workers."""
     if clips < 1 or size < 16 or seconds <= 0 or fps <= 0:
         raise ValueError("need clips >= 1, size >= 16, seconds > 0 and fps > 0")
     out = Path(out)
@@ -282,20 +289,31 @@ def generate_corpus(out: str | Path, clips: int = 600, seed: int = 0, size: int 
     frames = max(1, int(round(seconds * fps)))
     labels = [LABELS[i % len(LABELS)] for i in range(clips)]
     splits = _splits(labels, np.random.default_rng([seed, 10**6]))
-    plans = []
+    jobs = [(out, seed, i, label, split, size, frames, seconds, fps) for i, (label, split) in enumerate(zip(labels, splits))]
+    workers = min(workers or usable_cores(), clips)
     started = time.time()
-    for i, (label, split) in enumerate(zip(labels, splits)):
-        rng = np.random.default_rng([seed, i])
-        plan = plan_clip(f"synth_{i:05d}", label, split, rng)
-        face_label, face_level = plan.shows["face"]
-        voice_label, voice_level = plan.shows["voice"]
-        video = render_face(face_label, face_level, size, frames, rng)
-        audio = render_voice(voice_label, voice_level, seconds, rng)
-        write_video(out / "videos" / f"{plan.name}.mp4", video, fps, audio, SAMPLE_RATE)
-        plans.append(plan)
+    if workers == 1:
+        plans = [_make_clip(*job) for job in jobs]
+    else:  # each worker renders with one OpenCV thread: the processes share the cores
+        with ProcessPoolExecutor(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+            plans = list(pool.map(_make_clip, *zip(*jobs), chunksize=max(1, clips // (8 * workers))))
     _write_annotations(out, plans, frames, seed)
-    log.info("wrote %d clips to %s in %.1fs", clips, out, time.time() - started)
+    log.info("wrote %d clips to %s in %.1fs (%d worker%s)", clips, out, time.time() - started, workers,
+             "s" if workers > 1 else "")
     return out
+
+
+def _make_clip(out: Path, seed: int, i: int, label: str, split: str, size: int, frames: int, seconds: float,
+               fps: float) -> ClipPlan:
+    """Plan, render and write clip `i` (its own rng, seeded by (seed, i)); returns its plan."""
+    rng = np.random.default_rng([seed, i])
+    plan = plan_clip(f"synth_{i:05d}", label, split, rng)
+    face_label, face_level = plan.shows["face"]
+    voice_label, voice_level = plan.shows["voice"]
+    video = render_face(face_label, face_level, size, frames, rng)
+    audio = render_voice(voice_label, voice_level, seconds, rng)
+    write_video(out / "videos" / f"{plan.name}.mp4", video, fps, audio, SAMPLE_RATE)
+    return plan
 
 
 def _write_annotations(out: Path, plans: list[ClipPlan], frames: int, seed: int) -> None:
@@ -355,9 +373,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=64, help="frame width and height in pixels")
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--fps", type=float, default=8.0)
+    parser.add_argument("--workers", type=int, help="processes rendering clips (default: the usable cores)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    generate_corpus(args.out, args.clips, args.seed, args.size, args.seconds, args.fps)
+    generate_corpus(args.out, args.clips, args.seed, args.size, args.seconds, args.fps, args.workers)
 
 
 if __name__ == "__main__":

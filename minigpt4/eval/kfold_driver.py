@@ -76,7 +76,8 @@ def run_kfold(args: argparse.Namespace) -> dict[str, Any]:
         return run_dir / "best" / "trainable.safetensors"
 
     def fold_dir(k: int) -> Path:  # where eval_emotion.py writes fold k (its protocol / answer mode folder included)
-        return dataclasses.replace(eval_cfg.run, output_dir=str(out / f"fold_{k}" / "eval")).result_dir(args.dataset, k)
+        return dataclasses.replace(eval_cfg.run, output_dir=str(out / f"fold_{k}" / "eval")).result_dir(
+            args.dataset, k, eval_cfg.datasets[args.dataset].drop_modalities)
 
     def eval_fold(fold: Fold, checkpoint: Path) -> dict[str, float]:
         eval_root = out / f"fold_{fold.index}" / "eval"

@@ -1,9 +1,11 @@
-"""Command line: ``python -m minigpt4.features {extract,pretrain,tiny-encoders} ...``.
+"""Command line: ``python -m minigpt4.features {extract,eva-cache,pretrain,tiny-encoders} ...``.
 
     python -m minigpt4.features tiny-encoders --out checkpoints/tiny/encoders
     python -m minigpt4.features extract --videos MER2023/videos --out MERR \\
         --cfg-path minigpt4/configs/features/real.yaml --options device=cuda decode_workers=8
     torchrun --nproc-per-node 8 -m minigpt4.features extract ...   # one share of the clips per GPU
+    python -m minigpt4.features eva-cache --frames MERR/frames --out MERR/eva_cache \\
+        --cfg-path train_configs/emotion_llama_stage1_coarse.yaml --device cuda   # the frozen tower, once
     python -m minigpt4.features pretrain --kind mae --crops MER2023/videos --out checkpoints/mae_face \\
         --cfg-path minigpt4/configs/features/real.yaml
 """
@@ -20,10 +22,13 @@ from minigpt4.common.config import ConfigError, load_config
 from minigpt4.common.distributed import init_distributed, shutdown
 from minigpt4.common.threads import configure_threads
 from minigpt4.features.config import FeatureConfig
+from minigpt4.common.sharding import rank_device
 from minigpt4.features.encoders import TINY_BUILDERS, make_tiny_encoders
+from minigpt4.features.eva_cache import REPORT_NAME, build_eva_cache, find_frames, load_frame_tower
 from minigpt4.features.extract import find_videos, read_names_file
 from minigpt4.features.pretrain import pretrain_encoder
 from minigpt4.features.sharded import extract_features_sharded
+from minigpt4.models.eva_cache import MANIFEST_NAME
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +42,23 @@ def main(argv: list[str] | None = None) -> int:
     extract.add_argument("--names-file", help="only these clips: one name a line (annotation .txt lists work)")
     extract.add_argument("--eva-cache", action="store_true", help="also cache frozen EVA tokens of the frame")
     _add_config_arguments(extract)
+
+    eva = commands.add_parser("eva-cache", help="frozen frame-tower tokens of every clip's frame -> tar shards")
+    eva.add_argument("--frames", required=True, help="folder of <name>.jpg/.png frames, or of videos")
+    eva.add_argument("--out", required=True, help="cache folder (eva-*.tar + eva_cache.json); a re-run adds missing clips")
+    eva.add_argument("--cfg-path", required=True,
+                     help="the model / train / eval config whose model.vision and dtype make the tokens "
+                          "(or a features config: its eva_vision, in fp32)")
+    eva.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE",
+                     help="override keys of the model section (vision.weights=...)")
+    eva.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"), help="storage dtype (default bf16)")
+    eva.add_argument("--max-per-shard", type=int, default=1000, help="clips per tar shard")
+    eva.add_argument("--batch-size", type=int, default=8, help="frames per tower forward pass")
+    eva.add_argument("--device", default="cpu", help="cpu | cuda (under torchrun: cuda:LOCAL_RANK)")
+    eva.add_argument("--frame-choice", default="first", choices=("first", "middle", "peak"),
+                     help="which frame of a video (a frames folder is used as it is)")
+    eva.add_argument("--names-file", help="only these clips: one name a line (annotation .txt lists work)")
+    eva.add_argument("--workers", type=int, default=2, help="threads decoding frames")
 
     pretrain = commands.add_parser("pretrain", help="self-supervised MAE / VideoMAE pre-training on face crops")
     pretrain.add_argument("--kind", choices=("mae", "videomae"), required=True)
@@ -64,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    names).items():
                 print(f"{name}: {folder}")
             return 0
+        if args.command == "eva-cache":
+            return _eva_cache(args)
         cfg = _load_cfg(args)
         configure_threads(threads=cfg.torch_threads or None)
         if args.command == "extract":
@@ -102,6 +126,25 @@ def _extract(args, cfg) -> int:
     print(report.summary())
     print(f"report: {Path(args.out) / 'extraction_report.json'}")
     return 1 if report.failed else 0
+
+
+def _eva_cache(args) -> int:
+    configure_threads()
+    tower = load_frame_tower(args.cfg_path, args.options)
+    frames, problems = find_frames(args.frames, read_names_file(args.names_file) if args.names_file else None)
+    if not frames and not problems:
+        raise FileNotFoundError(f"no frames (.jpg/.png) or videos in {args.frames}")
+    info = init_distributed("cpu", timeout=timedelta(days=7))  # under torchrun: gloo, only to meet at barriers
+    try:
+        report = build_eva_cache(frames, args.out, tower, dtype=args.dtype, max_per_shard=args.max_per_shard,
+                                 batch_size=args.batch_size, device=rank_device(args.device, info.local_rank),
+                                 frame_choice=args.frame_choice, workers=args.workers, problems=problems, info=info)
+    finally:
+        shutdown(info)
+    if info.is_main:
+        print(report.summary())
+        print(f"cache: {Path(args.out) / MANIFEST_NAME}; report: {Path(args.out) / REPORT_NAME}")
+    return 1 if report.failed else 0  # as extraction: some frames were skipped (named in the report)
 
 
 def _pretrain(args, cfg) -> int:

@@ -47,7 +47,7 @@ from minigpt4.features.config import FeatureConfig
 from minigpt4.features.encoders import build_feature_encoder, sample_clip_indices
 from minigpt4.features.faces import build_face_detector, read_video_faces
 from minigpt4.models.config import VisionConfig
-from minigpt4.models.vision_towers import build_vision_tower
+from minigpt4.models.vision_towers import frame_tokens, frozen_frame_tower
 from minigpt4.processors import EvaImageTransform
 
 REPORT_NAME = "extraction_report.json"
@@ -393,24 +393,20 @@ class FeatureExtractor:
 
 
 class _EvaTokenCache:
-    """Frozen frame-encoder tokens ([1 + patches, width] float16) of the chosen frame, so training
-    need not run the 1-billion-parameter tower every epoch. The tower is `eva_vision`'s `arch`
-    (EVA by default; any of minigpt4/models/vision_towers.py)."""
+    """Frozen frame-encoder tokens ([1 + patches, width] float16) of the chosen frame, one .npy per
+    clip. The tower is `eva_vision`'s `arch` (EVA by default), run in fp32. The shipped configs use
+    the token-shard cache instead (`python -m minigpt4.features eva-cache`, features/eva_cache.py:
+    the model's own tower and dtype, a few large files)."""
 
     def __init__(self, cfg: FeatureConfig):
         import torch
 
         vision = load_config(VisionConfig, cfg.eva_vision)
-        self.model = build_vision_tower(vision).to(cfg.device).eval()
+        self.model = frozen_frame_tower(vision, torch.float32).to(cfg.device)
         self.transform = EvaImageTransform(vision.image_size)
-        self.device = cfg.device
-        self._torch = torch
 
     def encode(self, frame: np.ndarray) -> np.ndarray:
-        with self._torch.no_grad():
-            pixels = self.transform(frame)[None].to(self.device)
-            tokens = self.model.forward_features(pixels)[0]
-        return tokens.to(self._torch.float16).cpu().numpy()
+        return frame_tokens(self.model, self.transform(frame)[None])[0].half().cpu().numpy()
 
 
 @contextmanager

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import peft
 import torch
+import torch.utils.checkpoint
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from minigpt4.common.registry import Registry
 from minigpt4.models.checkpoint import load_trainable
 from minigpt4.models.config import LLMConfig, LoraConfig, ModelConfig
 from minigpt4.models.emotion_llama import EmotionLLaMA
-from minigpt4.models.vision_towers import build_vision_tower
+from minigpt4.models.vision_towers import frozen_frame_tower
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,11 @@ def build_emotion_llama(cfg: ModelConfig, *, meta: bool = False) -> EmotionLLaMA
     device = torch.device("meta") if meta else None
     with torch.device(device) if meta else contextlib.nullcontext():
         vision_cfg = cfg.vision if not meta else type(cfg.vision)(**{**vars(cfg.vision), "weights": None})
-        visual_encoder = build_vision_tower(vision_cfg).to(dtype)
+        visual_encoder = frozen_frame_tower(vision_cfg, dtype)
         llm = build_llm(cfg.llm, dtype, meta=meta)
         llm = apply_lora(llm, cfg.lora)
         model = EmotionLLaMA(cfg, visual_encoder, llm, tokenizer=None if meta else load_tokenizer(cfg.llm))
-    if cfg.gradient_checkpointing:
-        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    set_activation_checkpointing(llm, cfg.activation_checkpointing, cfg.activation_checkpointing_k)
     if cfg.checkpoint and not meta:
         load_trainable(model, cfg.checkpoint, partial=cfg.checkpoint_partial)
     return model
@@ -114,13 +114,59 @@ def apply_lora(llm: torch.nn.Module, cfg: LoraConfig) -> torch.nn.Module:
     )
     # Wrapping reads transformers' deprecated `is_gradient_checkpointing` property inside peft itself
     # (peft 0.21.2, the newest release: PeftModel.__init__ does `getattr(model,
-    # "is_gradient_checkpointing", True)`); this code enables checkpointing with
-    # `gradient_checkpointing_enable` and never reads that property. The FutureWarning is about
+    # "is_gradient_checkpointing", True)`); this code checkpoints with its own wrapper
+    # (`set_activation_checkpointing`) and never reads that property. The FutureWarning is about
     # peft's source, not ours, so it is silenced here and only here; remove this once peft reads
     # `is_activation_checkpointing`.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
         return peft.get_peft_model(llm, lora)
+
+
+def checkpointed_modules(llm: torch.nn.Module, mode: str, k: int = 2) -> list[torch.nn.Module]:
+    """The modules of `llm` whose forward `mode` recomputes (ACTIVATION_CHECKPOINTING): decoder layers
+    (all, or 0, k, 2k, ...) or every layer's `mlp`."""
+    if mode == "none":
+        return []
+    causal_lm = llm.get_base_model() if isinstance(llm, peft.PeftModel) else llm
+    layers = list(getattr(causal_lm.get_decoder(), "layers", []))
+    if not layers:
+        raise ValueError(f"model.activation_checkpointing={mode}: {type(causal_lm).__name__} has no decoder `layers` list")
+    if mode == "every_layer":
+        return layers
+    if mode == "every_k":
+        return layers[::k]
+    if any(getattr(layer, "mlp", None) is None for layer in layers):
+        raise ValueError(f"model.activation_checkpointing=mlp_only: the decoder layers of {type(causal_lm).__name__} "
+                         "have no `mlp`; use every_layer or every_k")
+    return [layer.mlp for layer in layers]
+
+
+def set_activation_checkpointing(llm: torch.nn.Module, mode: str, k: int = 2) -> None:
+    """Recompute the forward of the modules `mode` chooses in the backward pass (torch.utils.checkpoint,
+    non-reentrant: LoRA weights inside them get their gradients, nothing needs `requires_grad` inputs).
+
+    The module's own `forward` is wrapped on the instance, so parameter and state-dict names do not
+    change (checkpoints stay loadable). Only training forwards with gradients are checkpointed; a
+    forward with a KV cache (generation) runs as it is. Calling it again replaces the previous choice.
+    """
+    for module in llm.modules():
+        if getattr(module.__dict__.get("forward"), "activation_checkpointed", False):
+            del module.forward  # the class's forward again
+    for module in checkpointed_modules(llm, mode, k):
+        module.forward = _checkpointed(module)
+
+
+def _checkpointed(module: torch.nn.Module):
+    forward = module.forward
+
+    def run(*args, **kwargs):
+        if module.training and torch.is_grad_enabled() and kwargs.get("past_key_values") is None:
+            return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+
+    run.activation_checkpointed = True
+    return run
 
 
 def load_tokenizer(cfg: LLMConfig):

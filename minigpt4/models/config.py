@@ -8,6 +8,11 @@ from typing import Any, ClassVar, Optional
 from minigpt4.models.feature_layout import FEATURE_ORDER, RELEASE_ENCODER_NAMES, FeatureLayout
 from minigpt4.models.prompt_format import PROMPT_FORMATS
 
+# Which parts of the LLM recompute their forward in the backward pass instead of keeping activations
+# (docs/training.md, "Batching and activation checkpointing"): none | every_layer | every_k (decoder
+# layers 0, k, 2k, ...) | mlp_only (the MLP of every layer).
+ACTIVATION_CHECKPOINTING = ("none", "every_layer", "every_k", "mlp_only")
+
 
 @dataclass
 class VisionConfig:
@@ -94,7 +99,9 @@ class ModelConfig:
     dtype: str = "bf16"  # frozen weights and autocast: fp32 | bf16 | fp16
     checkpoint: Optional[str] = None  # trainable weights: our .safetensors or a released .pth
     checkpoint_partial: bool = False  # True for MiniGPT-v2 weights: tensors it lacks keep their init
-    gradient_checkpointing: bool = False
+    activation_checkpointing: str = "none"
+    activation_checkpointing_k: int = 2  # every_k: layers 0, k, 2k, ... are checkpointed
+    gradient_checkpointing: bool = False  # the older key: true = activation_checkpointing every_layer
     max_txt_len: int = 1024  # cap on target tokens, as in the release
     # "token": mean over all target tokens of the optimizer step, across micro-steps and processes
     # (the release, without its per-micro-step averaging). "sample": mean per sample,
@@ -106,13 +113,22 @@ class ModelConfig:
     prompt_format: str = "llama2_inst"
 
     BOUNDS: ClassVar[dict[str, str]] = {"feature_dim": ">0", "num_features": ">=0", "patches_per_token": ">0",
-                                        "max_txt_len": ">0"}
+                                        "max_txt_len": ">0", "activation_checkpointing_k": ">0"}
 
     def __post_init__(self) -> None:
         if self.prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"model.prompt_format must be one of {', '.join(PROMPT_FORMATS)}, not {self.prompt_format!r}")
         if self.loss_reduction not in ("token", "sample"):
             raise ValueError(f"model.loss_reduction must be token or sample, not {self.loss_reduction!r}")
+        if self.activation_checkpointing not in ACTIVATION_CHECKPOINTING:
+            raise ValueError(f"model.activation_checkpointing must be one of {', '.join(ACTIVATION_CHECKPOINTING)}, "
+                             f"not {self.activation_checkpointing!r}")
+        if self.gradient_checkpointing:
+            if self.activation_checkpointing not in ("none", "every_layer"):
+                raise ValueError(
+                    f"model.gradient_checkpointing: true (every layer) contradicts model.activation_checkpointing: "
+                    f"{self.activation_checkpointing}; remove gradient_checkpointing (activation_checkpointing replaces it)")
+            self.activation_checkpointing = "every_layer"
         if self.dtype not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"model.dtype must be fp32, bf16 or fp16, not {self.dtype!r}")
         unknown = sorted(set(self.feature_slots) - set(FEATURE_ORDER))

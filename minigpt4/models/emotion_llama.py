@@ -24,6 +24,7 @@ from minigpt4.models.feature_layout import FEATURE_ORDER
 from minigpt4.models.config import ModelConfig
 from minigpt4.models.kv_cache import PreallocatedCache
 from minigpt4.models.prompt_format import end_of_answer_id
+from minigpt4.models.vision_towers import frame_tokens
 
 KV_CACHES = ("preallocated", "dynamic", "static")  # EmotionLLaMA.generate's kv_cache
 
@@ -144,11 +145,9 @@ class EmotionLLaMA(nn.Module):
         return {k: v for k, v in self.state_dict().items() if k in trainable}
 
     # ----------------------------------------------------------------------------------- inputs
-    @torch.no_grad()
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Frozen EVA tokens [B, 1 + N, width] (CLS first), before `ln_vision`: what the cache stores."""
-        param = next(self.visual_encoder.parameters())
-        return self.visual_encoder.forward_features(images.to(param.device, param.dtype))
+        return frame_tokens(self.visual_encoder, images)
 
     def encode_visual(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """All visual tokens [B, P + F + 1, H] of the batch and which of them are present [B, P + F + 1]."""
@@ -161,7 +160,7 @@ class EmotionLLaMA(nn.Module):
         # Projections always run (on zero rows when no clip has an image) so every trainable
         # parameter takes part in every step, as DistributedDataParallel requires.
         expected = n_patch * self.cfg.patches_per_token
-        if batch.get("image_embeds") is not None:
+        if batch.get("image_embeds") is not None:  # cached tokens (fp32 / fp16 / bf16): cast below, as live ones
             vis = batch["image_embeds"][image_present]
         elif batch.get("images") is not None and image_present.any():
             vis = self.encode_image(batch["images"][image_present])

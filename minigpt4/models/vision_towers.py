@@ -113,6 +113,20 @@ def build_vision_tower(cfg: VisionConfig) -> nn.Module:
     return VISION_ENCODERS.get(cfg.arch)(cfg)
 
 
+def frozen_frame_tower(cfg: VisionConfig, dtype: torch.dtype) -> nn.Module:
+    """The tower as the model holds it: in the model's dtype, eval mode, no gradients. The model
+    builder and the EVA cache builder both take it from here, so cached tokens are the live ones."""
+    return build_vision_tower(cfg).to(dtype).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def frame_tokens(tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """Frozen tokens [B, 1 + N, width] (summary token first, before the model's `ln_vision`) of
+    `processors.EvaImageTransform` pixels: what the model encodes live and what the EVA cache stores."""
+    param = next(tower.parameters())
+    return tower.forward_features(pixels.to(param.device, param.dtype))
+
+
 def _check_dims(cfg: VisionConfig, found: dict[str, int], source: str) -> None:
     """Each `model.vision.<key>` must equal what the weights hold (`found`)."""
     for key, value in found.items():

@@ -43,7 +43,8 @@ from minigpt4.training.grpo_step import (
     GRPOTask, check_grpo_config, check_grpo_data, metric_means, reduce_sums, stream_positions, write_reward_curve,
 )
 from minigpt4.training.optim import build_optimizer, learning_rate, set_learning_rate
-from minigpt4.training.sampling import EpochSampler
+from minigpt4.training.batching import LengthTable, padding_counts
+from minigpt4.training.sampling import EpochSampler, LengthGroupedBatchSampler
 from minigpt4.training.step import forward_backward
 
 log = logging.getLogger("train")
@@ -57,7 +58,7 @@ def build_train_set(cfg: TrainRunConfig, image_size: int, val_sets: dict | None 
     if not cfg.datasets:
         raise ConfigError("the config has no `datasets:` to train on (add at least one dataset entry)")
     parts = [build_dataset(d, EvaImageTransform(image_size), train=True, seed=cfg.run.seed,
-                           feature_layout=cfg.model.feature_layout) for d in cfg.datasets.values()]
+                           feature_layout=cfg.model.feature_layout, vision=cfg.model.vision) for d in cfg.datasets.values()]
     val_names = {clip_key(r.name) for v in (val_sets or {}).values() for r in v.records}
     removed: dict[str, int] = {}
     for name, part in zip(cfg.datasets, parts):
@@ -131,13 +132,17 @@ class LogWindow:
         self.count = torch.zeros((), device=device)
         self.grad_norm = torch.zeros((), device=device)
         self.task_sums: dict[str, torch.Tensor] = {}  # a task's own sums (grpo: rewards, KL, ...)
+        self.real_tokens, self.positions = 0, 0  # this rank's batches, counted on the CPU: padding = 1 - real / positions
         self.steps, self.t0 = 0, time.perf_counter()
 
     def add_task_sums(self, sums: dict[str, torch.Tensor]) -> None:
         for key, value in sums.items():
             self.task_sums[key] = self.task_sums.get(key, 0) + value.detach().float()
 
-    def add(self, loss_sum: torch.Tensor, count: torch.Tensor, grad_norm: torch.Tensor) -> None:
+    def add(self, loss_sum: torch.Tensor, count: torch.Tensor, grad_norm: torch.Tensor,
+            tokens: tuple[int, int] = (0, 0)) -> None:
+        self.real_tokens += tokens[0]
+        self.positions += tokens[1]
         self.loss_sum += loss_sum
         self.count += count
         self.grad_norm += grad_norm.detach().float()
@@ -147,6 +152,7 @@ class LogWindow:
         for total in (self.loss_sum, self.count, self.grad_norm):
             total.zero_()
         self.task_sums = {}
+        self.real_tokens, self.positions = 0, 0
         self.steps, self.t0 = 0, time.perf_counter()
 
 
@@ -170,7 +176,7 @@ class TrainRecipe:
         resume_from = find_resume_checkpoint(self.run_dir, run.resume, run.start_fresh)
         self.val_sets = {
             name: build_dataset(d, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=run.seed,
-                                feature_layout=cfg.model.feature_layout)
+                                feature_layout=cfg.model.feature_layout, vision=cfg.model.vision)
             for name, d in cfg.val_datasets.items()
         }
         self.train_set, self.val_clips_removed = build_train_set(cfg, cfg.model.vision.image_size, self.val_sets)
@@ -191,6 +197,7 @@ class TrainRecipe:
             1, len(self.train_set) // (run.batch_size * info.world_size * self.micro_per_step))
         self.total_steps = run.max_epochs * self.steps_per_epoch
         self.weights = class_balanced_weights(self.train_set) if run.class_balanced else None
+        self.lengths = LengthTable(self.train_set, self.collator) if run.batching == "length_grouped" else None
 
         # grpo: the KL reference is the model as loaded (init_from), before any resume
         self.grpo = GRPOTask(cfg.grpo, self.model, labels, info, seed=run.seed, autocast_dtype=self.amp_dtype,
@@ -251,14 +258,23 @@ class TrainRecipe:
         run, info = self.cfg.run, self.info
         for part in getattr(self.train_set, "datasets", [self.train_set]):
             part.set_epoch(epoch)  # a fresh draw of instructions from the pools each epoch
-        samples_per_step = self.micro_per_step * run.batch_size
-        sampler = EpochSampler(
-            len(self.train_set), self.steps_per_epoch * samples_per_step, seed=run.seed, epoch=epoch,
-            rank=info.rank, world_size=info.world_size, start=self.state.step_in_epoch * samples_per_step,
-            weights=self.weights,
-        )
+        if self.lengths is not None:  # the same epoch stream, in micro-batches of similar length
+            batches = LengthGroupedBatchSampler(
+                len(self.train_set), self.steps_per_epoch * self.micro_per_step, run.batch_size, self.lengths,
+                seed=run.seed, epoch=epoch, group_size=run.group_size, token_budget=run.token_budget, rank=info.rank,
+                world_size=info.world_size, start=self.state.step_in_epoch * self.micro_per_step, weights=self.weights,
+            )
+            batching = {"batch_sampler": batches}
+        else:
+            samples_per_step = self.micro_per_step * run.batch_size
+            sampler = EpochSampler(
+                len(self.train_set), self.steps_per_epoch * samples_per_step, seed=run.seed, epoch=epoch,
+                rank=info.rank, world_size=info.world_size, start=self.state.step_in_epoch * samples_per_step,
+                weights=self.weights,
+            )
+            batching = {"batch_size": run.batch_size, "sampler": sampler}
         loader = torch.utils.data.DataLoader(
-            self.train_set, batch_size=run.batch_size, sampler=sampler, collate_fn=self.collator,
+            self.train_set, collate_fn=self.collator, **batching,
             num_workers=run.num_workers, pin_memory=info.device.type == "cuda",  # non_blocking copies overlap compute
         )
         return iter(loader)
@@ -272,7 +288,7 @@ class TrainRecipe:
         grad_norm = self.optimizer_update()
         state.step += 1
         state.step_in_epoch += 1
-        self.window.add(loss_sum, count, grad_norm)
+        self.window.add(loss_sum, count, grad_norm, padding_counts(micro_batches))
         self.bar.update(1)
 
     def optimizer_update(self) -> torch.Tensor:
@@ -307,13 +323,16 @@ class TrainRecipe:
         window, state, info = self.window, self.state, self.info
         if window.steps == 0:
             return
-        loss_sum = window.loss_sum.clone()
+        sums = torch.stack([window.loss_sum, torch.tensor(float(window.real_tokens), device=info.device),
+                            torch.tensor(float(window.positions), device=info.device)])
         if info.enabled:
-            torch.distributed.all_reduce(loss_sum)  # the counts are global already
-        loss_sum, count = float(loss_sum), float(window.count)
+            torch.distributed.all_reduce(sums)  # the loss count is global already
+        loss_sum, real_tokens, positions = sums.tolist()
+        count = float(window.count)
         record = {"step": state.step, "epoch": state.epoch, "loss": loss_sum / count if count else math.nan, "lr": self.lr,
                   "grad_norm": float(window.grad_norm) / window.steps, "steps": window.steps,
-                  "seconds_per_step": (time.perf_counter() - window.t0) / window.steps}
+                  "seconds_per_step": (time.perf_counter() - window.t0) / window.steps,
+                  "padding": 1.0 - real_tokens / positions if positions else 0.0}
         if self.grpo is not None:  # rewards (total, per function, std), KL, clip fraction, lengths, all-equal groups
             record.update(metric_means(reduce_sums(window.task_sums, info), list(self.grpo.weights)))
         if info.is_main:
