@@ -166,7 +166,8 @@ def build_eval_sets(cfg: EvalRunConfig, key: str, folds: Sequence[int | None], i
         dcfg = dataclasses.replace(dcfg, protocol=template.protocol, frame_choice=template.frame_choice(dcfg.frame_choice))
         dataset = build_dataset(dcfg, EvaImageTransform(cfg.model.vision.image_size), train=False, seed=cfg.run.seed,
                                 feature_layout=cfg.model.feature_layout, vision=cfg.model.vision)
-        log.info("%s%s: %s", key, f" fold {fold}" if fold is not None else "", describe(dataset))
+        log.info("%s%s%s: %s", key, f" fold {fold}" if fold is not None else "",
+                 f" without {', '.join(dcfg.drop_modalities)}" if dcfg.drop_modalities else "", describe(dataset))
         sets.append((fold, dataset))
     return sets
 
