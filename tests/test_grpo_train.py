@@ -162,6 +162,9 @@ def test_real_size_and_demo_grpo_configs_load():
     assert real.run.init_from == "outputs/stage2_fine/best/trainable.safetensors"
     demo = load_train_config(str(REPO / "train_configs/demo_stage3_grpo.yaml"))
     assert demo.run.task == "grpo" and demo.datasets["synthetic_coarse"].tasks == ["emotion"]
+    # best/ is picked on validation with all inputs and without the transcript (what the demo reports)
+    assert {name: v.drop_modalities for name, v in demo.val_datasets.items()} == {
+        "synthetic_val": [], "synthetic_val_no_transcript": ["text"]}
 
 
 def test_the_train_command_reports_a_bad_reward_as_one_line(capsys):
