@@ -291,8 +291,8 @@ def eval_drops(out: Path) -> dict[str, dict]:
 # Rough seconds per unit of work on 2 idle cores, for the plan's ETA (the summary prints the real
 # times; docs/results.md has measured runs). Every step's process also pays its start-up
 # (importing torch and transformers).
-SECONDS_PER = {"start": 6.0, "clip_made": 0.06, "clip_extracted": 0.05, "train_step": 0.06, "clip_answered": 0.01,
-               "tiny_models": 10.0}
+SECONDS_PER = {"start": 6.0, "clip_made": 0.02, "clip_extracted": 0.042, "train_step": 0.12, "clip_answered": 0.02,
+               "tiny_models": 11.0}
 # --quick: the same corpus and stages, fewer epochs, no evaluation without each input; outputs/demo_quick/
 QUICK_EPOCHS = {"stage1": 2, "stage2": 1}
 
