@@ -35,6 +35,7 @@ import csv
 import io
 import json
 import logging
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -280,7 +281,7 @@ def _splits(labels: list[str], rng: np.random.Generator) -> list[str]:
 def generate_corpus(out: str | Path, clips: int = 600, seed: int = 0, size: int = 64,
                     seconds: float = 1.0, fps: float = 8.0, workers: int | None = None) -> Path:
     """Write the corpus (see module docstring) and return its folder. `workers` processes render
-    and encode the clips (default: the usable cores); each clip depends only on (seed, index), so
+    and encode the clips (default: the usable cores, one per 100 clips at most); each clip depends only on (seed, index), so
     the corpus is the same for any number of workers."""
     if clips < 1 or size < 16 or seconds <= 0 or fps <= 0:
         raise ValueError("need clips >= 1, size >= 16, seconds > 0 and fps > 0")
@@ -290,12 +291,16 @@ def generate_corpus(out: str | Path, clips: int = 600, seed: int = 0, size: int 
     labels = [LABELS[i % len(LABELS)] for i in range(clips)]
     splits = _splits(labels, np.random.default_rng([seed, 10**6]))
     jobs = [(out, seed, i, label, split, size, frames, seconds, fps) for i, (label, split) in enumerate(zip(labels, splits))]
-    workers = min(workers or usable_cores(), clips)
+    # by default one process per usable core, but not for a small corpus (starting a worker costs ~1 s)
+    workers = min(workers or min(usable_cores(), max(1, clips // 100)), clips)
     started = time.time()
     if workers == 1:
         plans = [_make_clip(*job) for job in jobs]
-    else:  # each worker renders with one OpenCV thread: the processes share the cores
-        with ProcessPoolExecutor(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+    else:  # each worker renders with one OpenCV thread: the processes share the cores. Spawned, not
+        # forked: a fork of a process whose threads hold locks (torch, OpenMP: a test run, a notebook)
+        # can hang the child for ever.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=cv2.setNumThreads, initargs=(1,)) as pool:
             plans = list(pool.map(_make_clip, *zip(*jobs), chunksize=max(1, clips // (8 * workers))))
     _write_annotations(out, plans, frames, seed)
     log.info("wrote %d clips to %s in %.1fs (%d worker%s)", clips, out, time.time() - started, workers,
@@ -373,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=64, help="frame width and height in pixels")
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--fps", type=float, default=8.0)
-    parser.add_argument("--workers", type=int, help="processes rendering clips (default: the usable cores)")
+    parser.add_argument("--workers", type=int, help="processes rendering clips (default: the usable cores, one per 100 clips at most)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     generate_corpus(args.out, args.clips, args.seed, args.size, args.seconds, args.fps, args.workers)
