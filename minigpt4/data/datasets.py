@@ -56,7 +56,6 @@ from .unibench import UNIBENCH_SETS, read_mafw_split, read_ravdess_folder, read_
 log = logging.getLogger(__name__)
 
 MODALITIES = ("image",) + FEATURE_ORDER + ("text",)
-FRAME_EXTENSIONS = IMAGE_SUFFIXES
 
 ImageTransform = Callable[[np.ndarray], torch.Tensor]
 
@@ -179,7 +178,7 @@ class FolderMedia:
     def _missing(self, record: Record) -> str | None:
         if self.frames_dir is not None or self.videos_dir is not None:
             folder, extensions = (
-                (self.frames_dir, FRAME_EXTENSIONS) if self.frames_dir is not None else (self.videos_dir, VIDEO_SUFFIXES)
+                (self.frames_dir, IMAGE_SUFFIXES) if self.frames_dir is not None else (self.videos_dir, VIDEO_SUFFIXES)
             )
             found = next((folder / f"{record.name}{e}" for e in extensions if (folder / f"{record.name}{e}").is_file()), None)
             if found is None:

@@ -37,7 +37,7 @@ from minigpt4.common.config import ConfigError, load_config, load_section
 from minigpt4.common.distributed import DistInfo, barrier
 from minigpt4.common.io import atomic_write, file_sha256
 from minigpt4.common.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, MediaError, load_frame
-from minigpt4.common.sharding import merge_owned, rank_report_files, rank_report_path, shard_of
+from minigpt4.common.sharding import merge_owned, rank_report_files, rank_report_path, take_share
 from minigpt4.features.config import FeatureConfig
 from minigpt4.models.config import ModelConfig, VisionConfig
 from minigpt4.models.eva_cache import (FORMAT, MANIFEST_NAME, STORAGE_DTYPES, EvaCacheError, encode_tokens,
@@ -187,9 +187,9 @@ def build_eva_cache(frames: dict[str, Path], out_dir: str | Path, tower: FrameTo
     problems = dict(problems or {})
     problems.update({n: "the clip name contains '.', which a webdataset key cannot hold; rename the file"
                      for n in frames if "." in n})
-    mine = [name for name in frames if shard_of(name, world) == rank and name not in problems]
+    mine = [name for name in take_share(frames, rank, world) if name not in problems]
     report = EvaCacheReport(skipped_existing=[n for n in mine if n in cached])
-    report.failed.update({k: v for k, v in problems.items() if shard_of(k, world) == rank})
+    report.failed.update({name: problems[name] for name in take_share(problems, rank, world)})
     todo = [n for n in mine if n not in cached]
     part = rank_report_path(out_dir / REPORT_NAME, rank, world) if world > 1 else out_dir / REPORT_NAME
     if todo:
