@@ -8,7 +8,8 @@ once), so the model answers from any subset of its inputs; the evaluation with e
 removed measures how well it does, in both answer modes (generated text, scored labels).
 
 It prints its plan with an ETA first and one screen of results at the end. Every step is the
-command a user would type (printed before it runs), so the demo doubles as a walk-through. Steps
+command a user would type (printed before it runs, then run by calling that program's `main` in
+the demo's process, so the heavy imports are paid once), so the demo doubles as a walk-through. Steps
 whose outputs exist are skipped or resumed, so a second `make demo` is quick. Results go to
 `outputs/demo/results.json` and `outputs/demo/results.md`.
 
@@ -33,10 +34,11 @@ temporal, audio) replaces one. Its results go to `outputs/demo_encoders_<names>/
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import logging
 import os
 import shlex
-import subprocess
 import sys
 import textwrap
 import time
@@ -86,12 +88,23 @@ class StepFailed(Exception):
     started outside the repository."""
 
 
+# The programs the demo's steps run, by the command a user would type: each step calls the program's
+# `main` in this process, so torch, transformers and peft are imported once (~12 s a process on 2 cores).
+PROGRAMS = {"train.py": "minigpt4.cli.train", "eval_emotion.py": "minigpt4.cli.eval_emotion",
+            "minigpt4.features": "minigpt4.features.__main__"}
+
+
 def run(cmd: list[str], log: list[dict], what: str = "") -> None:
+    """Print `cmd` (python train.py ..., python -m <module> ...) and run that program's `main(argv)`
+    here; a non-zero exit status is a StepFailed."""
     print(f"\n$ {shlex.join(cmd)}", flush=True)
     start = time.perf_counter()
-    # no "Loading weights" / "Writing model shards" bars from transformers in every step (our own bars stay)
-    env = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    code = subprocess.run([sys.executable if c == "python" else c for c in cmd], env=env).returncode
+    program, argv = (cmd[2], cmd[3:]) if cmd[1] == "-m" else (cmd[1], cmd[2:])
+    main = importlib.import_module(PROGRAMS.get(program, program)).main
+    try:
+        code = main(argv) or 0
+    except SystemExit as exit_:  # argparse's usage errors
+        code = exit_.code if isinstance(exit_.code, int) else 2
     if code != 0:
         raise StepFailed(f"demo step failed with exit status {code}: {shlex.join(cmd)} (its message is above; "
                          "fix that and re-run `python -m minigpt4.demo`, finished steps are kept)")
@@ -389,8 +402,12 @@ def run_demo(argv: list[str] | None = None) -> dict:
     if not Path("train.py").is_file():
         raise StepFailed(f"run the demo from the repository root (the folder with train.py), not {Path.cwd()}")
     if args.threads is not None:
-        os.environ[THREADS_ENV] = str(args.threads)  # inherited by every step's process
+        os.environ[THREADS_ENV] = str(args.threads)  # read by every step's configure_threads
     configure_threads(threads=args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # no "Loading weights" bars in every step (ours stay)
     out = Path(f"{OUT}_quick") if args.quick else OUT
     eta = print_plan(args, out) if args.backbone == "llama2" and plan is None else 0.0
     started = time.perf_counter()

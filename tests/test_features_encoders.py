@@ -83,3 +83,32 @@ def test_missing_folder_error_says_what_to_do(tmp_path):
 def test_clip_indices_cover_the_clip():
     assert sample_clip_indices(32, 16).tolist() == [0, 2, 4, 6, 8, 10, 12, 14, 17, 19, 21, 23, 25, 27, 29, 31]
     assert sample_clip_indices(3, 4).tolist() == [0, 1, 1, 2]
+
+
+def test_tiny_hubert_frames_audio_like_the_real_one_through_a_filterbank(tiny):
+    """One convolution with the real stack's window (400 samples) and hop (320), set to band-pass
+    filters: each filter answers most to a tone at its own centre frequency, so the tiny model's
+    features tell voices apart by their spectrum (seven random thin convolutions did not)."""
+    from minigpt4.features.encoders import mel_filterbank
+
+    audio = AudioEncoder(tiny["hubert"])
+    config = audio.model.config
+    assert (tuple(config.conv_kernel), tuple(config.conv_stride)) == ((400,), (320,))
+    bank = mel_filterbank(64, 400)
+    torch.testing.assert_close(audio.model.feature_extractor.conv_layers[0].conv.weight[:, 0], bank)
+    torch.testing.assert_close(bank.norm(dim=1), torch.ones(64))
+    t = torch.arange(400, dtype=torch.float64) / 16000
+    for band, hz in ((0, 60.0), (63, 7000.0)):  # the first and last centres
+        tones = torch.stack([torch.cos(2 * torch.pi * f * t) for f in (hz, 1000.0, 3000.0)]).float()
+        response = (tones @ bank[band]).abs()
+        assert response.argmax() == 0 and response[0] > 10 * response[1:].max(), (band, response)
+    # a low and a high voice differ far more than two takes of the same voice (5x here; 0.7-1.9x with
+    # the seven random convolutions, three weight seeds)
+    seconds = np.arange(16000) / 16000
+
+    def voice(hz: float, phase: float) -> np.ndarray:
+        return sum(np.sin(k * 2 * np.pi * hz * seconds + phase) / k for k in range(1, 6)).astype(np.float32)
+
+    same = np.linalg.norm(audio.encode(voice(120, 0.0)) - audio.encode(voice(120, 1.0)))
+    other = np.linalg.norm(audio.encode(voice(120, 0.0)) - audio.encode(voice(480, 0.0)))
+    assert other > 3 * same, (same, other)

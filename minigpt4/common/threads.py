@@ -24,8 +24,6 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-import torch
-
 from minigpt4.common.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -85,6 +83,8 @@ def configure_threads(num_workers: int = 0, threads: int | None = None) -> Threa
     """Apply `plan_threads` to this process's intra-op pool and return the plan; entry points use
     `plan.workers` for their data loaders. (Processes an entry point starts decide for themselves:
     a demo step, a torchrun rank; data-loader workers run one thread, as PyTorch sets them.)"""
+    import torch  # here, not at the top: the corpus's render workers use `usable_cores` without torch
+
     plan = plan_threads(num_workers, threads)
     torch.set_num_threads(plan.threads)
     if plan.workers != num_workers:

@@ -19,6 +19,7 @@ run exactly the code path of the real models.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -428,12 +429,36 @@ def _tiny_hubert_like(name: str, config_name: str, model_name: str):
     def build(out: Path, hidden: int, image_size: int) -> Path:
         import transformers
 
-        # the real model's conv strides (320 samples = 20 ms a frame) with thin channels
+        # The real model frames audio by a 400-sample window every 320 samples (20 ms) through seven
+        # learned convolutions; the tiny one does it with one convolution of the same window and hop,
+        # set to a band-pass filterbank (roughly what a trained first layer learns). Seven *random*
+        # thin convolutions scramble the spectrum: a linear probe then reads the demo's voices at ~0.54
+        # accuracy (7 voice classes), with the filterbank at ~0.88 (docs/results.md).
         config = getattr(transformers, config_name)(
-            **_tiny_shared(hidden), conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-            feat_extract_norm="layer", do_stable_layer_norm=True)
-        return _save(getattr(transformers, model_name)(config), out / name)
+            **_tiny_shared(hidden), conv_dim=(64,), conv_kernel=(400,), conv_stride=(320,), conv_bias=False,
+            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
+            do_stable_layer_norm=True)
+        model = getattr(transformers, model_name)(config)
+        conv = model.feature_extractor.conv_layers[0].conv
+        with torch.no_grad():
+            conv.weight.copy_(mel_filterbank(conv.out_channels, conv.kernel_size[0])[:, None])
+        return _save(model, out / name)
     return build
+
+
+def mel_filterbank(bands: int, width: int, sample_rate: int = 16000, low_hz: float = 60.0,
+                   high_hz: float = 7000.0) -> torch.Tensor:
+    """[bands, width] Hann-windowed cosines at mel-spaced centre frequencies, unit norm each: a
+    convolution with these splits a waveform into frequency bands (a stand-in for a trained front end)."""
+    mel = torch.linspace(_hz_to_mel(low_hz), _hz_to_mel(high_hz), bands, dtype=torch.float64)
+    centres = 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+    t = torch.arange(width, dtype=torch.float64) / sample_rate
+    filters = torch.hann_window(width, periodic=False, dtype=torch.float64) * torch.cos(2 * math.pi * centres[:, None] * t)
+    return (filters / filters.norm(dim=1, keepdim=True)).float()
+
+
+def _hz_to_mel(hz: float) -> float:
+    return 2595.0 * math.log10(1.0 + hz / 700.0)
 
 
 def _tiny_whisper(out: Path, hidden: int, image_size: int) -> Path:
