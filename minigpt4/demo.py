@@ -44,10 +44,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from minigpt4.common.config import load_config
 from minigpt4.common.threads import THREADS_ENV, configure_threads
-from minigpt4.features.config import FeatureConfig
-from minigpt4.run_config import load_train_config
+
+# Nothing heavy at module level: the corpus step's worker processes are spawned, and a spawned
+# child imports the parent's main module (this one) before it can render a clip; torch,
+# transformers and peft load when the first step that needs them runs.
 
 OUT = Path("outputs/demo")
 DATA = OUT / "data"
@@ -193,6 +194,9 @@ def run_encoders(plan: dict[str, str], steps: list[dict], started: float) -> dic
     for kind in ("local", "temporal", "audio"):
         if plan[kind] != RELEASE[kind]:
             feature_options += [f"{kind}_encoder={TINY_ENCODERS / plan[kind]}", f"encoders.{kind}.name={plan[kind]}"]
+    from minigpt4.common.config import load_config
+    from minigpt4.features.config import FeatureConfig
+
     folders = {kind: load_config(FeatureConfig, "minigpt4/configs/features/tiny.yaml", feature_options).output_folder(kind)
                for kind in ("local", "temporal", "audio")}
     run(["python", "-m", "minigpt4.features", "extract", "--videos", str(DATA / "videos"), "--out", str(DATA),
@@ -302,16 +306,18 @@ def eval_drops(out: Path) -> dict[str, dict]:
 
 
 # Rough seconds per unit of work on 2 idle cores, for the plan's ETA (the summary prints the real
-# times; docs/results.md has measured runs). Every step's process also pays its start-up
-# (importing torch and transformers).
-SECONDS_PER = {"start": 6.0, "clip_made": 0.02, "clip_extracted": 0.042, "train_step": 0.12, "clip_answered": 0.02,
-               "tiny_models": 11.0}
+# times; docs/results.md has measured runs: 2026-12-02 evening, 163 s). The steps run in this
+# process, so torch / transformers / peft load once ("imports").
+SECONDS_PER = {"imports": 8.0, "start": 2.0, "clip_made": 0.021, "clip_extracted": 0.031, "train_step": 0.082,
+               "clip_answered": 0.012, "tiny_models": 2.0}
 # --quick: the same corpus and stages, fewer epochs, no evaluation without each input; outputs/demo_quick/
 QUICK_EPOCHS = {"stage1": 2, "stage2": 1}
 
 
 def stage_epochs(cfg_path: str) -> tuple[int, int]:
     """(epochs, optimizer steps per epoch) of a demo stage config, for the plan."""
+    from minigpt4.run_config import load_train_config
+
     cfg = load_train_config(cfg_path)
     clips = max(1, sum(1 for _ in open(DATA / "train.txt"))) if (DATA / "train.txt").is_file() else 700
     per_epoch = cfg.run.iters_per_epoch or max(1, clips * len(next(iter(cfg.datasets.values())).tasks) // cfg.run.batch_size)
@@ -338,11 +344,11 @@ def print_plan(args: argparse.Namespace, out: Path) -> float:
     rows.append((f"evaluate on the test split: all inputs{'' if args.quick else ', then without each input'} "
                  f"({evals} pass{'es' if evals != 1 else ''}, the model built once)",
                  SECONDS_PER["start"] + evals * test_clips * SECONDS_PER["clip_answered"]))
-    eta = sum(seconds for _, seconds in rows)
+    eta = SECONDS_PER["imports"] + sum(seconds for _, seconds in rows)
     print(f"Demo plan ({'--quick, ' if args.quick else ''}outputs under {out}/; steps whose outputs exist are skipped):")
     for i, (what, seconds) in enumerate(rows, 1):
         print(f"  {i}. {what}  ~{seconds:.0f} s")
-    print(f"ETA ~{eta / 60:.1f} min on 2 idle cores (a busy machine takes longer)", flush=True)
+    print(f"ETA ~{eta / 60:.1f} min on 2 idle cores, with ~{SECONDS_PER['imports']:.0f} s of loading torch and transformers once (a busy machine takes longer)", flush=True)
     return eta
 
 
@@ -409,8 +415,8 @@ def run_demo(argv: list[str] | None = None) -> dict:
 
     transformers_logging.disable_progress_bar()  # no "Loading weights" bars in every step (ours stay)
     out = Path(f"{OUT}_quick") if args.quick else OUT
+    started = time.perf_counter()  # the total includes the imports the steps need (~8 s on 2 cores)
     eta = print_plan(args, out) if args.backbone == "llama2" and plan is None else 0.0
-    started = time.perf_counter()
     steps: list[dict] = []
 
     if not (DATA / "corpus.json").is_file():
