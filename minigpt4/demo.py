@@ -44,11 +44,14 @@ import textwrap
 import time
 from pathlib import Path
 
+from minigpt4.common.config import load_config
 from minigpt4.common.threads import THREADS_ENV, configure_threads
+from minigpt4.features.config import FeatureConfig
+from minigpt4.run_config import load_train_config
 
-# Nothing heavy at module level: the corpus step's worker processes are spawned, and a spawned
-# child imports the parent's main module (this one) before it can render a clip; torch,
-# transformers and peft load when the first step that needs them runs.
+# Nothing here may import torch at module level (the config modules above do not): the corpus
+# step's worker processes are spawned, and a spawned child imports the parent's main module (this
+# one) before it renders a clip. torch, transformers and peft load with the first step that needs them.
 
 OUT = Path("outputs/demo")
 DATA = OUT / "data"
@@ -194,9 +197,6 @@ def run_encoders(plan: dict[str, str], steps: list[dict], started: float) -> dic
     for kind in ("local", "temporal", "audio"):
         if plan[kind] != RELEASE[kind]:
             feature_options += [f"{kind}_encoder={TINY_ENCODERS / plan[kind]}", f"encoders.{kind}.name={plan[kind]}"]
-    from minigpt4.common.config import load_config
-    from minigpt4.features.config import FeatureConfig
-
     folders = {kind: load_config(FeatureConfig, "minigpt4/configs/features/tiny.yaml", feature_options).output_folder(kind)
                for kind in ("local", "temporal", "audio")}
     run(["python", "-m", "minigpt4.features", "extract", "--videos", str(DATA / "videos"), "--out", str(DATA),
@@ -316,8 +316,6 @@ QUICK_EPOCHS = {"stage1": 2, "stage2": 1}
 
 def stage_epochs(cfg_path: str) -> tuple[int, int]:
     """(epochs, optimizer steps per epoch) of a demo stage config, for the plan."""
-    from minigpt4.run_config import load_train_config
-
     cfg = load_train_config(cfg_path)
     clips = max(1, sum(1 for _ in open(DATA / "train.txt"))) if (DATA / "train.txt").is_file() else 700
     per_epoch = cfg.run.iters_per_epoch or max(1, clips * len(next(iter(cfg.datasets.values())).tasks) // cfg.run.batch_size)

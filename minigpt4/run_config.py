@@ -15,8 +15,7 @@ from typing import Any, ClassVar, Mapping, Optional, Sequence
 
 from minigpt4.common.config import load_config
 from minigpt4.data.config import DatasetConfig
-from minigpt4.models.config import ModelConfig
-from minigpt4.models.emotion_llama import KV_CACHES
+from minigpt4.models.config import KV_CACHES, ModelConfig
 
 
 SCHEDULES = ("cosine_after_warmup", "release")

@@ -8,6 +8,8 @@ from typing import Any, ClassVar, Optional
 from minigpt4.models.feature_layout import FEATURE_ORDER, RELEASE_ENCODER_NAMES, FeatureLayout
 from minigpt4.models.prompt_format import PROMPT_FORMATS
 
+KV_CACHES = ("preallocated", "dynamic", "static")  # EmotionLLaMA.generate's kv_cache (run.kv_cache)
+
 # Which parts of the LLM recompute their forward in the backward pass instead of keeping activations
 # (docs/training.md, "Batching and activation checkpointing"): none | every_layer | every_k (decoder
 # layers 0, k, 2k, ...) | mlp_only (the MLP of every layer).

@@ -21,12 +21,11 @@ import torch
 from torch import nn
 
 from minigpt4.models.feature_layout import FEATURE_ORDER
-from minigpt4.models.config import ModelConfig
+from minigpt4.models.config import KV_CACHES, ModelConfig
 from minigpt4.models.kv_cache import PreallocatedCache
 from minigpt4.models.prompt_format import end_of_answer_id
 from minigpt4.models.vision_towers import frame_tokens
 
-KV_CACHES = ("preallocated", "dynamic", "static")  # EmotionLLaMA.generate's kv_cache
 
 Batch = dict[str, Any]
 
