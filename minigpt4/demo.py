@@ -346,7 +346,8 @@ def print_plan(args: argparse.Namespace, out: Path) -> float:
     print(f"Demo plan ({'--quick, ' if args.quick else ''}outputs under {out}/; steps whose outputs exist are skipped):")
     for i, (what, seconds) in enumerate(rows, 1):
         print(f"  {i}. {what}  ~{seconds:.0f} s")
-    print(f"ETA ~{eta / 60:.1f} min on 2 idle cores, with ~{SECONDS_PER['imports']:.0f} s of loading torch and transformers once (a busy machine takes longer)", flush=True)
+    print(f"ETA ~{eta / 60:.1f} min on 2 idle cores, with ~{SECONDS_PER['imports']:.0f} s of loading torch and "
+          "transformers once (a busy machine takes longer)", flush=True)
     return eta
 
 
