@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -32,9 +34,6 @@ def test_a_failed_step_stops_the_demo_with_its_exit_status(tmp_path, capsys, arg
 def test_importing_the_demo_does_not_load_torch():
     """The corpus's render workers are spawned, and a spawned child imports the parent's main
     module first: `python -m minigpt4.demo` must stay light, or each worker pays torch's ~4 s."""
-    import subprocess
-    import sys
-
     probe = "import sys, minigpt4.demo; print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

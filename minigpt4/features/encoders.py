@@ -433,7 +433,7 @@ def _tiny_hubert_like(name: str, config_name: str, model_name: str):
         # learned convolutions; the tiny one does it with one convolution of the same window and hop,
         # set to a band-pass filterbank (roughly what a trained first layer learns). Seven *random*
         # thin convolutions scramble the spectrum: a linear probe then reads the demo's voices at ~0.54
-        # accuracy (7 voice classes), with the filterbank at ~0.88 (docs/results.md).
+        # accuracy (7 voice classes), with the filterbank at ~0.90 (docs/results.md).
         config = getattr(transformers, config_name)(
             **_tiny_shared(hidden), conv_dim=(64,), conv_kernel=(400,), conv_stride=(320,), conv_bias=False,
             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
